@@ -1,0 +1,46 @@
+"""What agent code imports: the agent base, records, services and errors.
+
+Imports only the standard library and pykka; how agents get processes lives
+in the `runtime` package.
+"""
+
+from actors._agent import Agent
+from actors._base import ActorBase
+from actors._context import AgentContext, current_agent_id
+from actors._errors import (
+    ActorDeadError,
+    ActorsError,
+    AgentStartError,
+    AskTimeout,
+    BrokenBarrierError,
+    LockTimeout,
+    MessageSerializationError,
+    NamespacePermissionError,
+    NoCapableAgentError,
+    RemoteError,
+    UnknownNamespaceError,
+)
+from actors._types import Event, EventType, Message, MessagePattern, StateVersion
+
+__all__ = [
+    "ActorBase",
+    "ActorDeadError",
+    "ActorsError",
+    "Agent",
+    "AgentContext",
+    "AgentStartError",
+    "AskTimeout",
+    "BrokenBarrierError",
+    "Event",
+    "EventType",
+    "LockTimeout",
+    "Message",
+    "MessagePattern",
+    "MessageSerializationError",
+    "NamespacePermissionError",
+    "NoCapableAgentError",
+    "RemoteError",
+    "StateVersion",
+    "UnknownNamespaceError",
+    "current_agent_id",
+]

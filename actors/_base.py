@@ -1,0 +1,155 @@
+"""The pykka actor every agent and service is built on.
+
+It adds three things to `pykka.ThreadingActor`, all through pykka's own
+hooks so that any host (a thread, an OS process, Ray) runs it unchanged:
+
+- deferred replies: a handler may take the reply of the message it is
+  handling (`_defer_reply`) and answer later, so a lock can park a waiter
+  without blocking its own mailbox;
+- introspection for proxies in other processes (`Introspect`);
+- delivery of event/topic callbacks registered in this process (`Deliver`),
+  so a handler runs in mailbox order with the actor's other messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import pykka
+
+if TYPE_CHECKING:
+    from pykka._envelope import Envelope
+
+__all__ = [
+    "ActorBase",
+    "Deliver",
+    "HandlerActor",
+    "Introspect",
+    "find_handler_id",
+    "register_handler",
+    "unregister_handler",
+]
+
+logger = logging.getLogger("actors")
+
+
+class Introspect(NamedTuple):
+    """Ask an actor which public attributes it has and which are callable."""
+
+
+class Deliver(NamedTuple):
+    """Run the handler registered under `handler_id` in this process."""
+
+    handler_id: str
+    args: tuple[Any, ...]
+
+
+# Handlers live in the process that subscribed them; only their id travels.
+_handlers: dict[str, Callable[..., Any]] = {}
+_handler_ids = itertools.count()
+_handlers_lock = threading.Lock()
+
+
+def register_handler(handler: Callable[..., Any]) -> str:
+    """Keep `handler` in this process and return the id that reaches it."""
+    with _handlers_lock:
+        handler_id = f"{os.getpid()}:{next(_handler_ids)}"
+        _handlers[handler_id] = handler
+    return handler_id
+
+
+def unregister_handler(handler_id: str) -> None:
+    with _handlers_lock:
+        _handlers.pop(handler_id, None)
+
+
+def find_handler_id(handler: Callable[..., Any]) -> str | None:
+    """The id under which `handler` (compared by ==) was registered here."""
+    with _handlers_lock:
+        for handler_id, known in _handlers.items():
+            if known == handler:
+                return handler_id
+    return None
+
+
+class _Inbox:
+    """A FIFO mailbox that remembers the envelope being handled.
+
+    Invariant: `current` is the envelope most recently taken by the actor's
+    own loop, so a handler can reach its own reply future.
+    """
+
+    __slots__ = ("_queue", "current")
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Envelope[Any]] = queue.SimpleQueue()
+        self.current: Envelope[Any] | None = None
+
+    def put(self, envelope: Envelope[Any], /) -> None:
+        self._queue.put(envelope)
+
+    def get(self) -> Envelope[Any]:
+        envelope = self._queue.get()
+        self.current = envelope
+        return envelope
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
+
+
+class ActorBase(pykka.ThreadingActor):
+    """A pykka threading actor with deferred replies and remote introspection.
+
+    `__init__` runs in the process (and thread) that creates the actor;
+    `on_start`, the handlers and `on_stop` run in the actor's own thread.
+    """
+
+    use_daemon_thread = True  # never keep an interpreter alive on its own
+
+    @staticmethod
+    def _create_actor_inbox() -> _Inbox:
+        return _Inbox()
+
+    def _defer_reply(self) -> pykka.Future[Any] | None:
+        """Take the reply of the message being handled, to answer it later.
+
+        Returns None for a tell. The caller must eventually `set` or
+        `set_exception` the future it got, or the asker waits to its timeout.
+        """
+        envelope = self.actor_inbox.current  # type: ignore[attr-defined]
+        if envelope is None:
+            return None
+        reply, envelope.reply_to = envelope.reply_to, None
+        return reply
+
+    def _handle_receive(self, message: Any) -> Any:
+        if isinstance(message, Deliver):
+            handler = _handlers.get(message.handler_id)
+            if handler is None:
+                return None  # unsubscribed while the delivery was in flight
+            try:
+                return handler(*message.args)
+            except Exception:
+                # A failing handler must not stop the actor nor the others.
+                logger.exception("handler %s failed in %s", message.handler_id, self)
+                return None
+        if isinstance(message, Introspect):
+            return {
+                name: callable(getattr(self, name, None))
+                for name in dir(self)
+                if not name.startswith("_")
+            }
+        return super()._handle_receive(message)
+
+
+class HandlerActor(ActorBase):
+    """An actor of its own for handlers subscribed outside any agent."""

@@ -1,0 +1,85 @@
+"""What an agent sees of the system: `self.ctx`, and who "I" am in a process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AgentContext",
+    "current_agent_id",
+    "delivery_ref",
+    "set_current_agent_id",
+    "set_delivery_ref_factory",
+]
+
+_process_agent_id = "runtime"
+_local = threading.local()
+
+
+def current_agent_id() -> str:
+    """The id that writes and lock grants default to in the calling thread.
+
+    An agent's process sets it to the agent's id; in the runtime's own process
+    it is ``"runtime"``.
+    """
+    return getattr(_local, "agent_id", _process_agent_id)
+
+
+def set_current_agent_id(agent_id: str, *, thread_only: bool = False) -> None:
+    """Set the default id for this process (or only for the calling thread)."""
+    global _process_agent_id
+    if thread_only:
+        _local.agent_id = agent_id
+    else:
+        _process_agent_id = agent_id
+
+
+_delivery_ref_factory: Callable[[], Any] | None = None
+
+
+def set_delivery_ref_factory(factory: Callable[[], Any] | None) -> None:
+    """Set how this process gets a ref that runs subscribed handlers.
+
+    An agent's process answers with the agent's own ref (handlers run in its
+    mailbox order); the runtime's process starts a handler actor.
+    """
+    global _delivery_ref_factory
+    _delivery_ref_factory = factory
+
+
+def delivery_ref() -> Any:
+    """A ref whose actor runs `Deliver` messages for handlers of this process."""
+    if _delivery_ref_factory is not None:
+        return _delivery_ref_factory()
+    from actors._base import HandlerActor  # noqa: PLC0415 - base imports nothing here
+
+    return HandlerActor.start()
+
+
+@dataclass
+class AgentContext:
+    """The services of the runtime an agent belongs to.
+
+    Built by the runtime in its own process and pickled into the agent's
+    process; every service here is a thin client of an actor, so it behaves
+    the same from any process.
+    """
+
+    agent_id: str
+    state: Any
+    store: Any
+    sync: Any
+    events: Any
+    comm: Any
+    capabilities: list[str] = field(default_factory=list)
+    _peer: Callable[[str], Any] | None = field(default=None, repr=False)
+
+    def peer(self, agent_id: str) -> Any:
+        """An `AgentRef` to another agent of the same runtime, by name."""
+        if self._peer is None:
+            msg = "this context has no way to reach peers"
+            raise RuntimeError(msg)
+        return self._peer(agent_id)

@@ -1,0 +1,112 @@
+"""The project's errors: one root, each named for what happened.
+
+Leaf module: imports only pykka (so the two pykka-compatible errors can also
+be caught as their pykka counterparts by code written for plain pykka).
+"""
+
+from __future__ import annotations
+
+import pykka
+
+__all__ = [
+    "ActorDeadError",
+    "ActorsError",
+    "AgentStartError",
+    "AskTimeout",
+    "BrokenBarrierError",
+    "LockTimeout",
+    "MessageSerializationError",
+    "NamespacePermissionError",
+    "NoCapableAgentError",
+    "RemoteError",
+    "UnknownNamespaceError",
+]
+
+
+class ActorsError(Exception):
+    """Root of every error this project raises."""
+
+
+class ActorDeadError(ActorsError, pykka.ActorDeadError):
+    """The actor is not running: stopped, crashed, or its process is gone.
+
+    Raised at once to every pending ask of an actor whose process died, rather
+    than after the ask's timeout.
+    """
+
+
+class AskTimeout(ActorsError, pykka.Timeout):
+    """No reply arrived within the ask's timeout; the actor may still be busy."""
+
+
+class NoCapableAgentError(ActorsError):
+    """No live agent has the capability a task asked for."""
+
+    def __init__(self, task_type: str, known: list[str] | None = None) -> None:
+        self.task_type = task_type
+        self.known = sorted(known or [])
+        have = ", ".join(self.known) or "none"
+        super().__init__(
+            f"no live agent has capability {task_type!r} (capabilities present: {have})"
+        )
+
+    def __reduce__(self):  # travels between processes with its fields intact
+        return (type(self), (self.task_type, self.known))
+
+
+class UnknownNamespaceError(ActorsError, ValueError):
+    """A state namespace was used before `create_namespace` made it."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        super().__init__(f"unknown namespace {namespace!r}; create it first")
+
+    def __reduce__(self):
+        return (type(self), (self.namespace,))
+
+
+class NamespacePermissionError(ActorsError, PermissionError):
+    """A writer not listed in the namespace's `writers` tried to write."""
+
+    def __init__(self, namespace: str, writer: str) -> None:
+        self.namespace = namespace
+        self.writer = writer
+        super().__init__(f"{writer!r} may not write to namespace {namespace!r}")
+
+    def __reduce__(self):
+        return (type(self), (self.namespace, self.writer))
+
+
+class LockTimeout(ActorsError, TimeoutError):
+    """`with lock:` could not acquire the lock within its timeout."""
+
+
+class BrokenBarrierError(ActorsError):
+    """A barrier broke: a party died or the barrier was reset while waiting."""
+
+
+class MessageSerializationError(ActorsError, TypeError):
+    """A message could not be pickled; raised in the sender, nothing was sent."""
+
+
+class AgentStartError(ActorsError):
+    """An agent process could not be started (it died before `on_start` ended)."""
+
+
+class RemoteError(ActorsError):
+    """An exception raised in another process that could not travel as itself.
+
+    `remote_type` names the original exception's class and `remote_traceback`
+    holds the traceback text as formatted in the process that raised it.
+    """
+
+    def __init__(self, remote_type: str, message: str, remote_traceback: str) -> None:
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+        super().__init__(f"{remote_type}: {message}")
+
+    def __reduce__(self):  # keep all three fields when pickled again
+        return (
+            type(self),
+            (self.remote_type, str(self.args[0]).partition(": ")[2], self.remote_traceback),
+        )

@@ -1,0 +1,161 @@
+"""The event bus with history, and the design's reactive coordination.
+
+The bus is one actor: `emit` appends to a bounded history, keeps
+`shared/active_agents` and `shared/task:{id}:completed` current, then tells
+each subscriber. A subscriber is a ref plus a handler id; the handler itself
+never leaves the process that subscribed it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pykka.messages import ProxyCall
+
+from actors._base import ActorBase, Deliver, find_handler_id, register_handler, unregister_handler
+from actors._client import ServiceClient
+from actors._context import current_agent_id, delivery_ref
+from actors._types import Event, EventType
+
+__all__ = ["EventBus", "EventsClient", "emit_told"]
+
+logger = logging.getLogger("actors")
+
+
+def emit_told(bus: Any, source: str, event_type: EventType, payload: dict[str, Any]) -> None:
+    """Emit without waiting (for actors that must never block on the bus)."""
+    bus.tell(ProxyCall(("emit",), (Event(type=event_type, source=source, payload=payload),), {}))
+
+
+def _as_type(event_type: EventType | str | None) -> EventType | None:
+    if event_type is None or isinstance(event_type, EventType):
+        return event_type
+    try:
+        return EventType(event_type)
+    except ValueError:
+        try:
+            return EventType[str(event_type).upper()]
+        except KeyError:
+            names = ", ".join(t.name for t in EventType)
+            msg = f"unknown event type {event_type!r}; one of {names}"
+            raise ValueError(msg) from None
+
+
+class EventBus(ActorBase):
+    """Actor keeping the event history and the subscriptions.
+
+    `state` is a `StateClient` for reactive coordination (None: off).
+    """
+
+    def __init__(self, *, max_history: int = 1000, state: Any = None) -> None:
+        super().__init__()
+        self._history: deque[Event] = deque(maxlen=max_history)
+        self._state = state
+        # event type (None = every type) -> subscription id -> (owner, ref, handler id)
+        self._subs: dict[EventType | None, dict[int, tuple[str, Any, str]]] = {}
+        self._ids = itertools.count(1)
+
+    def emit(self, event: Event) -> Event:
+        self._history.append(event)
+        self._coordinate(event)
+        for subs in (self._subs.get(event.type, {}), self._subs.get(None, {})):
+            for sub_id, (_owner, ref, handler_id) in list(subs.items()):
+                try:
+                    ref.tell(Deliver(handler_id, (event,)))
+                except Exception:  # the subscriber is gone: drop it, keep the rest
+                    logger.info("dropping subscriber %s of %s", handler_id, event.type)
+                    subs.pop(sub_id, None)
+        return event
+
+    def _coordinate(self, event: Event) -> None:
+        if self._state is None:
+            return
+        try:
+            agent = event.payload.get("agent_id", event.source)
+            if event.type is EventType.AGENT_JOINED:
+                self._state.update("shared", "active_agents", _adding(agent), updater="event_bus")
+            elif event.type is EventType.AGENT_LEFT:
+                self._state.update("shared", "active_agents", _removing(agent), updater="event_bus")
+                self._drop_owner(agent)
+            elif event.type is EventType.TASK_COMPLETED and "task_id" in event.payload:
+                key = f"task:{event.payload['task_id']}:completed"
+                self._state.set("shared", key, True, updater="event_bus")
+        except Exception:
+            logger.exception("reactive coordination failed for %s", event)
+
+    def _drop_owner(self, owner: str) -> None:
+        for subs in self._subs.values():
+            for sub_id in [s for s, (o, _r, _h) in subs.items() if o == owner]:
+                del subs[sub_id]
+
+    def subscribe(self, event_type: EventType | None, owner: str, ref: Any, handler_id: str) -> int:
+        sub_id = next(self._ids)
+        self._subs.setdefault(event_type, {})[sub_id] = (owner, ref, handler_id)
+        return sub_id
+
+    def unsubscribe(self, event_type: EventType | None, handler_id: str) -> bool:
+        subs = self._subs.get(event_type, {})
+        found = [s for s, (_o, _r, h) in subs.items() if h == handler_id]
+        for sub_id in found:
+            del subs[sub_id]
+        return bool(found)
+
+    def get_history(
+        self, event_type: EventType | None = None, source: str | None = None, limit: int = 100
+    ) -> list[Event]:
+        rows = [
+            e
+            for e in self._history
+            if (event_type is None or e.type is event_type) and (source is None or e.source == source)
+        ]
+        return rows[-limit:] if limit else []
+
+
+def _adding(agent: str) -> Callable[[Any], list[str]]:
+    return lambda old: [*(a for a in (old or []) if a != agent), agent]
+
+
+def _removing(agent: str) -> Callable[[Any], list[str]]:
+    return lambda old: [a for a in (old or []) if a != agent]
+
+
+class EventsClient(ServiceClient):
+    """`rt.events` / `self.ctx.events` from any process."""
+
+    def emit(
+        self,
+        source: str,
+        event_type: EventType | str,
+        payload: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Event:
+        event = Event(type=_as_type(event_type), source=source, payload=dict(payload or {}), metadata=dict(metadata or {}))
+        return self._call("emit", event)
+
+    def subscribe(self, event_type: EventType | str | None, handler: Callable[[Event], Any]) -> int:
+        """Call `handler(event)` for each event of `event_type` (None: all).
+
+        Inside an agent the handler runs in the agent's own process, between
+        its other messages; elsewhere it runs in an actor of its own.
+        """
+        if not callable(handler):
+            msg = f"handler must be callable, got {handler!r}"
+            raise TypeError(msg)
+        handler_id = register_handler(handler)
+        return self._call("subscribe", _as_type(event_type), current_agent_id(), delivery_ref(), handler_id)
+
+    def unsubscribe(self, event_type: EventType | str | None, handler: Callable[[Event], Any]) -> bool:
+        handler_id = find_handler_id(handler)
+        if handler_id is None:
+            return False
+        unregister_handler(handler_id)
+        return self._call("unsubscribe", _as_type(event_type), handler_id)
+
+    def get_history(
+        self, event_type: EventType | str | None = None, source: str | None = None, limit: int = 100
+    ) -> list[Event]:
+        return self._call("get_history", _as_type(event_type), source, limit)

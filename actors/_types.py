@@ -1,0 +1,85 @@
+"""Plain records that travel between actors: messages, events, state versions.
+
+Leaf module: standard library only. Every record is a frozen dataclass so it
+pickles cheaply and can't be changed after another actor has seen it.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Event", "EventType", "Message", "MessagePattern", "StateVersion"]
+
+
+class MessagePattern(enum.Enum):
+    """How a message travels: the design's channels plus fire-and-forget."""
+
+    REQUEST_REPLY = "request_reply"
+    PUBLISH_SUBSCRIBE = "pub_sub"
+    FIRE_AND_FORGET = "fire_forget"
+    STREAMING = "streaming"
+
+
+class EventType(enum.Enum):
+    """The eight kinds of event on the event bus."""
+
+    TASK_CREATED = "task_created"
+    TASK_STARTED = "task_started"
+    TASK_COMPLETED = "task_completed"
+    TASK_FAILED = "task_failed"
+    AGENT_JOINED = "agent_joined"
+    AGENT_LEFT = "agent_left"
+    STATE_CHANGED = "state_changed"
+    ERROR_OCCURRED = "error_occurred"
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message on one of the communication channels.
+
+    `correlation_id` ties a reply or a stream chunk to the message it answers.
+    """
+
+    sender: str
+    payload: Any
+    recipient: str | None = None
+    pattern: MessagePattern = MessagePattern.REQUEST_REPLY
+    topic: str | None = None
+    correlation_id: str | None = None
+    id: str = field(default_factory=_new_id)
+    timestamp: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened, as kept in the event bus's history."""
+
+    type: EventType
+    source: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=_new_id)
+    timestamp: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class StateVersion:
+    """One stored value with the version that wrote it.
+
+    `version` starts at 1 for a new key and grows by one on every write;
+    `checksum` is a digest of the pickled value, to spot divergent replicas.
+    """
+
+    value: Any
+    version: int
+    timestamp: float
+    updated_by: str
+    checksum: str

@@ -1,0 +1,12 @@
+"""What launches agents: the `Runtime`, cross-process refs and the CLI.
+
+Agents run one per OS process (forkserver children); the runtime's
+process hosts the registry, the supervisor and the shared services.
+"""
+
+from runtime._ref import AgentProxy, AgentRef
+from runtime._runtime import MultiAgentSystem, Runtime
+
+__version__ = "0.1.0"
+
+__all__ = ["AgentProxy", "AgentRef", "MultiAgentSystem", "Runtime", "__version__"]

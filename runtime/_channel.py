@@ -1,0 +1,194 @@
+"""The sending side: one authenticated connection per (thread, peer process).
+
+A thread that asks and then waits reads its own reply off its own
+connection, so a blocking ask costs no hop through a reader thread. Futures
+handed to other threads still work: whoever waits first reads for everyone
+(leader/follower), parking replies that belong to others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Client
+from typing import Any
+
+import pykka
+
+from actors import ActorDeadError, AskTimeout
+from runtime._serialization import loads
+from runtime._wire import REPLY, decode_header
+
+__all__ = ["AskFuture", "Channel", "PeerGone", "local_waiter"]
+
+_request_ids = itertools.count(1)
+
+
+class PeerGone(ConnectionError):
+    """The process at the other end could not be reached or went away."""
+
+
+class Channel:
+    """One connection to one peer process, used by one thread to send."""
+
+    def __init__(self, address: str, authkey: bytes) -> None:
+        self.address = address
+        try:
+            self._conn = Client(address, family="AF_UNIX", authkey=authkey)
+        except (OSError, EOFError) as exc:
+            raise PeerGone(f"can't connect to {address}: {exc}") from exc
+        self._cond = threading.Condition(threading.Lock())
+        self._reading = False
+        self._replies: dict[int, tuple[bool, Any]] = {}
+        self._abandoned: set[int] = set()
+        self.closed = False
+
+    def next_id(self) -> int:
+        return next(_request_ids)
+
+    def send(self, frame: bytes) -> None:
+        if self.closed:
+            raise PeerGone(f"connection to {self.address} is closed")
+        try:
+            self._conn.send_bytes(frame)
+        except OSError as exc:
+            self._close()
+            raise PeerGone(f"lost connection to {self.address}: {exc}") from exc
+
+    def _close(self) -> None:
+        self.closed = True
+        try:
+            self._conn.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        with self._cond:
+            self._close()
+            self._cond.notify_all()
+
+    def wait(self, request_id: int, timeout: float | None, what: str) -> Any:
+        """Block until the reply to `request_id` arrives; return or raise it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._abandoned.discard(request_id)
+            while True:
+                if request_id in self._replies:
+                    return _outcome(self._replies.pop(request_id))
+                if self.closed:
+                    msg = f"{what} died before answering"
+                    raise ActorDeadError(msg)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self._abandoned.add(request_id)  # drop its reply if it comes late
+                    msg = f"{what} did not answer within {timeout} s"
+                    raise AskTimeout(msg)
+                if self._reading:  # another thread reads for us: wait for news
+                    self._cond.wait(remaining)
+                    continue
+                self._reading = True
+                self._cond.release()
+                try:
+                    self._read_one(remaining)
+                finally:
+                    self._cond.acquire()
+                    self._reading = False
+                    self._cond.notify_all()
+
+    def _read_one(self, timeout: float | None) -> None:
+        # Called without the condition held; only one thread at a time.
+        try:
+            if not self._conn.poll(timeout):
+                return
+            frame = self._conn.recv_bytes()
+        except (EOFError, OSError):
+            self._close()
+            return
+        kind, request_id, _name, body = decode_header(frame)
+        if kind != REPLY:
+            return
+        try:
+            outcome = loads(body)
+        except Exception as exc:  # noqa: BLE001 - report it to the asker
+            outcome = (False, exc)
+        with self._cond:
+            if request_id in self._abandoned:
+                self._abandoned.discard(request_id)
+            else:
+                self._replies[request_id] = outcome
+
+
+def _outcome(outcome: tuple[bool, Any]) -> Any:
+    ok, value = outcome
+    if ok:
+        return value
+    if isinstance(value, pykka.ActorDeadError) and not isinstance(value, ActorDeadError):
+        raise ActorDeadError(str(value)) from value
+    raise value
+
+
+class AskFuture(pykka.Future[Any]):
+    """A pykka future whose value comes from `waiter(timeout)`.
+
+    The outcome is kept once known, so `get()` may be called again. Built
+    without a waiter (as pykka's `map`/`join`/`filter` do) it is a plain
+    future driven by its get hook.
+    """
+
+    def __init__(self, waiter: Callable[[float | None], Any] | None = None) -> None:
+        super().__init__()
+        self._waiter = waiter
+        self._outcome: tuple[bool, Any] | None = None
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        if self._get_hook is not None:
+            return super().get(timeout=timeout)
+        if self._outcome is None:
+            if self._waiter is None:
+                msg = "this future has nothing to wait for"
+                raise RuntimeError(msg)
+            try:
+                self._outcome = (True, self._waiter(timeout))
+            except AskTimeout:
+                raise  # not an outcome: a later get() may still succeed
+            except Exception as exc:  # noqa: BLE001
+                self._outcome = (False, exc)
+        ok, value = self._outcome
+        if ok:
+            return value
+        raise value
+
+    @classmethod
+    def failed(cls, exc: BaseException) -> AskFuture:
+        future = cls()
+        future._outcome = (False, exc)
+        return future
+
+    def set(self, value: Any = None) -> None:
+        self._outcome = (True, value)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        exc = (exc_info or sys.exc_info())[1]
+        self._outcome = (False, exc)
+
+
+def local_waiter(future: pykka.Future[Any], what: str) -> Callable[[float | None], Any]:
+    """Wait on a pykka future of an actor in this process, with our errors."""
+
+    def wait(timeout: float | None) -> Any:
+        try:
+            return future.get(timeout=timeout)
+        except pykka.Timeout as exc:
+            if isinstance(exc, AskTimeout):
+                raise
+            msg = f"{what} did not answer within {timeout} s"
+            raise AskTimeout(msg) from None
+        except pykka.ActorDeadError as exc:
+            if isinstance(exc, ActorDeadError):
+                raise
+            raise ActorDeadError(f"{what} is not running: {exc}") from None
+
+    return wait

@@ -1,0 +1,134 @@
+"""The `actors` command line (also `python -m runtime`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from actors import Event, EventType
+from runtime._spec import LaunchSpec, SpecError, agent_names, load_spec
+
+__all__ = ["main"]
+
+_EPILOG = """examples:
+  actors run examples/quickstart.toml     run the agents and tasks of a spec
+  actors run my_team:build                call build(runtime) to spawn agents
+  python -m runtime --version
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from runtime import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="actors",
+        description="Run teams of agents, each in its own process.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"actors {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the agents of SPEC, run its tasks or serve until stopped")
+    run.add_argument("spec", help="a TOML spec file, or module:callable taking the Runtime")
+    run.add_argument("--quiet", action="store_true", help="print only task results")
+    run.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    return parser
+
+
+class _Printer:
+    def __init__(self, quiet: bool, as_json: bool) -> None:
+        self.quiet, self.as_json = quiet, as_json
+        self._lock = threading.Lock()
+
+    def line(self, kind: str, text: str, **fields: Any) -> None:
+        if self.quiet and kind not in ("result", "failed"):
+            return
+        with self._lock:
+            if self.as_json:
+                print(json.dumps({"event": kind, **fields}, default=repr), flush=True)
+            else:
+                print(text, flush=True)
+
+    def event(self, event: Event) -> None:
+        p = event.payload
+        if event.type is EventType.AGENT_JOINED:
+            restarts = p.get("restarts", 0)
+            note = f" (restart {restarts})" if restarts else ""
+            self.line("joined", f"joined  {p.get('agent_id')} {p.get('capabilities', [])}{note}", **p)
+        elif event.type is EventType.AGENT_LEFT:
+            self.line("left", f"left    {p.get('agent_id')}: {p.get('reason')}", **p)
+
+
+def _run(spec: LaunchSpec, printer: _Printer) -> int:
+    from runtime import Runtime
+
+    try:
+        rt = Runtime(**spec.runtime)
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        raise SpecError(f"{spec.source} [runtime]: {exc}") from None
+    with rt:
+        rt.events.subscribe(EventType.AGENT_JOINED, printer.event)
+        rt.events.subscribe(EventType.AGENT_LEFT, printer.event)
+        if spec.setup is not None:
+            spec.setup(rt)
+        for agent in spec.agents:
+            for name in agent_names(agent):
+                rt.spawn(agent.cls, name, capabilities=agent.capabilities, **agent.options)
+        if spec.tasks:
+            return _run_tasks(rt, spec.tasks, printer)
+        return _serve(printer)
+
+
+def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer) -> int:
+    failures = 0
+
+    def one(index_task: tuple[int, dict[str, Any]]) -> None:
+        nonlocal failures
+        index, table = index_task
+        task = {"id": table.get("id", f"task-{index + 1}"), "type": table["type"], "payload": table.get("payload")}
+        try:
+            result = rt.submit_task(task, retries=table.get("retries", 1), timeout=table.get("timeout"))
+        except Exception as exc:  # noqa: BLE001 - reported, counted, not raised
+            failures += 1
+            printer.line("failed", f"failed  {task['id']} ({task['type']}): {type(exc).__name__}: {exc}",
+                         task_id=task["id"], error=f"{type(exc).__name__}: {exc}")
+        else:
+            printer.line("result", f"result  {task['id']} ({task['type']}): {result}", task_id=task["id"], result=result)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(tasks), 8))) as pool:
+        list(pool.map(one, enumerate(tasks)))
+    printer.line("done", f"done    {len(tasks) - failures}/{len(tasks)} tasks succeeded")
+    return 1 if failures else 0
+
+
+def _serve(printer: _Printer) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    printer.line("serving", "serving until SIGINT or SIGTERM")
+    while not stop.wait(0.5):
+        pass
+    printer.line("stopping", "stopping")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    printer = _Printer(args.quiet, args.json)
+    try:
+        spec = load_spec(args.spec)
+        return _run(spec, printer)
+    except SpecError as exc:
+        print(f"actors: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The process host: a pykka actor whose loop is an OS process's main thread.
+
+`agent_main` runs in a fresh process made by the forkserver. It builds the
+process's node, then starts the agent class through pykka's own hooks:
+`_start_actor_loop` runs the loop in this (main) thread, so the process
+lives exactly as long as the actor, and `_actor_loop_setup` reports the
+outcome of `on_start` to the runtime before the first message is handled.
+
+A watchdog thread holds the control pipe from the runtime: when it reads
+EOF the runtime's process is gone, and the agent process exits by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pykka
+
+from actors import AgentContext
+from actors._context import set_current_agent_id, set_delivery_ref_factory
+from runtime._node import Node
+from runtime._ref import AgentRef
+from runtime._serialization import dumps, exception_payload, loads
+
+__all__ = ["BootSpec", "ProcessHost", "agent_main"]
+
+logger = logging.getLogger("runtime")
+
+EXIT_FAILED = 3  # the actor stopped because a told message raised
+
+
+@dataclass
+class BootSpec:
+    """Everything an agent process needs, pickled once by the runtime."""
+
+    name: str
+    agent_cls: type
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    ctx: AgentContext
+    runtime_id: str
+    authkey: bytes
+    rundir: str
+    registry_address: str
+    sys_path: list[str]
+
+
+class ProcessHost(pykka.Actor):
+    """Mixin placed before the user's agent class in the agent's process.
+
+    Which process runs what: `__init__`, `on_start`, every handler and
+    `on_stop` all run in the agent's own process; `__init__` in its main
+    thread, the rest in the same thread as the actor loop.
+    """
+
+    _node: Node
+    _control: Connection
+    _failed = False
+
+    def _start_actor_loop(self) -> None:
+        self._actor_loop()  # blocks: this thread is the actor's thread
+
+    def _actor_loop_setup(self) -> None:
+        self._node.host(self.ctx.agent_id, self.actor_ref)
+        try:
+            self.on_start()
+        except Exception as exc:  # noqa: BLE001 - spawn raises it in the runtime
+            self._report(("error", exception_payload(exc)))
+            pykka.ActorRegistry.unregister(self.actor_ref)
+            self.actor_stopped.set()
+            return
+        self._report(("ready", self._node.address))
+
+    def _report(self, outcome: tuple[str, Any]) -> None:
+        try:
+            self._control.send_bytes(dumps(outcome, "startup report"))
+        except OSError:
+            os._exit(1)  # the runtime went away while we were starting
+
+    def _handle_failure(self, *exc_info: Any) -> None:
+        type(self)._failed = True  # one hosted class per process: the exit code reads it
+        super()._handle_failure(*exc_info)
+
+
+def _watch_runtime(control: Connection) -> None:
+    # The runtime never writes after start-up; EOF means its process is gone.
+    try:
+        while True:
+            control.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
+
+
+def agent_main(boot: bytes, control: Connection) -> None:
+    """Entry point of an agent process (the forkserver's child)."""
+    spec: BootSpec = loads(boot)
+    sys.path[:0] = [p for p in spec.sys_path if p not in sys.path]
+    set_current_agent_id(spec.name)
+    node = Node(spec.runtime_id, spec.authkey, spec.rundir, spec.registry_address)
+    own_ref = AgentRef(spec.name, node.address, spec.runtime_id)
+    set_delivery_ref_factory(lambda: own_ref)
+    threading.Thread(target=_watch_runtime, args=(control,), name="runtime-watch", daemon=True).start()
+    cls = spec.agent_cls
+    hosted = type(
+        cls.__name__,
+        (ProcessHost, cls),
+        {
+            "ctx": spec.ctx,
+            "capabilities": spec.ctx.capabilities,
+            "_node": node,
+            "_control": control,
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+        },
+    )
+    failed = False
+    try:
+        hosted.start(*spec.args, **spec.kwargs)  # returns when the actor stops
+        failed = hosted._failed
+    except Exception as exc:  # noqa: BLE001 - __init__ raised: spawn raises it
+        try:
+            control.send_bytes(dumps(("error", exception_payload(exc)), "startup report"))
+        except OSError:
+            pass
+        failed = True
+    finally:
+        node.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_FAILED if failed else 0)

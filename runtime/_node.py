@@ -1,0 +1,249 @@
+"""One node per process and runtime: where other processes deliver messages.
+
+A node listens on a Unix socket inside the runtime's private directory
+(mode 0700; socket 0600). Every connection proves it holds the runtime's
+secret (HMAC challenge both ways) before a single byte is unpickled. Each
+inbound connection has a reader thread that puts envelopes straight into
+the mailbox of the named actor hosted here; replies go back on the same
+connection from the actor's thread.
+
+The runtime's own node is also the registry: it knows which node hosts
+each name, and answers LOOKUP frames for the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import sys
+import threading
+import uuid
+from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+from typing import Any
+
+import pykka
+from pykka._envelope import Envelope
+
+from actors import ActorDeadError
+from runtime._channel import Channel, PeerGone
+from runtime._serialization import dumps, exception_payload, loads
+from runtime._wire import ASK, LOOKUP, REPLY, STATS, TELL, decode_header, encode
+
+__all__ = ["Node", "RemoteReply", "node_for"]
+
+logger = logging.getLogger("runtime")
+
+# runtime id -> this process's node for that runtime (how unpickled refs bind)
+_NODES: dict[str, Node] = {}
+
+
+def node_for(runtime_id: str) -> Node:
+    node = _NODES.get(runtime_id)
+    if node is None:
+        msg = f"runtime {runtime_id} is not running in or reachable from this process"
+        raise ActorDeadError(msg)
+    return node
+
+
+class RemoteReply(pykka.Future[Any]):
+    """The reply future of an ask that came from another process.
+
+    Setting it sends a REPLY frame back on the connection the ask came in
+    on; a value that can't be pickled is answered with the pickling error.
+    """
+
+    __slots__ = ("_conn", "_lock", "_request_id", "_sent")
+
+    def __init__(self, conn: Connection, lock: threading.Lock, request_id: int) -> None:
+        super().__init__()
+        self._conn, self._lock, self._request_id = conn, lock, request_id
+        self._sent = False
+
+    def set(self, value: Any = None) -> None:
+        try:
+            body = dumps((True, value), "reply")
+        except Exception as exc:  # noqa: BLE001 - the asker gets the reason
+            body = dumps((False, exc))
+        self._send(body)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        exc = (exc_info or sys.exc_info())[1]
+        try:
+            body = dumps((False, exception_payload(exc)), "exception")
+        except Exception as error:  # noqa: BLE001
+            body = dumps((False, error))
+        self._send(body)
+
+    def _send(self, body: bytes) -> None:
+        if self._sent:
+            raise pykka.Timeout("reply already sent")  # as pykka: set twice is an error
+        self._sent = True
+        frame = encode(REPLY, self._request_id, "", body)
+        try:
+            with self._lock:
+                self._conn.send_bytes(frame)
+        except OSError:
+            pass  # the asker's process is gone; nobody is waiting
+
+
+class Node:
+    """The listener, hosted actors and outbound connections of one process."""
+
+    def __init__(
+        self,
+        runtime_id: str,
+        authkey: bytes,
+        rundir: str,
+        registry_address: str | None = None,
+    ) -> None:
+        self.runtime_id = runtime_id
+        self.authkey = authkey
+        self.address = os.path.join(rundir, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock")
+        self.is_registry = registry_address is None
+        self.registry_address = registry_address or self.address
+        self.local: dict[str, pykka.ActorRef[Any]] = {}
+        self.names: dict[str, str] = {}  # registry only: name -> node address
+        self._tls = threading.local()
+        self._conns: set[Connection] = set()
+        self._closed = False
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            self._sock.bind(self.address)
+        finally:
+            os.umask(old_umask)
+        self._sock.listen(128)
+        _NODES[runtime_id] = self
+        threading.Thread(target=self._accept_loop, name="node-accept", daemon=True).start()
+
+    # -- hosting ----------------------------------------------------------
+
+    def host(self, name: str, ref: pykka.ActorRef[Any]) -> None:
+        """Make the local actor `ref` reachable by `name` from other processes."""
+        self.local[name] = ref
+        if self.is_registry:
+            self.names[name] = self.address
+
+    def unhost(self, name: str) -> None:
+        self.local.pop(name, None)
+        if self.is_registry:
+            self.names.pop(name, None)
+
+    # -- inbound ----------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                sock, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), name="node-conn", daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        _recv_timeout(sock, 10)  # a peer that stalls the handshake is dropped
+        conn = Connection(sock.detach())
+        try:
+            deliver_challenge(conn, self.authkey)
+            answer_challenge(conn, self.authkey)
+        except Exception:  # noqa: BLE001 - wrong key, garbage or a stall
+            logger.warning("refused a connection without the runtime's key")
+            conn.close()
+            return
+        _recv_timeout(socket.socket(fileno=conn.fileno()), 0, detach=True)
+        self._conns.add(conn)
+        send_lock = threading.Lock()
+        try:
+            while True:
+                try:
+                    frame = conn.recv_bytes()
+                except (EOFError, OSError):
+                    return
+                self._dispatch(conn, send_lock, frame)
+        finally:
+            self._conns.discard(conn)
+            conn.close()
+
+    def _dispatch(self, conn: Connection, send_lock: threading.Lock, frame: bytes) -> None:
+        kind, request_id, name, body = decode_header(frame)
+        reply = RemoteReply(conn, send_lock, request_id) if kind != TELL else None
+        try:
+            if kind == LOOKUP:
+                reply.set(self.names.get(name))
+                return
+            if kind == STATS:
+                reply.set({n: _depth(r) for n, r in self.local.items()})
+                return
+            message = loads(body)
+            ref = self.local.get(name)
+            if ref is None or not ref.is_alive():
+                if reply is not None:
+                    raise ActorDeadError(f"no actor named {name!r} is running here")
+                logger.info("dropped a tell to %r: not running here", name)
+                return
+            ref.actor_inbox.put(Envelope(message, reply_to=reply))
+        except Exception:
+            if reply is not None:
+                reply.set_exception()
+            else:
+                logger.exception("could not deliver a tell to %r", name)
+
+    # -- outbound ---------------------------------------------------------
+
+    def channel(self, address: str) -> Channel:
+        """This thread's connection to the node at `address`."""
+        channels = self._tls.__dict__.setdefault("channels", {})
+        channel = channels.get(address)
+        if channel is None or channel.closed:
+            channel = channels[address] = Channel(address, self.authkey)
+        return channel
+
+    def forget_channel(self, address: str) -> None:
+        self._tls.__dict__.setdefault("channels", {}).pop(address, None)
+
+    def request(self, address: str, kind: int, name: str, body: bytes, timeout: float | None) -> Any:
+        """Send one ASK-like frame and wait for its reply (registry, stats)."""
+        channel = self.channel(address)
+        request_id = channel.next_id()
+        channel.send(encode(kind, request_id, name, body))
+        return channel.wait(request_id, timeout, f"node {address}")
+
+    def lookup(self, name: str) -> str | None:
+        """The address of the node hosting `name`, or None if none does."""
+        if self.is_registry:
+            return self.names.get(name)
+        try:
+            return self.request(self.registry_address, LOOKUP, name, b"", 30.0)
+        except (PeerGone, ActorDeadError) as exc:
+            msg = f"the runtime is gone (looking up {name!r}): {exc}"
+            raise ActorDeadError(msg) from exc
+
+    def close(self) -> None:
+        """Stop listening and drop every connection (peers see EOF)."""
+        self._closed = True
+        if _NODES.get(self.runtime_id) is self:
+            del _NODES[self.runtime_id]
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        for conn in list(self._conns):
+            conn.close()
+        try:
+            os.unlink(self.address)
+        except OSError:
+            pass
+
+
+def _recv_timeout(sock: socket.socket, seconds: int, *, detach: bool = False) -> None:
+    # SO_RCVTIMEO keeps the descriptor blocking (Connection reads it with
+    # os.read); 0 means wait forever, for the conversation after the handshake.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, 0))
+    if detach:
+        sock.detach()
+
+
+def _depth(ref: pykka.ActorRef[Any]) -> int:
+    inbox = ref.actor_inbox
+    return inbox.qsize() if hasattr(inbox, "qsize") else 0

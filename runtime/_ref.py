@@ -1,0 +1,202 @@
+"""`AgentRef`: a pykka-style ref that works from any process of a runtime.
+
+A ref is a name plus the address of the node that hosted it when last
+seen. It pickles as (name, address, runtime id) and binds, wherever it is
+unpickled, to that process's node of the same runtime. Sending goes
+straight to the hosting process (no broker); if that process is gone the
+ref asks the registry where the name lives now, so it follows the agent
+through restarts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pykka
+from pykka.messages import ProxyCall, ProxyGetAttr, ProxySetAttr, _ActorStop
+
+from actors import ActorDeadError
+from actors._base import Introspect
+from runtime._channel import AskFuture, PeerGone, local_waiter
+from runtime._node import Node, node_for
+from runtime._serialization import dumps
+from runtime._wire import ASK, TELL, encode
+
+__all__ = ["AgentProxy", "AgentRef"]
+
+
+class AgentRef:
+    """Reference to an agent (or service actor) of a runtime, by name.
+
+    `tell`, `ask`, `proxy`, `is_alive` and `stop` behave as pykka's, across
+    processes. Errors: `ActorDeadError` when the actor isn't running (also
+    for asks pending when its process dies), `AskTimeout` on timeout,
+    `MessageSerializationError` before sending a message that can't be
+    pickled.
+    """
+
+    __slots__ = ("_address", "_runtime_id", "name")
+
+    def __init__(self, name: str, address: str | None, runtime_id: str) -> None:
+        self.name = name
+        self._address = address
+        self._runtime_id = runtime_id
+
+    def __reduce__(self) -> Any:
+        return (AgentRef, (self.name, self._address, self._runtime_id))
+
+    def __repr__(self) -> str:
+        return f"<AgentRef {self.name!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, AgentRef)
+            and other.name == self.name
+            and other._runtime_id == self._runtime_id
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self._runtime_id))
+
+    # -- routing ----------------------------------------------------------
+
+    def _resolve(self, node: Node, stale: str | None) -> str:
+        """The current address of the name; raises if nothing hosts it."""
+        address = node.lookup(self.name)
+        if address is None:
+            msg = f"no agent named {self.name!r} is running"
+            raise ActorDeadError(msg)
+        if address == stale:
+            msg = f"agent {self.name!r} is not reachable (its process is gone)"
+            raise ActorDeadError(msg)
+        self._address = address
+        return address
+
+    def _send(self, node: Node, kind: int, body: bytes) -> tuple[Any, int]:
+        """Send a frame to the hosting node, re-resolving once if it is gone."""
+        address = self._address or self._resolve(node, None)
+        for attempt in (1, 2):
+            try:
+                channel = node.channel(address)
+                request_id = channel.next_id() if kind == ASK else 0
+                channel.send(encode(kind, request_id, self.name, body))
+            except PeerGone:
+                node.forget_channel(address)
+                if attempt == 2:
+                    raise ActorDeadError(f"agent {self.name!r} is not reachable") from None
+                address = self._resolve(node, address)
+            else:
+                return channel, request_id
+        raise AssertionError("unreachable")
+
+    # -- pykka's ref interface --------------------------------------------
+
+    def tell(self, message: Any) -> None:
+        """Send `message` without waiting; order is kept per sending thread."""
+        node = node_for(self._runtime_id)
+        local = node.local.get(self.name)
+        if local is not None:
+            try:
+                local.tell(message)
+            except pykka.ActorDeadError:
+                raise ActorDeadError(f"agent {self.name!r} is not running") from None
+            return
+        self._send(node, TELL, dumps(message))
+
+    def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
+        """Send `message` and wait for the reply (or get a future if not `block`)."""
+        node = node_for(self._runtime_id)
+        what = f"agent {self.name!r}"
+        local = node.local.get(self.name)
+        if local is not None:
+            future = AskFuture(local_waiter(local.ask(message, block=False), what))
+        else:
+            body = dumps(message)  # fails here, before anything is sent
+            try:
+                channel, request_id = self._send(node, ASK, body)
+            except ActorDeadError as exc:
+                future = AskFuture.failed(exc)
+            else:
+                future = AskFuture(lambda t: channel.wait(request_id, t, what))
+        return future.get(timeout=timeout) if block else future
+
+    def stop(self, *, block: bool = True, timeout: float | None = None) -> Any:
+        """Stop the agent after the messages already in its mailbox.
+
+        True if it was running (its `on_stop` has run when this returns),
+        False if it was already dead.
+        """
+        future = self.ask(_ActorStop(), block=False)
+
+        def converted(t: float | None) -> bool:
+            try:
+                future.get(timeout=t)
+            except ActorDeadError:
+                return False
+            return True
+
+        result = AskFuture(converted)
+        return result.get(timeout=timeout) if block else result
+
+    def is_alive(self) -> bool:
+        """Whether the name is hosted by a live actor right now."""
+        node = node_for(self._runtime_id)
+        local = node.local.get(self.name)
+        if local is not None:
+            return local.is_alive()
+        try:
+            return node.lookup(self.name) is not None
+        except ActorDeadError:
+            return False
+
+    def proxy(self) -> AgentProxy:
+        return AgentProxy(self)
+
+
+class AgentProxy:
+    """Method calls and attribute reads through the mailbox, as pykka's proxy.
+
+    `proxy.method(args)` returns a future of the result; `proxy.attr`
+    returns a future of the value; `proxy.method.defer(args)` is a tell.
+    """
+
+    def __init__(self, ref: AgentRef) -> None:
+        self._ref = ref
+        self._attrs: dict[str, bool] = ref.ask(Introspect(), timeout=30)
+
+    def __repr__(self) -> str:
+        return f"<AgentProxy for {self._ref!r}>"
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._attrs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._attrs:
+            self._attrs = self._ref.ask(Introspect(), timeout=30)
+            if name not in self._attrs:
+                msg = f"agent {self._ref.name!r} has no attribute {name!r}"
+                raise AttributeError(msg)
+        if self._attrs[name]:
+            return _MethodProxy(self._ref, name)
+        return self._ref.ask(ProxyGetAttr((name,)), block=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            self._ref.ask(ProxySetAttr((name,), value))
+
+
+class _MethodProxy:
+    __slots__ = ("_name", "_ref")
+
+    def __init__(self, ref: AgentRef, name: str) -> None:
+        self._ref, self._name = ref, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._ref.ask(ProxyCall((self._name,), args, kwargs), block=False)
+
+    def defer(self, *args: Any, **kwargs: Any) -> None:
+        self._ref.tell(ProxyCall((self._name,), args, kwargs))

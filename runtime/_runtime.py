@@ -1,0 +1,381 @@
+"""`Runtime`: launches agents into processes and hosts the shared services.
+
+The runtime's process holds the registry node, the supervisor and the
+service actors (state store, event bus, sync manager and its primitives),
+each a pykka actor with its own mailbox reachable from every agent process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import itertools
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import uuid
+from typing import Any
+
+import cloudpickle
+import psutil
+import pykka
+from pykka.messages import ProxyCall
+
+from actors import (
+    ActorDeadError,
+    Agent,
+    AgentContext,
+    EventType,
+    NoCapableAgentError,
+)
+from actors._comm import CommHub
+from actors._events import EventBus, EventsClient
+from actors._state import FlatStateClient, StateClient, StateStore
+from actors._sync import SyncClient, SyncManager
+from runtime._host import BootSpec
+from runtime._launcher import Started, reap, start_agent_process
+from runtime._node import Node
+from runtime._ref import AgentRef
+from runtime._serialization import dumps, loads
+from runtime._supervisor import RESTART_POLICIES, AgentRecord, Supervisor
+from runtime._tasks import TaskRouter
+
+__all__ = ["MultiAgentSystem", "Runtime", "peer_ref"]
+
+logger = logging.getLogger("runtime")
+
+
+def peer_ref(runtime_id: str, agent_id: str) -> AgentRef:
+    """A ref to `agent_id` of the runtime `runtime_id`, resolved on first use."""
+    if not isinstance(agent_id, str) or not agent_id:
+        msg = f"agent ids are non-empty str, got {agent_id!r}"
+        raise TypeError(msg)
+    return AgentRef(agent_id, None, runtime_id)
+
+
+class Runtime:
+    """A team of agents, each in its own OS process, and their services.
+
+    Use it as a context manager, or call `shutdown()`: either way every
+    agent's `on_stop` runs and no agent process is left behind.
+    """
+
+    def __init__(
+        self,
+        *,
+        state_path: str | None = None,
+        max_history: int = 1000,
+        backend: str = "local",
+        start_timeout: float = 60.0,
+    ) -> None:
+        if backend != "local":
+            msg = f"unknown backend {backend!r}; this version has only 'local'"
+            raise ValueError(msg)
+        if state_path is not None:
+            msg = "state_path (durable SQLite state) is not implemented yet"
+            raise NotImplementedError(msg)
+        self.id = uuid.uuid4().hex
+        self.start_timeout = start_timeout
+        self._authkey = os.urandom(32)
+        self._rundir = tempfile.mkdtemp(prefix="actors-")  # mode 0700
+        self._node = Node(self.id, self._authkey, self._rundir)
+        self._records: dict[str, AgentRecord] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+        self._services: list[pykka.ActorRef[Any]] = []
+        self._seq = itertools.count(1)
+        self._psutil: dict[int, psutil.Process] = {}
+
+        store = self._start_service(StateStore, "_state", dumps=cloudpickle.dumps, max_history=max_history)
+        bus = self._start_service(
+            EventBus, "_events", max_history=max_history, state=StateClient(self._node.local["_state"])
+        )
+        store.ask(ProxyCall(("set_event_bus",), (self._node.local["_events"],), {}))
+        sync = self._start_service(SyncManager, "_sync", spawn=self._spawn_service)
+        peer = functools.partial(peer_ref, self.id)
+        self.state = StateClient(store)
+        self.store = FlatStateClient(store)
+        self.events = EventsClient(bus)
+        self.sync = SyncClient(sync)
+        self.comm = CommHub(peer)
+        self._peer = peer
+        self._tasks = TaskRouter(self)
+        self._supervisor = Supervisor(self._on_exit, self._restart, self._on_restarted, self._on_gave_up)
+        atexit.register(self.shutdown)
+
+    # -- services ----------------------------------------------------------
+
+    def _start_service(self, cls: type[pykka.Actor], name: str, *args: Any, **kwargs: Any) -> AgentRef:
+        ref = cls.start(*args, **kwargs)
+        self._services.append(ref)
+        self._node.host(name, ref)
+        return AgentRef(name, self._node.address, self.id)
+
+    def _spawn_service(self, cls: type[pykka.Actor], name: str, *args: Any) -> AgentRef:
+        return self._start_service(cls, name, *args)
+
+    # -- agents ------------------------------------------------------------
+
+    def spawn(
+        self,
+        agent_cls: type[Agent],
+        name: str | None = None,
+        *,
+        capabilities: list[str] | None = None,
+        restart: str = "permanent",
+        max_restarts: int = 3,
+        restart_window: float = 5.0,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> AgentRef:
+        """Start `agent_cls` in a process of its own; return once `on_start` ran.
+
+        Raises what the agent's `__init__` or `on_start` raised, and
+        `MessageSerializationError` if the class or arguments can't travel.
+        """
+        self._check_open()
+        if not (isinstance(agent_cls, type) and issubclass(agent_cls, Agent)):
+            msg = f"spawn needs a subclass of actors.Agent, got {agent_cls!r}"
+            raise TypeError(msg)
+        if restart not in RESTART_POLICIES:
+            msg = f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}"
+            raise ValueError(msg)
+        if name is None:
+            name = f"{agent_cls.__name__.lower()}-{next(self._seq)}"
+        if not isinstance(name, str) or not name or name.startswith("_"):
+            msg = f"agent names are non-empty str not starting with '_', got {name!r}"
+            raise ValueError(msg)
+        caps = list(agent_cls.capabilities if capabilities is None else capabilities)
+        ctx = AgentContext(
+            agent_id=name,
+            state=self.state,
+            store=self.store,
+            sync=self.sync,
+            events=self.events,
+            comm=self.comm,
+            capabilities=caps,
+            _peer=self._peer,
+        )
+        spec = BootSpec(
+            name, agent_cls, tuple(args), dict(kwargs or {}), ctx,
+            self.id, self._authkey, self._rundir, self._node.address, list(sys.path),
+        )
+        boot = dumps(spec, f"agent {name!r} (its class or arguments)")
+        with self._lock:
+            if name in self._records and self._records[name].status not in ("stopped", "gave up"):
+                msg = f"an agent named {name!r} is already running"
+                raise ValueError(msg)
+            self._records[name] = None  # type: ignore[assignment]  # reserve the name
+        try:
+            started = start_agent_process(boot, name, self.start_timeout)
+        except BaseException:
+            with self._lock:
+                self._records.pop(name, None)
+            raise
+        record = AgentRecord(name, boot, caps, restart, max_restarts, restart_window, started)
+        with self._lock:
+            self._records[name] = record
+        self._node.names[name] = started.address
+        self._supervisor.watch(record)
+        self.events.emit(name, EventType.AGENT_JOINED, {"agent_id": name, "capabilities": caps, "restarts": 0})
+        return AgentRef(name, started.address, self.id)
+
+    def _restart(self, record: AgentRecord) -> Started:
+        return start_agent_process(record.boot, record.name, self.start_timeout)
+
+    def _on_exit(self, record: AgentRecord, reason: str, abnormal: bool) -> None:
+        if self._node.names.get(record.name) == record.started.address:
+            del self._node.names[record.name]
+        reclaimed = []
+        try:
+            reclaimed = self.sync._call("holder_died", record.name, timeout=10)
+        except Exception:  # noqa: BLE001 - the runtime may be closing
+            pass
+        try:
+            payload = {"agent_id": record.name, "reason": reason, "exit_code": record.started.process.exitcode}
+            if reclaimed:
+                payload["reclaimed_locks"] = reclaimed
+            self.events.emit(record.name, EventType.AGENT_LEFT, payload)
+        except Exception:  # noqa: BLE001
+            logger.debug("could not publish AGENT_LEFT for %s", record.name)
+
+    def _on_restarted(self, record: AgentRecord) -> None:
+        self._node.names[record.name] = record.started.address
+        self.events.emit(
+            record.name,
+            EventType.AGENT_JOINED,
+            {"agent_id": record.name, "capabilities": record.capabilities, "restarts": record.restarts},
+        )
+
+    def _on_gave_up(self, record: AgentRecord, reason: str) -> None:
+        logger.warning("agent %s: %s", record.name, reason)
+        self.events.emit(record.name, EventType.AGENT_LEFT, {"agent_id": record.name, "reason": reason})
+
+    @property
+    def agents(self) -> dict[str, AgentRef]:
+        """Running agents by id."""
+        with self._lock:
+            return {
+                name: AgentRef(name, r.started.address, self.id)
+                for name, r in self._records.items()
+                if r is not None and r.status in ("running", "restarting")
+            }
+
+    def add_agent(self, agent_id: str, capabilities: list[str], agent_cls: type[Agent] = Agent) -> AgentRef:
+        """The design's name for `spawn(agent_cls, agent_id, capabilities=...)`."""
+        return self.spawn(agent_cls, agent_id, capabilities=list(capabilities))
+
+    def remove_agent(self, agent_id: str, timeout: float = 10.0) -> bool:
+        """Stop an agent (its `on_stop` runs); False if it was not running."""
+        with self._lock:
+            record = self._records.get(agent_id)
+        if record is None or record.status not in ("running", "restarting"):
+            return False
+        self._stop_record(record, timeout)
+        return True
+
+    def _stop_record(self, record: AgentRecord, timeout: float) -> None:
+        record.status = "stopping"
+        ref = AgentRef(record.name, record.started.address, self.id)
+        try:
+            ref.stop(timeout=timeout)
+        except Exception:  # noqa: BLE001 - dead or stuck: reaped below
+            pass
+        reap(record.started.process, timeout)
+        record.status = "stopped"
+
+    def get_agent(self, agent_id: str) -> AgentRef:
+        return self._peer(agent_id)
+
+    # -- tasks -------------------------------------------------------------
+
+    def submit_task(self, task: dict[str, Any], *, retries: int = 1, timeout: float | None = None) -> Any:
+        """Run `task` on a live agent with capability `task["type"]`."""
+        return self._tasks.submit(task, retries=retries, timeout=timeout)
+
+    def map(
+        self,
+        task_type: str,
+        payloads: Any,
+        *,
+        timeout: float | None = None,
+        retries: int = 1,
+        progress: bool = False,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run one task per payload over every capable agent; results in input order."""
+        return self._tasks.map(
+            task_type, payloads, timeout=timeout, retries=retries, progress=progress,
+            return_exceptions=return_exceptions,
+        )
+
+    def _capable(self, task_type: str) -> tuple[list[str], list[str]]:
+        """Names of running agents with `task_type`, and every capability seen."""
+        with self._lock:
+            running = [r for r in self._records.values() if r is not None and r.status == "running"]
+        names = [r.name for r in running if task_type in r.capabilities]
+        return names, sorted({c for r in running for c in r.capabilities})
+
+    # -- introspection -----------------------------------------------------
+
+    def agent_info(self) -> list[dict[str, Any]]:
+        """One row per process this runtime started (psutil figures included)."""
+        with self._lock:
+            records = [r for r in self._records.values() if r is not None]
+        return [self._info(r) for r in records]
+
+    def _info(self, record: AgentRecord) -> dict[str, Any]:
+        process = record.started.process
+        alive = process.is_alive() and record.status == "running"
+        row: dict[str, Any] = {
+            "name": record.name,
+            "kind": record.kind,
+            "pid": process.pid,
+            "alive": alive,
+            "status": record.status,
+            "restarts": record.restarts,
+            "capabilities": list(record.capabilities),
+            "cpu_percent": None,
+            "rss_bytes": None,
+            "mailbox": None,
+        }
+        if not alive:
+            return row
+        try:
+            proc = self._psutil.get(process.pid)
+            if proc is None:
+                proc = self._psutil[process.pid] = psutil.Process(process.pid)
+            row["cpu_percent"] = proc.cpu_percent(None)
+            row["rss_bytes"] = proc.memory_info().rss
+        except psutil.Error:
+            pass
+        try:
+            from runtime._wire import STATS
+
+            depths = self._node.request(record.started.address, STATS, "", b"", 5.0)
+            row["mailbox"] = depths.get(record.name)
+        except Exception:  # noqa: BLE001 - it may be dying right now
+            pass
+        return row
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            msg = "this runtime has been shut down"
+            raise ActorDeadError(msg)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop every agent (running `on_stop`), every service, and reap all.
+
+        Safe to call twice; called at interpreter exit if it wasn't.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.shutdown)
+        with self._lock:
+            records = [r for r in self._records.values() if r is not None and r.status not in ("stopped", "gave up")]
+        for record in records:
+            record.status = "stopping"
+        stops = []
+        for record in records:
+            try:
+                stops.append(AgentRef(record.name, record.started.address, self.id).stop(block=False))
+            except Exception:  # noqa: BLE001
+                stops.append(None)
+        for record, future in zip(records, stops):
+            try:
+                if future is not None:
+                    future.get(timeout=timeout)
+            except Exception:  # noqa: BLE001
+                pass
+            reap(record.started.process, timeout)
+            record.status = "stopped"
+        self._supervisor.close()
+        for ref in reversed(self._services):
+            try:
+                ref.stop(timeout=timeout)
+            except pykka.ActorDeadError:
+                pass
+        self._node.close()
+        for record in records:
+            record.started.control.close()
+        shutil.rmtree(self._rundir, ignore_errors=True)
+
+    close = shutdown
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self.id[:8]} agents={sorted(self.agents)}>"
+
+
+MultiAgentSystem = Runtime

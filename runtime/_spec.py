@@ -1,0 +1,145 @@
+"""Reading a launch spec: a TOML file or `module:callable`, checked up front.
+
+Every problem becomes one `SpecError` line naming the spec and the field,
+so `actors run` never shows a traceback for a bad spec.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors import Agent
+
+__all__ = ["AgentSpec", "LaunchSpec", "SpecError", "load_spec"]
+
+_RUNTIME_KEYS = {"state_path": str, "max_history": int, "backend": str, "start_timeout": (int, float)}
+_AGENT_KEYS = {
+    "name": str, "class": str, "capabilities": list, "replicas": int, "restart": str,
+    "max_restarts": int, "restart_window": (int, float), "args": list, "kwargs": dict,
+}
+_TASK_KEYS = {"type": str, "payload": object, "id": str, "timeout": (int, float), "retries": int}
+
+
+class SpecError(Exception):
+    """A launch spec that can't be used; the message names the problem."""
+
+
+@dataclass
+class AgentSpec:
+    name: str
+    cls: type[Agent]
+    capabilities: list[str] | None = None
+    replicas: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LaunchSpec:
+    source: str
+    runtime: dict[str, Any] = field(default_factory=dict)
+    agents: list[AgentSpec] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    setup: Callable[[Any], Any] | None = None
+
+
+def _import(target: str, where: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise SpecError(f"{where}: {target!r} is not of the form module:name")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the current directory is importable
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(f"{where}: can't import module {module_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the module itself is broken
+        raise SpecError(f"{where}: importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise SpecError(f"{where}: module {module_name!r} has no {attr!r}") from None
+    return obj
+
+
+def _check_fields(table: Any, allowed: dict[str, Any], where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise SpecError(f"{where}: expected a table, got {type(table).__name__}")
+    for key, value in table.items():
+        if key not in allowed:
+            raise SpecError(f"{where}: unknown field {key!r} (known: {', '.join(sorted(allowed))})")
+        expected = allowed[key]
+        if expected is not object and (not isinstance(value, expected) or isinstance(value, bool) and expected is int):
+            names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+            raise SpecError(f"{where}: field {key!r} must be {names}, got {value!r}")
+    return table
+
+
+def load_spec(source: str) -> LaunchSpec:
+    """Parse and check `source` (a .toml path or `module:callable`)."""
+    if not source.endswith(".toml") and ":" in source and not os.path.exists(source):
+        setup = _import(source, source)
+        if not callable(setup):
+            raise SpecError(f"{source}: {setup!r} is not callable")
+        return LaunchSpec(source=source, setup=setup)
+    try:
+        with open(source, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SpecError(f"{source}: no such spec file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{source}: is a directory, not a spec file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: TOML syntax error: {exc}") from None
+    _check_fields(data, {"runtime": dict, "agents": list, "tasks": list}, source)
+    spec = LaunchSpec(source=source, runtime=_check_fields(data.get("runtime", {}), _RUNTIME_KEYS, f"{source} [runtime]"))
+    names: set[str] = set()
+    for i, table in enumerate(data.get("agents", [])):
+        where = f"{source} [[agents]] #{i + 1}"
+        _check_fields(table, _AGENT_KEYS, where)
+        for required in ("name", "class"):
+            if required not in table:
+                raise SpecError(f"{where}: missing field {required!r}")
+        cls = _import(table["class"], f"{where} class")
+        if not (isinstance(cls, type) and issubclass(cls, Agent)):
+            raise SpecError(f"{where}: {table['class']!r} is not a subclass of actors.Agent")
+        replicas = table.get("replicas", 1)
+        if replicas < 1:
+            raise SpecError(f"{where}: replicas must be at least 1, got {replicas}")
+        caps = table.get("capabilities")
+        if caps is not None and not all(isinstance(c, str) for c in caps):
+            raise SpecError(f"{where}: capabilities must be a list of strings")
+        options = {k: table[k] for k in ("restart", "max_restarts", "restart_window", "kwargs") if k in table}
+        if "args" in table:
+            options["args"] = tuple(table["args"])
+        agent = AgentSpec(table["name"], cls, caps, replicas, options)
+        for name in _replica_names(agent):
+            if name in names:
+                raise SpecError(f"{where}: agent name {name!r} is used twice")
+            names.add(name)
+        spec.agents.append(agent)
+    for i, table in enumerate(data.get("tasks", [])):
+        where = f"{source} [[tasks]] #{i + 1}"
+        _check_fields(table, _TASK_KEYS, where)
+        if "type" not in table:
+            raise SpecError(f"{where}: missing field 'type'")
+        spec.tasks.append(dict(table))
+    return spec
+
+
+def _replica_names(agent: AgentSpec) -> list[str]:
+    if agent.replicas == 1:
+        return [agent.name]
+    return [f"{agent.name}-{i}" for i in range(agent.replicas)]
+
+
+def agent_names(agent: AgentSpec) -> list[str]:
+    """The names the agent's replicas run under (`name-0`, `name-1`, ...)."""
+    return _replica_names(agent)

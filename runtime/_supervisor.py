@@ -1,0 +1,159 @@
+"""The supervisor: notices agent processes dying and applies restart policy.
+
+It waits on every agent process's sentinel at once (no polling), so a
+death is seen within milliseconds. Per Erlang/OTP: `permanent` agents are
+always restarted, `transient` ones only after an abnormal exit, `temporary`
+ones never; more than `max_restarts` restarts within `restart_window`
+seconds and the supervisor gives up on the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
+
+from runtime._launcher import Started
+
+__all__ = ["AgentRecord", "Supervisor", "exit_reason"]
+
+logger = logging.getLogger("runtime")
+
+RESTART_POLICIES = ("permanent", "transient", "temporary")
+
+
+@dataclass
+class AgentRecord:
+    """What the runtime knows of one agent, across its restarts."""
+
+    name: str
+    boot: bytes
+    capabilities: list[str]
+    restart: str
+    max_restarts: int
+    restart_window: float
+    started: Started
+    kind: str = "agent"
+    restarts: int = 0
+    status: str = "running"  # running | stopping | stopped | restarting | gave up
+    restart_times: deque[float] = field(default_factory=deque)
+
+    @property
+    def pid(self) -> int:
+        return self.started.process.pid
+
+
+def exit_reason(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "unknown exit"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    if exitcode == 3:
+        return "exit code 3 (a told message raised)"
+    return f"exit code {exitcode}"
+
+
+class Supervisor:
+    """Watches agent processes from one thread of the runtime's process.
+
+    `on_exit(record, reason, abnormal)` is called (in the watcher thread)
+    for every death; `restart(record)` starts a new process for it.
+    """
+
+    def __init__(
+        self,
+        on_exit: Callable[[AgentRecord, str, bool], None],
+        restart: Callable[[AgentRecord], Started],
+        on_restarted: Callable[[AgentRecord], None],
+        on_gave_up: Callable[[AgentRecord, str], None],
+    ) -> None:
+        self._on_exit = on_exit
+        self._restart = restart
+        self._on_restarted = on_restarted
+        self._on_gave_up = on_gave_up
+        self._records: dict[int, AgentRecord] = {}  # sentinel -> record
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def watch(self, record: AgentRecord) -> None:
+        with self._lock:
+            self._records[record.started.process.sentinel] = record
+        os.write(self._wake_w, b"x")
+
+    def close(self) -> None:
+        self._closed = True
+        os.write(self._wake_w, b"x")
+        self._thread.join(5)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _run(self) -> None:
+        # On close, exits already reaped are still handled (AGENT_LEFT sent).
+        while True:
+            with self._lock:
+                sentinels = list(self._records)
+            ready = wait([self._wake_r, *sentinels], None if not self._closed else 0)
+            if self._wake_r in ready:
+                os.read(self._wake_r, 4096)
+            for sentinel in ready:
+                if sentinel == self._wake_r:
+                    continue
+                with self._lock:
+                    record = self._records.pop(sentinel, None)
+                if record is not None:
+                    try:
+                        self._handle_exit(record)
+                    except Exception:
+                        logger.exception("supervisor failed handling %s", record.name)
+            if self._closed:
+                return
+
+    def _handle_exit(self, record: AgentRecord) -> None:
+        process = record.started.process
+        process.join(1)
+        record.started.control.close()
+        exitcode = process.exitcode
+        requested = record.status in ("stopping", "stopped")
+        abnormal = exitcode != 0 and not requested
+        reason = "stopped" if not abnormal else f"crashed: {exit_reason(exitcode)}"
+        self._on_exit(record, reason, abnormal)
+        if requested or record.restart == "temporary" or (record.restart == "transient" and not abnormal):
+            record.status = "stopped"
+            return
+        now = time.monotonic()
+        record.restart_times.append(now)
+        while record.restart_times and now - record.restart_times[0] > record.restart_window:
+            record.restart_times.popleft()
+        if len(record.restart_times) > record.max_restarts:
+            record.status = "gave up"
+            self._on_gave_up(
+                record,
+                f"gave up after {record.max_restarts} restarts within {record.restart_window} s",
+            )
+            return
+        # Back off exponentially from 2 ms while restarts come close together.
+        time.sleep(min(0.002 * 2 ** (len(record.restart_times) - 1), 1.0))
+        record.status = "restarting"
+        try:
+            record.started = self._restart(record)
+        except Exception as exc:  # noqa: BLE001 - on_start failing again
+            record.status = "gave up"
+            self._on_gave_up(record, f"gave up: restart failed: {type(exc).__name__}: {exc}")
+            return
+        record.restarts += 1
+        record.status = "running"
+        self.watch(record)
+        self._on_restarted(record)
