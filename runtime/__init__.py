@@ -1,6 +1,6 @@
 """What launches agents: the `Runtime`, cross-process refs and the CLI.
 
-Agents run one per OS process (forkserver children); the runtime's
+Agents run one per OS process (forked by a clean zygote); the runtime's
 process hosts the registry, the supervisor and the shared services.
 """
 

@@ -1,6 +1,6 @@
 """The process host: a pykka actor whose loop is an OS process's main thread.
 
-`agent_main` runs in a fresh process made by the forkserver. It builds the
+`agent_main` runs in a fresh process forked by the runtime's zygote. It builds the
 process's node, then starts the agent class through pykka's own hooks:
 `_start_actor_loop` runs the loop in this (main) thread, so the process
 lives exactly as long as the actor, and `_actor_loop_setup` reports the
@@ -48,7 +48,6 @@ class BootSpec:
     authkey: bytes
     rundir: str
     registry_address: str
-    sys_path: list[str]
 
 
 class ProcessHost(pykka.Actor):
@@ -98,10 +97,13 @@ def _watch_runtime(control: Connection) -> None:
     os._exit(0)
 
 
-def agent_main(boot: bytes, control: Connection) -> None:
-    """Entry point of an agent process (the forkserver's child)."""
+def agent_main(boot: bytes, control: Connection) -> int:
+    """Run the agent described by `boot` in this process; return its exit code.
+
+    Called in a fresh child of the zygote. Exit code 0 after a requested
+    stop, `EXIT_FAILED` when a told message raised or start-up failed.
+    """
     spec: BootSpec = loads(boot)
-    sys.path[:0] = [p for p in spec.sys_path if p not in sys.path]
     set_current_agent_id(spec.name)
     node = Node(spec.runtime_id, spec.authkey, spec.rundir, spec.registry_address)
     own_ref = AgentRef(spec.name, node.address, spec.runtime_id)
@@ -132,6 +134,4 @@ def agent_main(boot: bytes, control: Connection) -> None:
         failed = True
     finally:
         node.close()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_FAILED if failed else 0)
+    return EXIT_FAILED if failed else 0

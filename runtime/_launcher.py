@@ -1,61 +1,180 @@
-"""Starting agent processes: forkserver children with the libraries preloaded.
+"""Starting agent processes through the runtime's zygote, and handles on them.
 
-The forkserver is a clean single-threaded process that imported pykka,
-cloudpickle, psutil and this package once; each agent is a fork of it, so a
-new agent costs a fork, not an interpreter start, and never inherits the
-runtime's threads or sockets.
+The zygote (see `_zygote`) forks each agent from a clean, warm process, so
+a new agent costs a fork rather than an interpreter start, and never
+inherits the runtime's threads, sockets or `__main__` module (classes from
+`__main__` travel by value with cloudpickle instead). Agents are the
+zygote's children: the zygote reports their exit status, and a pidfd gives
+the runtime a sentinel that becomes readable the moment one dies.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
+from multiprocessing.connection import Connection, wait
 
-from actors import AgentStartError
-from runtime._host import agent_main
+from actors import ActorsError, AgentStartError
 from runtime._serialization import loads
+from runtime._zygote import BOOT_CODE
 
-__all__ = ["Started", "reap", "start_agent_process"]
-
-_PRELOAD = ["pykka", "cloudpickle", "psutil", "actors", "runtime._host"]
+__all__ = ["AgentProcess", "Started", "Zygote", "reap"]
 
 
-def _context() -> Any:
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)
-    return ctx
+class LauncherGoneError(ActorsError):
+    """The runtime's zygote process is gone, so no agent can be started."""
+
+
+class AgentProcess:
+    """A handle on one agent process, as `multiprocessing.Process` offers."""
+
+    def __init__(self, pid: int, zygote: Zygote) -> None:
+        self.pid = pid
+        self._zygote = zygote
+        try:
+            self.sentinel = os.pidfd_open(pid)
+        except ProcessLookupError:  # already gone (and reaped by the zygote)
+            self.sentinel = os.open(os.devnull, os.O_RDONLY)  # always readable
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._zygote.exitcode(self.pid)
+
+    def is_alive(self) -> bool:
+        return self.exitcode is None and not wait([self.sentinel], 0)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the process ended and its exit status is known."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait([self.sentinel], timeout)
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+        self._zygote.wait_exit(self.pid, remaining)
+
+    def kill(self) -> None:
+        if self.exitcode is None:
+            try:
+                signal.pidfd_send_signal(self.sentinel, signal.SIGKILL)
+            except (ProcessLookupError, OSError):
+                pass
+
+    def close(self) -> None:
+        try:
+            os.close(self.sentinel)
+        except OSError:
+            pass
+
+
+class Zygote:
+    """The runtime's side of its zygote: fork requests and exit reports."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = ours
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", BOOT_CODE, str(theirs.fileno()), json.dumps(sys.path)],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self._lock = threading.Lock()  # one fork request at a time
+        self._cond = threading.Condition()
+        self._pids: list[int] = []
+        self._exits: dict[int, int] = {}
+        self._gone = False
+        threading.Thread(target=self._read, name="zygote-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(1 << 16)
+            except OSError:
+                data = b""
+            with self._cond:
+                if not data:
+                    self._gone = True
+                    self._cond.notify_all()
+                    return
+                kind, pid, *rest = pickle.loads(data)
+                if kind == "pid":
+                    self._pids.append(pid)
+                else:
+                    self._exits[pid] = rest[0]
+                self._cond.notify_all()
+
+    def fork(self, control_fd: int) -> int:
+        """Have the zygote fork an agent holding `control_fd`; return its pid."""
+        with self._lock:
+            try:
+                socket.send_fds(self._sock, [pickle.dumps(sys.path)], [control_fd])
+            except OSError as exc:
+                raise LauncherGoneError(f"the agent launcher (zygote) is gone: {exc}") from None
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._pids or self._gone, 30):
+                    raise LauncherGoneError("the agent launcher (zygote) did not answer in 30 s")
+                if not self._pids:
+                    raise LauncherGoneError("the agent launcher (zygote) exited")
+                return self._pids.pop(0)
+
+    def exitcode(self, pid: int) -> int | None:
+        with self._cond:
+            return self._exits.get(pid)
+
+    def wait_exit(self, pid: int, timeout: float | None) -> int | None:
+        with self._cond:
+            self._cond.wait_for(lambda: pid in self._exits or self._gone, timeout)
+            return self._exits.get(pid)
+
+    def close(self) -> None:
+        """End the zygote (its agents must have been stopped before)."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(10)
 
 
 @dataclass
 class Started:
     """A running agent process: its handle, control pipe and node address."""
 
-    process: Any
+    process: AgentProcess
     control: Connection
     address: str
 
 
-def start_agent_process(boot: bytes, name: str, timeout: float) -> Started:
+def start_agent_process(zygote: Zygote, boot: bytes, name: str, timeout: float) -> Started:
     """Start one agent process and wait until its `on_start` has run.
 
     Raises what `__init__` or `on_start` raised, or `AgentStartError` if the
     process died or stayed silent for `timeout` seconds; in every failure
     the process is reaped before this returns.
     """
-    ctx = _context()
-    control, child_end = ctx.Pipe(duplex=True)
-    process = ctx.Process(target=agent_main, args=(boot, child_end), name=f"agent:{name}", daemon=True)
-    process.start()
-    child_end.close()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    control = Connection(ours.detach())
+    try:
+        pid = zygote.fork(theirs.fileno())
+    finally:
+        theirs.close()
+    process = AgentProcess(pid, zygote)
+    control.send_bytes(boot)
     deadline = time.monotonic() + timeout
     outcome = None
     while outcome is None:
         remaining = deadline - time.monotonic()
-        ready = multiprocessing.connection.wait([control, process.sentinel], max(remaining, 0))
+        ready = wait([control, process.sentinel], max(remaining, 0))
         if control in ready:
             try:
                 outcome = loads(control.recv_bytes())
@@ -70,6 +189,7 @@ def start_agent_process(boot: bytes, name: str, timeout: float) -> Started:
         return Started(process, control, value)
     reap(process)
     control.close()
+    process.close()
     if kind == "error":
         raise value
     if kind == "timeout":
@@ -79,8 +199,9 @@ def start_agent_process(boot: bytes, name: str, timeout: float) -> Started:
     raise AgentStartError(msg)
 
 
-def reap(process: Any, timeout: float = 5.0) -> None:
+def reap(process: AgentProcess, timeout: float = 5.0) -> None:
+    """Wait for `process` to end; kill it if it doesn't within `timeout`."""
     process.join(timeout)
-    if process.is_alive():
+    if process.exitcode is None:
         process.kill()
         process.join(timeout)

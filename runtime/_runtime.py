@@ -36,7 +36,7 @@ from actors._events import EventBus, EventsClient
 from actors._state import FlatStateClient, StateClient, StateStore
 from actors._sync import SyncClient, SyncManager
 from runtime._host import BootSpec
-from runtime._launcher import Started, reap, start_agent_process
+from runtime._launcher import Started, Zygote, reap, start_agent_process
 from runtime._node import Node
 from runtime._ref import AgentRef
 from runtime._serialization import dumps, loads
@@ -82,6 +82,7 @@ class Runtime:
         self._authkey = os.urandom(32)
         self._rundir = tempfile.mkdtemp(prefix="actors-")  # mode 0700
         self._node = Node(self.id, self._authkey, self._rundir)
+        self._zygote = Zygote()  # starts importing while the services start
         self._records: dict[str, AgentRecord] = {}
         self._lock = threading.RLock()
         self._closed = False
@@ -161,7 +162,7 @@ class Runtime:
         )
         spec = BootSpec(
             name, agent_cls, tuple(args), dict(kwargs or {}), ctx,
-            self.id, self._authkey, self._rundir, self._node.address, list(sys.path),
+            self.id, self._authkey, self._rundir, self._node.address,
         )
         boot = dumps(spec, f"agent {name!r} (its class or arguments)")
         with self._lock:
@@ -170,7 +171,7 @@ class Runtime:
                 raise ValueError(msg)
             self._records[name] = None  # type: ignore[assignment]  # reserve the name
         try:
-            started = start_agent_process(boot, name, self.start_timeout)
+            started = start_agent_process(self._zygote, boot, name, self.start_timeout)
         except BaseException:
             with self._lock:
                 self._records.pop(name, None)
@@ -184,7 +185,7 @@ class Runtime:
         return AgentRef(name, started.address, self.id)
 
     def _restart(self, record: AgentRecord) -> Started:
-        return start_agent_process(record.boot, record.name, self.start_timeout)
+        return start_agent_process(self._zygote, record.boot, record.name, self.start_timeout)
 
     def _on_exit(self, record: AgentRecord, reason: str, abnormal: bool) -> None:
         if self._node.names.get(record.name) == record.started.address:
@@ -364,6 +365,8 @@ class Runtime:
         self._node.close()
         for record in records:
             record.started.control.close()
+            record.started.process.close()
+        self._zygote.close()
         shutil.rmtree(self._rundir, ignore_errors=True)
 
     close = shutdown

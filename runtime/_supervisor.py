@@ -123,9 +123,10 @@ class Supervisor:
 
     def _handle_exit(self, record: AgentRecord) -> None:
         process = record.started.process
-        process.join(1)
+        process.join(5)
         record.started.control.close()
         exitcode = process.exitcode
+        process.close()
         requested = record.status in ("stopping", "stopped")
         abnormal = exitcode != 0 and not requested
         reason = "stopped" if not abnormal else f"crashed: {exit_reason(exitcode)}"

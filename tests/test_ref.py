@@ -1,0 +1,176 @@
+"""AgentRef: pykka's ref interface, across processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pykka
+import pytest
+
+from actors import ActorDeadError, Agent, AskTimeout
+from conftest import wait_for
+
+
+class Counter(Agent):
+    def on_start(self):
+        self.count = 0
+        self.seen = []
+
+    def on_receive(self, message):
+        if message == "count":
+            return self.count
+        if message == "seen":
+            return list(self.seen)
+        if isinstance(message, tuple) and message[0] == "sleep":
+            time.sleep(message[1])
+            return "slept"
+        if message == "die":
+            os._exit(1)
+        self.count += 1
+        self.seen.append(message)
+        return None
+
+    def add(self, n):
+        self.count += n
+        return self.count
+
+
+class Relay(Agent):
+    """Holds a ref it was given and talks to it directly."""
+
+    def on_receive(self, message):
+        kind, ref, payload = message
+        if kind == "ask":
+            return ref.ask(payload, timeout=10)
+        ref.tell(payload)
+        return "told"
+
+
+class Echo(Agent):
+    def on_receive(self, message):
+        return message
+
+
+def test_ask_returns_the_reply(rt):
+    c = rt.spawn(Counter, "c")
+    c.tell("x")
+    assert c.ask("count", timeout=10) == 1
+
+
+def test_tells_from_one_sender_arrive_in_order(rt):
+    c = rt.spawn(Counter, "c")
+    for i in range(500):
+        c.tell(i)
+    assert c.ask("seen", timeout=10) == list(range(500))
+
+
+def test_ask_without_blocking_returns_a_pykka_future(rt):
+    c = rt.spawn(Counter, "c")
+    futures = [c.ask(("sleep", 0.01), block=False) for _ in range(3)]
+    assert all(isinstance(f, pykka.Future) for f in futures)
+    assert [f.get(timeout=10) for f in reversed(futures)] == ["slept"] * 3
+    assert futures[0].get() == "slept"  # the value stays available
+    assert c.ask("count", block=False).map(lambda n: n + 100).get(timeout=10) == 100
+
+
+def test_a_future_can_be_waited_for_in_another_thread(rt):
+    c = rt.spawn(Counter, "c")
+    future = c.ask(("sleep", 0.05), block=False)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(future.get(timeout=10)))
+    thread.start()
+    assert c.ask("count", timeout=10) == 0
+    thread.join(10)
+    assert results == ["slept"]
+
+
+def test_proxy_calls_methods_and_reads_attributes(rt):
+    c = rt.spawn(Counter, "c")
+    proxy = c.proxy()
+    assert proxy.add(5).get(timeout=10) == 5
+    proxy.add.defer(2)
+    assert proxy.count.get(timeout=10) == 7
+    proxy.count = 1
+    assert c.ask("count", timeout=10) == 1
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        proxy.nope  # noqa: B018
+
+
+def test_ask_times_out_with_ask_timeout_which_is_a_pykka_timeout(rt):
+    c = rt.spawn(Counter, "c")
+    with pytest.raises(AskTimeout) as info:
+        c.ask(("sleep", 2), timeout=0.1)
+    assert isinstance(info.value, pykka.Timeout)
+    assert c.ask("count", timeout=10) == 0  # the late reply didn't confuse anything
+
+
+def test_an_ask_pending_when_the_process_dies_fails_at_once(rt):
+    c = rt.spawn(Counter, "c", restart="temporary")
+    pending = c.ask(("sleep", 30), block=False)
+    time.sleep(0.2)
+    os.kill(rt.agent_info()[0]["pid"], signal.SIGKILL)
+    started = time.monotonic()
+    with pytest.raises(ActorDeadError) as info:
+        pending.get(timeout=60)
+    assert time.monotonic() - started < 10  # at once, not at the timeout
+    assert isinstance(info.value, pykka.ActorDeadError)
+
+
+def test_an_agent_that_exits_while_answering_fails_the_ask(rt):
+    c = rt.spawn(Counter, "c", restart="temporary")
+    with pytest.raises(ActorDeadError):
+        c.ask("die", timeout=30)
+
+
+def test_stop_runs_on_stop_and_later_use_raises_actor_dead(rt):
+    c = rt.spawn(Counter, "c")
+    assert c.is_alive()
+    assert c.stop(timeout=10) is True
+    wait_for(lambda: not c.is_alive())
+    assert c.stop(timeout=10) is False
+    with pytest.raises(ActorDeadError):
+        c.ask("count", timeout=10)
+    with pytest.raises(ActorDeadError):
+        c.tell("x")
+
+
+def test_a_ref_sent_to_another_agent_works_there(rt):
+    c = rt.spawn(Counter, "c")
+    relay = rt.spawn(Relay, "relay")
+    assert relay.ask(("tell", c, "from relay"), timeout=10) == "told"
+    assert relay.ask(("ask", c, "seen"), timeout=10) == ["from relay"]
+
+
+def test_refs_come_back_in_replies_and_compare_equal(rt):
+    c = rt.spawn(Counter, "c")
+    echo = rt.spawn(Echo, "echo")
+    back = echo.ask(c, timeout=10)
+    assert back == c and back is not c
+    assert back.ask("count", timeout=10) == 0
+
+
+def test_asks_from_many_threads_get_their_own_replies(rt):
+    echo = rt.spawn(Echo, "echo")
+    errors = []
+
+    def worker(k):
+        for i in range(50):
+            if echo.ask((k, i), timeout=30) != (k, i):
+                errors.append((k, i))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+
+
+def test_an_unknown_name_fails_at_once(rt):
+    ghost = rt.get_agent("ghost")
+    with pytest.raises(ActorDeadError, match="no agent named 'ghost'"):
+        ghost.ask("hi", timeout=30)
+    assert ghost.is_alive() is False

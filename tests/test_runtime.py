@@ -1,0 +1,178 @@
+"""Runtime: process lifecycle, task routing, introspection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from actors import ActorDeadError, Agent, EventType, NoCapableAgentError
+from conftest import wait_for
+from runtime import MultiAgentSystem, Runtime
+
+
+class Worker(Agent):
+    capabilities = ["compute"]
+
+    def do_work(self, task):
+        time.sleep(task["payload"].get("sleep", 0))
+        return {"status": "completed", "output": task["payload"]["n"] * 2, "by": self.agent_id}
+
+
+class Sleeper(Agent):
+    def on_receive(self, message):
+        time.sleep(message)
+        return message
+
+
+def test_multi_agent_system_is_the_runtime():
+    assert MultiAgentSystem is Runtime
+
+
+def test_shutdown_reaps_every_agent_process():
+    with Runtime() as rt:
+        rt.spawn(Worker, "a")
+        rt.spawn(Worker, "b")
+        pids = [row["pid"] for row in rt.agent_info()]
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    rt.shutdown()  # twice is fine
+
+
+def test_a_shut_down_runtime_refuses_new_agents():
+    rt = Runtime()
+    rt.shutdown()
+    with pytest.raises(ActorDeadError, match="shut down"):
+        rt.spawn(Worker, "late")
+
+
+def test_agent_processes_exit_by_themselves_when_the_runtime_is_killed(tmp_path):
+    script = tmp_path / "team.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from actors import Agent
+        from runtime import Runtime
+
+        class Idle(Agent):
+            pass
+
+        rt = Runtime()
+        rt.spawn(Idle, "a")
+        rt.spawn(Idle, "b")
+        print(" ".join(str(row["pid"]) for row in rt.agent_info()), flush=True)
+        time.sleep(120)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+        def gone(pid):
+            try:
+                return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_for(lambda: all(gone(pid) for pid in pids), timeout=10)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def test_agent_info_reports_each_process(rt):
+    rt.spawn(Worker, "w", capabilities=["compute", "extra"])
+    rt.spawn(Sleeper, "s")
+    rt.agents["s"].ask(0.3, block=False)
+    rt.agents["s"].tell(0)
+    rt.agents["s"].tell(0)
+    rows = {row["name"]: row for row in rt.agent_info()}
+    assert set(rows) == {"w", "s"}
+    w = rows["w"]
+    assert w["kind"] == "agent" and w["alive"] is True and w["restarts"] == 0
+    assert w["capabilities"] == ["compute", "extra"]
+    assert w["pid"] != os.getpid() and psutil.pid_exists(w["pid"])
+    assert w["rss_bytes"] > 1_000_000 and w["cpu_percent"] >= 0.0
+    assert rows["s"]["mailbox"] == 2  # the busy agent still answers for its mailbox
+
+
+def test_submit_task_routes_on_capability(rt):
+    rt.spawn(Worker, "w")
+    rt.add_agent("other", ["writing"])
+    result = rt.submit_task({"id": "t1", "type": "compute", "payload": {"n": 21}})
+    assert result["output"] == 42 and result["by"] == "w"
+    created = rt.events.get_history(EventType.TASK_CREATED)
+    assert created[-1].payload["task_id"] == "t1"
+
+
+def test_submit_task_without_capable_agent_names_the_capability(rt):
+    rt.add_agent("other", ["writing"])
+    with pytest.raises(NoCapableAgentError, match="'painting'.*writing"):
+        rt.submit_task({"id": "t", "type": "painting"})
+    with pytest.raises(ValueError, match="'type'"):
+        rt.submit_task({"id": "t"})
+
+
+def test_submit_task_prefers_the_least_loaded_agent(rt):
+    rt.spawn(Worker, "w1")
+    rt.spawn(Worker, "w2")
+    import threading
+
+    results = []
+    slow = threading.Thread(
+        target=lambda: results.append(rt.submit_task({"type": "compute", "payload": {"n": 1, "sleep": 1.0}}))
+    )
+    slow.start()
+    wait_for(lambda: rt.state.get("shared", "active_agents") and any(
+        e.type is EventType.TASK_STARTED for e in rt.events.get_history(EventType.TASK_STARTED)))
+    busy = rt.events.get_history(EventType.TASK_STARTED)[-1].source
+    quick = rt.submit_task({"type": "compute", "payload": {"n": 2}})
+    assert quick["by"] != busy
+    slow.join(30)
+
+
+def test_map_returns_results_in_input_order_over_all_capable_agents(rt):
+    rt.spawn(Worker, "w1")
+    rt.spawn(Worker, "w2")
+    results = rt.map("compute", [{"n": i, "sleep": 0.01} for i in range(40)])
+    assert [r["output"] for r in results] == [i * 2 for i in range(40)]
+    assert {r["by"] for r in results} == {"w1", "w2"}
+
+
+def test_map_can_return_exceptions_in_place(rt):
+    rt.spawn(Worker, "w")
+    results = rt.map("compute", [{"n": 1}, {}, {"n": 3}], return_exceptions=True)
+    assert results[0]["output"] == 2 and results[2]["output"] == 6
+    assert isinstance(results[1], KeyError)
+    with pytest.raises(KeyError):
+        rt.map("compute", [{"n": 1}, {}])
+
+
+def test_a_crash_is_announced_and_a_permanent_agent_comes_back_under_its_name(rt):
+    w = rt.spawn(Worker, "w")
+    pid = rt.agent_info()[0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    joined = wait_for(lambda: [e for e in rt.events.get_history(EventType.AGENT_JOINED, source="w")
+                               if e.payload["restarts"] == 1])
+    left = rt.events.get_history(EventType.AGENT_LEFT, source="w")[-1]
+    assert "crashed" in left.payload["reason"] and "SIGKILL" in left.payload["reason"]
+    assert joined
+    assert w.proxy().do_work({"payload": {"n": 5}}).get(timeout=10)["output"] == 10  # the ref followed
+    assert rt.agent_info()[0]["pid"] != pid and rt.agent_info()[0]["restarts"] == 1
+
+
+def test_a_temporary_agent_is_not_restarted(rt):
+    w = rt.spawn(Worker, "w", restart="temporary")
+    os.kill(rt.agent_info()[0]["pid"], signal.SIGKILL)
+    wait_for(lambda: rt.events.get_history(EventType.AGENT_LEFT, source="w"))
+    wait_for(lambda: not w.is_alive())
+    with pytest.raises(ActorDeadError):
+        w.ask("hi", timeout=10)
