@@ -14,9 +14,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import pykka
 from pykka.messages import ProxyCall
 
-from actors._base import ActorBase, Deliver, find_handler_id, register_handler, unregister_handler
+from actors._base import ActorBase, Deliver, HandlerActor, find_handler_id, register_handler, unregister_handler
 from actors._client import ServiceClient
 from actors._context import current_agent_id, delivery_ref
 from actors._types import Event, EventType
@@ -58,6 +59,17 @@ class EventBus(ActorBase):
         # event type (None = every type) -> subscription id -> (owner, ref, handler id)
         self._subs: dict[EventType | None, dict[int, tuple[str, Any, str]]] = {}
         self._ids = itertools.count(1)
+
+    def on_stop(self) -> None:
+        # Handler actors started for subscribers outside any agent end with
+        # the bus, after the deliveries already in their mailboxes.
+        for subs in self._subs.values():
+            for _owner, ref, _handler in subs.values():
+                if isinstance(ref, pykka.ActorRef) and issubclass(ref.actor_class, HandlerActor):
+                    try:
+                        ref.stop(timeout=5)
+                    except (pykka.ActorDeadError, pykka.Timeout):
+                        pass
 
     def emit(self, event: Event) -> Event:
         self._history.append(event)

@@ -71,6 +71,16 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
         rt = Runtime(**spec.runtime)
     except (TypeError, ValueError, NotImplementedError) as exc:
         raise SpecError(f"{spec.source} [runtime]: {exc}") from None
+    stop = threading.Event()
+    running_tasks = False
+
+    def on_signal(*_: Any) -> None:
+        stop.set()
+        if running_tasks:
+            raise KeyboardInterrupt  # abandon the tasks; the with-block shuts down
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     with rt:
         rt.events.subscribe(EventType.AGENT_JOINED, printer.event)
         rt.events.subscribe(EventType.AGENT_LEFT, printer.event)
@@ -80,8 +90,9 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
             for name in agent_names(agent):
                 rt.spawn(agent.cls, name, capabilities=agent.capabilities, **agent.options)
         if spec.tasks:
+            running_tasks = True
             return _run_tasks(rt, spec.tasks, printer)
-        return _serve(printer)
+        return _serve(printer, stop)
 
 
 def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer) -> int:
@@ -106,10 +117,7 @@ def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer) -> int:
     return 1 if failures else 0
 
 
-def _serve(printer: _Printer) -> int:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+def _serve(printer: _Printer, stop: threading.Event) -> int:
     printer.line("serving", "serving until SIGINT or SIGTERM")
     while not stop.wait(0.5):
         pass

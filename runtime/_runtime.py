@@ -338,6 +338,7 @@ class Runtime:
             return
         self._closed = True
         atexit.unregister(self.shutdown)
+        self._supervisor.stop_restarting()
         with self._lock:
             records = [r for r in self._records.values() if r is not None and r.status not in ("stopped", "gave up")]
         for record in records:

@@ -85,6 +85,8 @@ class Supervisor:
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._closed = False
+        self._no_restarts = False
+        self._restart_lock = threading.Lock()  # held for a whole restart
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
         self._thread.start()
 
@@ -92,6 +94,11 @@ class Supervisor:
         with self._lock:
             self._records[record.started.process.sentinel] = record
         os.write(self._wake_w, b"x")
+
+    def stop_restarting(self) -> None:
+        """No restart from now on; returns once any restart under way is done."""
+        with self._restart_lock:
+            self._no_restarts = True
 
     def close(self) -> None:
         self._closed = True
@@ -127,8 +134,11 @@ class Supervisor:
         record.started.control.close()
         exitcode = process.exitcode
         process.close()
-        requested = record.status in ("stopping", "stopped")
-        abnormal = exitcode != 0 and not requested
+        # Exit code 0 only follows a stop request (from the runtime or any
+        # ref's stop()): a deliberate stop, never restarted, like OTP's
+        # terminate_child. Anything else is a crash.
+        requested = record.status in ("stopping", "stopped") or exitcode == 0
+        abnormal = not requested
         reason = "stopped" if not abnormal else f"crashed: {exit_reason(exitcode)}"
         self._on_exit(record, reason, abnormal)
         if requested or record.restart == "temporary" or (record.restart == "transient" and not abnormal):
@@ -147,14 +157,18 @@ class Supervisor:
             return
         # Back off exponentially from 2 ms while restarts come close together.
         time.sleep(min(0.002 * 2 ** (len(record.restart_times) - 1), 1.0))
-        record.status = "restarting"
-        try:
-            record.started = self._restart(record)
-        except Exception as exc:  # noqa: BLE001 - on_start failing again
-            record.status = "gave up"
-            self._on_gave_up(record, f"gave up: restart failed: {type(exc).__name__}: {exc}")
-            return
-        record.restarts += 1
-        record.status = "running"
-        self.watch(record)
+        with self._restart_lock:
+            if self._no_restarts:
+                record.status = "stopped"
+                return
+            record.status = "restarting"
+            try:
+                record.started = self._restart(record)
+            except Exception as exc:  # noqa: BLE001 - on_start failing again
+                record.status = "gave up"
+                self._on_gave_up(record, f"gave up: restart failed: {type(exc).__name__}: {exc}")
+                return
+            record.restarts += 1
+            record.status = "running"
+            self.watch(record)
         self._on_restarted(record)

@@ -1,0 +1,147 @@
+"""The `actors` command line: run a spec, refuse bad ones in one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def actors(*args, cwd=ROOT, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+def test_quickstart_runs_its_tasks_prints_results_and_exits_zero():
+    out = actors("run", "examples/quickstart.toml")
+    assert out.returncode == 0, out.stderr
+    assert "result  task-1 (compute)" in out.stdout and "'output': 6" in out.stdout
+    assert "'output': 'Actors In Processes'" in out.stdout
+    assert "done    3/3 tasks succeeded" in out.stdout
+    assert "joined  summer-0" in out.stdout and "left    writer: stopped" in out.stdout
+
+
+def test_json_lines_for_machines():
+    out = actors("run", "--json", "--quiet", "examples/quickstart.toml")
+    assert out.returncode == 0, out.stderr
+    import json
+
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert sorted(r["task_id"] for r in rows) == ["task-1", "task-2", "task-3"]
+
+
+def test_version_and_help():
+    assert actors("--version").stdout.startswith("actors ")
+    helped = actors("--help")
+    assert helped.returncode == 0 and "actors run examples/quickstart.toml" in helped.stdout
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("missing.toml", "no such spec file"),
+        ("[[agents]\nname = 1", "TOML syntax error"),
+        ('[[agents]]\nname = "a"\nclass = "nowhere_module:X"', "can't import module 'nowhere_module'"),
+        ('[[agents]]\nname = "a"\nclass = "json:Nope"', "module 'json' has no 'Nope'"),
+        ('[[agents]]\nname = "a"\nclass = "json:JSONDecoder"', "is not a subclass of actors.Agent"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\ncolour = "red"', "unknown field 'colour'"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nreplicas = "two"', "field 'replicas' must be int"),
+        ('[[tasks]]\npayload = 1', "missing field 'type'"),
+        ('[runtime]\nbackend = "mars"', "unknown backend 'mars'"),
+    ],
+)
+def test_a_bad_spec_gets_one_clear_line_and_exit_code_2(tmp_path, spec, expected):
+    path = tmp_path / "spec.toml"
+    if spec != "missing.toml":
+        path.write_text(spec)
+    out = actors("run", str(path), cwd=tmp_path)
+    assert out.returncode == 2
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_failing_task_makes_the_exit_code_non_zero(tmp_path):
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        from actors import Agent
+
+        class Picky(Agent):
+            capabilities = ["pick"]
+            def do_work(self, task):
+                if task["payload"] == "bad":
+                    raise ValueError("won't")
+                return task["payload"]
+    """))
+    (tmp_path / "spec.toml").write_text(textwrap.dedent("""
+        [[agents]]
+        name = "p"
+        class = "team:Picky"
+
+        [[tasks]]
+        type = "pick"
+        payload = "good"
+
+        [[tasks]]
+        type = "pick"
+        payload = "bad"
+    """))
+    out = actors("run", "spec.toml", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "result  task-1 (pick): good" in out.stdout
+    assert "failed  task-2 (pick): ValueError: won't" in out.stdout
+
+
+def test_without_tasks_it_serves_until_sigterm_then_stops_cleanly(tmp_path):
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        from actors import Agent
+
+        class Idle(Agent):
+            def on_stop(self):
+                print("on_stop ran", flush=True)
+    """))
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "idle"\nclass = "team:Idle"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", "spec.toml"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("serving"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 0, err
+    assert "on_stop ran" in rest and "left    idle: stopped" in rest
+
+
+def test_a_module_callable_spec_spawns_into_the_runtime(tmp_path):
+    (tmp_path / "build.py").write_text(textwrap.dedent("""
+        import os, signal
+        from actors import Agent
+
+        class Hello(Agent):
+            def on_receive(self, message):
+                return "hello " + message
+
+        def team(rt):
+            rt.spawn(Hello, "hello")
+            print(rt.agents["hello"].ask("world", timeout=10), flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+    """))
+    out = actors("run", "build:team", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "hello world" in out.stdout
