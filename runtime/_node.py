@@ -29,7 +29,7 @@ from pykka._envelope import Envelope
 from actors import ActorDeadError
 from runtime._channel import Channel, PeerGone
 from runtime._serialization import dumps, exception_payload, loads
-from runtime._wire import ASK, LOOKUP, REPLY, STATS, TELL, decode_header, encode
+from runtime._wire import LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, write_all
 
 __all__ = ["Node", "RemoteReply", "node_for"]
 
@@ -54,11 +54,11 @@ class RemoteReply(pykka.Future[Any]):
     on; a value that can't be pickled is answered with the pickling error.
     """
 
-    __slots__ = ("_conn", "_lock", "_request_id", "_sent")
+    __slots__ = ("_fd", "_lock", "_request_id", "_sent")
 
-    def __init__(self, conn: Connection, lock: threading.Lock, request_id: int) -> None:
+    def __init__(self, fd: int, lock: threading.Lock, request_id: int) -> None:
         super().__init__()
-        self._conn, self._lock, self._request_id = conn, lock, request_id
+        self._fd, self._lock, self._request_id = fd, lock, request_id
         self._sent = False
 
     def set(self, value: Any = None) -> None:
@@ -80,10 +80,10 @@ class RemoteReply(pykka.Future[Any]):
         if self._sent:
             raise pykka.Timeout("reply already sent")  # as pykka: set twice is an error
         self._sent = True
-        frame = encode(REPLY, self._request_id, "", body)
+        frame = encode(REPLY, self._request_id, b"", body)
         try:
             with self._lock:
-                self._conn.send_bytes(frame)
+                write_all(self._fd, frame)
         except OSError:
             pass  # the asker's process is gone; nobody is waiting
 
@@ -117,6 +117,10 @@ class Node:
         self._sock.listen(128)
         _NODES[runtime_id] = self
         threading.Thread(target=self._accept_loop, name="node-accept", daemon=True).start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # -- hosting ----------------------------------------------------------
 
@@ -154,20 +158,21 @@ class Node:
         _recv_timeout(socket.socket(fileno=conn.fileno()), 0, detach=True)
         self._conns.add(conn)
         send_lock = threading.Lock()
+        reader = FrameReader(conn.fileno())
         try:
             while True:
                 try:
-                    frame = conn.recv_bytes()
+                    frame = reader.read()
                 except (EOFError, OSError):
                     return
-                self._dispatch(conn, send_lock, frame)
+                self._dispatch(conn.fileno(), send_lock, frame)
         finally:
             self._conns.discard(conn)
             conn.close()
 
-    def _dispatch(self, conn: Connection, send_lock: threading.Lock, frame: bytes) -> None:
+    def _dispatch(self, fd: int, send_lock: threading.Lock, frame: memoryview) -> None:
         kind, request_id, name, body = decode_header(frame)
-        reply = RemoteReply(conn, send_lock, request_id) if kind != TELL else None
+        reply = RemoteReply(fd, send_lock, request_id) if kind != TELL else None
         try:
             if kind == LOOKUP:
                 reply.set(self.names.get(name))
@@ -206,7 +211,7 @@ class Node:
         """Send one ASK-like frame and wait for its reply (registry, stats)."""
         channel = self.channel(address)
         request_id = channel.next_id()
-        channel.send(encode(kind, request_id, name, body))
+        channel.send(encode(kind, request_id, name.encode(), body))
         return channel.wait(request_id, timeout, f"node {address}")
 
     def lookup(self, name: str) -> str | None:

@@ -35,12 +35,14 @@ class AgentRef:
     pickled.
     """
 
-    __slots__ = ("_address", "_runtime_id", "name")
+    __slots__ = ("_address", "_name_bytes", "_node", "_runtime_id", "name")
 
     def __init__(self, name: str, address: str | None, runtime_id: str) -> None:
         self.name = name
+        self._name_bytes = name.encode()
         self._address = address
         self._runtime_id = runtime_id
+        self._node: Node | None = None  # bound on first use, in this process
 
     def __reduce__(self) -> Any:
         return (AgentRef, (self.name, self._address, self._runtime_id))
@@ -59,6 +61,12 @@ class AgentRef:
         return hash((self.name, self._runtime_id))
 
     # -- routing ----------------------------------------------------------
+
+    def _bound(self) -> Node:
+        node = self._node
+        if node is None or node.closed:
+            node = self._node = node_for(self._runtime_id)
+        return node
 
     def _resolve(self, node: Node, stale: str | None) -> str:
         """The current address of the name; raises if nothing hosts it."""
@@ -79,7 +87,7 @@ class AgentRef:
             try:
                 channel = node.channel(address)
                 request_id = channel.next_id() if kind == ASK else 0
-                channel.send(encode(kind, request_id, self.name, body))
+                channel.send(encode(kind, request_id, self._name_bytes, body))
             except PeerGone:
                 node.forget_channel(address)
                 if attempt == 2:
@@ -93,7 +101,7 @@ class AgentRef:
 
     def tell(self, message: Any) -> None:
         """Send `message` without waiting; order is kept per sending thread."""
-        node = node_for(self._runtime_id)
+        node = self._bound()
         local = node.local.get(self.name)
         if local is not None:
             try:
@@ -105,7 +113,7 @@ class AgentRef:
 
     def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
         """Send `message` and wait for the reply (or get a future if not `block`)."""
-        node = node_for(self._runtime_id)
+        node = self._bound()
         what = f"agent {self.name!r}"
         local = node.local.get(self.name)
         if local is not None:
@@ -140,7 +148,10 @@ class AgentRef:
 
     def is_alive(self) -> bool:
         """Whether the name is hosted by a live actor right now."""
-        node = node_for(self._runtime_id)
+        try:
+            node = self._bound()
+        except ActorDeadError:
+            return False
         local = node.local.get(self.name)
         if local is not None:
             return local.is_alive()

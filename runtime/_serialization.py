@@ -7,7 +7,9 @@ or a test module, lambdas, closures); loading needs only the standard
 
 from __future__ import annotations
 
+import io
 import pickle
+import threading
 import traceback
 from typing import Any
 
@@ -20,13 +22,33 @@ __all__ = ["dumps", "exception_payload", "loads"]
 loads = pickle.loads
 
 
+class _Pickling(threading.local):
+    """One cloudpickle pickler per thread, reused: building one costs more
+    than pickling a small message."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+        self.pickler = cloudpickle.Pickler(self.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_pickling = _Pickling()
+
+
 def dumps(obj: Any, what: str = "message") -> bytes:
     """Pickle `obj`, or raise `MessageSerializationError` naming what failed."""
+    state = _pickling
+    buffer = state.buffer
     try:
-        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        state.pickler.dump(obj)
+        return buffer.getvalue()
     except Exception as exc:
         msg = f"{what} can't be pickled: {type(exc).__name__}: {exc}"
         raise MessageSerializationError(msg) from exc
+    finally:
+        # The memo must not keep objects alive nor leak into the next message.
+        state.pickler.clear_memo()
+        buffer.seek(0)
+        buffer.truncate()
 
 
 def exception_payload(exc: BaseException) -> BaseException:

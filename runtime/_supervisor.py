@@ -110,9 +110,10 @@ class Supervisor:
     def _run(self) -> None:
         # On close, exits already reaped are still handled (AGENT_LEFT sent).
         while True:
+            closing = self._closed  # read before waiting: one last full pass
             with self._lock:
                 sentinels = list(self._records)
-            ready = wait([self._wake_r, *sentinels], None if not self._closed else 0)
+            ready = wait([self._wake_r, *sentinels], 0 if closing else None)
             if self._wake_r in ready:
                 os.read(self._wake_r, 4096)
             for sentinel in ready:
@@ -125,7 +126,7 @@ class Supervisor:
                         self._handle_exit(record)
                     except Exception:
                         logger.exception("supervisor failed handling %s", record.name)
-            if self._closed:
+            if closing:
                 return
 
     def _handle_exit(self, record: AgentRecord) -> None:

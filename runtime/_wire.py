@@ -1,18 +1,27 @@
-"""Frames on the wire between processes.
+"""Frames on the wire between processes, and reading them in bulk.
 
-A frame is ``kind (1 byte) | request id (8) | name length (2) | name | body``
-where body is one pickle. The header stays outside the pickle so a body that
-can't be unpickled can still be answered (with the error) by request id.
+A frame is ``length (4, big-endian) | kind (1) | request id (8) | name
+length (2) | name | body``, where body is one pickle. The length prefix is
+multiprocessing's own, so the authentication handshake (done with a
+`multiprocessing.connection.Connection`) and our frames share one stream.
+The header stays outside the pickle so a body that can't be unpickled can
+still be answered, with the error, by request id.
+
+Writing builds each frame with one `join` and one `os.write`; reading pulls
+whatever the socket holds into one buffer and splits it, so a burst of
+tells costs one system call, not two per message.
 """
 
 from __future__ import annotations
 
+import os
 import struct
-from typing import Any
 
-from runtime._serialization import loads
+from actors import MessageSerializationError
 
-__all__ = ["ASK", "LOOKUP", "REPLY", "STATS", "TELL", "decode", "decode_header", "encode"]
+__all__ = [
+    "ASK", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode", "write_all",
+]
 
 TELL = 1  # deliver body to the named actor; no reply
 ASK = 2  # deliver body with a reply future; a REPLY frame answers
@@ -20,23 +29,75 @@ REPLY = 3  # body is (ok, value) for the request id
 LOOKUP = 4  # registry: where does the named actor live? body unused
 STATS = 5  # host: mailbox depths of the actors hosted here
 
-_HEADER = struct.Struct("<BQH")
-HEADER_SIZE = _HEADER.size
+_PREFIX = struct.Struct("!iBQH")  # length, kind, request id, name length
+_HEADER = struct.Struct("!BQH")
+_LENGTH = struct.Struct("!i")
+_MAX_FRAME = 0x7FFFFFFF - _HEADER.size - 1024
 
 
-def encode(kind: int, request_id: int, name: str, body: bytes) -> bytes:
-    name_bytes = name.encode()
-    return b"".join((_HEADER.pack(kind, request_id, len(name_bytes)), name_bytes, body))
+def encode(kind: int, request_id: int, name: bytes, body: bytes) -> bytes:
+    """One whole frame, length prefix included."""
+    size = _HEADER.size + len(name) + len(body)
+    if size > _MAX_FRAME:
+        msg = f"message of {len(body):,} bytes is too large for one frame (limit 2 GiB)"
+        raise MessageSerializationError(msg)
+    return b"".join((_PREFIX.pack(size, kind, request_id, len(name)), name, body))
 
 
-def decode_header(frame: bytes) -> tuple[int, int, str, memoryview]:
-    """Split a frame into kind, request id, name and the (still pickled) body."""
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` to the blocking descriptor `fd`."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)
+        while written < len(data):
+            written += os.write(fd, view[written:])
+
+
+def decode_header(frame: memoryview) -> tuple[int, int, str, memoryview]:
+    """Split a frame (without its length) into kind, request id, name and body."""
     kind, request_id, name_len = _HEADER.unpack_from(frame)
-    end = HEADER_SIZE + name_len
-    view = memoryview(frame)
-    return kind, request_id, bytes(view[HEADER_SIZE:end]).decode(), view[end:]
+    end = _HEADER.size + name_len
+    return kind, request_id, bytes(frame[_HEADER.size:end]).decode(), frame[end:]
 
 
-def decode(frame: bytes) -> tuple[int, int, str, Any]:
-    kind, request_id, name, body = decode_header(frame)
-    return kind, request_id, name, loads(body)
+class FrameReader:
+    """Reads frames from a blocking descriptor, many per system call."""
+
+    __slots__ = ("_buf", "_fd", "_pos")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buf = b""
+        self._pos = 0
+
+    def buffered(self) -> bool:
+        """Whether a whole frame is already here (no need to wait)."""
+        return self._complete() is not None
+
+    def _complete(self) -> int | None:
+        available = len(self._buf) - self._pos
+        if available < _LENGTH.size:
+            return None
+        (size,) = _LENGTH.unpack_from(self._buf, self._pos)
+        return size if available >= _LENGTH.size + size else None
+
+    def read(self) -> memoryview:
+        """The next frame (without its length prefix); EOFError at the end."""
+        while True:
+            size = self._complete()
+            if size is not None:
+                start = self._pos + _LENGTH.size
+                self._pos = start + size
+                return memoryview(self._buf)[start:start + size]
+            self._fill()
+
+    def _fill(self) -> None:
+        rest = self._buf[self._pos:]
+        need = 1 << 16
+        if len(rest) >= _LENGTH.size:
+            need = max(need, _LENGTH.size + _LENGTH.unpack_from(rest)[0] - len(rest))
+        chunk = os.read(self._fd, need)
+        if not chunk:
+            raise EOFError("connection closed")
+        self._buf = rest + chunk if rest else chunk
+        self._pos = 0

@@ -1,0 +1,164 @@
+"""Message-path speed beside the raw floor, measured in the same run.
+
+    python benchmarks/bench_messaging.py [--quick] [--json]
+
+The raw floor is two processes over a `multiprocessing.Pipe` with
+cloudpickle, echoing; the framework figures are an ask from the runtime to
+an agent, an ask from one agent to another, one-way tells to one agent,
+and spawn-to-first-reply. Ratios are framework / floor (lower is better
+for times, higher for rates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cloudpickle  # noqa: E402
+
+from actors import Agent  # noqa: E402
+from runtime import Runtime  # noqa: E402
+
+MESSAGE = {"op": "echo", "n": 1, "data": [1, 2, 3]}
+
+
+def _raw_echo(conn):
+    while True:
+        data = conn.recv_bytes()
+        if data == b"stop":
+            return
+        if data == b"count":
+            conn.send_bytes(cloudpickle.dumps(_raw_echo.count))
+            continue
+        message = cloudpickle.loads(data)
+        if isinstance(message, dict) and message.get("oneway"):
+            _raw_echo.count = getattr(_raw_echo, "count", 0) + 1
+            continue
+        conn.send_bytes(cloudpickle.dumps(message))
+
+
+def raw_floor(n_rtt: int, n_tells: int) -> dict[str, float]:
+    ctx = mp.get_context("forkserver")
+    here, there = ctx.Pipe()
+    proc = ctx.Process(target=_raw_echo, args=(there,))
+    proc.start()
+    for _ in range(200):
+        here.send_bytes(cloudpickle.dumps(MESSAGE))
+        cloudpickle.loads(here.recv_bytes())
+    times = []
+    for _ in range(n_rtt):
+        t = time.perf_counter()
+        here.send_bytes(cloudpickle.dumps(MESSAGE))
+        cloudpickle.loads(here.recv_bytes())
+        times.append(time.perf_counter() - t)
+    oneway = {"oneway": True, "n": 1}
+    t = time.perf_counter()
+    for _ in range(n_tells):
+        here.send_bytes(cloudpickle.dumps(oneway))
+    here.send_bytes(b"count")
+    here.recv_bytes()
+    rate = n_tells / (time.perf_counter() - t)
+    here.send_bytes(b"stop")
+    proc.join(10)
+    return {"rtt_median_us": statistics.median(times) * 1e6, "rtt_p99_us": _p99(times) * 1e6, "tells_per_s": rate}
+
+
+def _p99(values):
+    return sorted(values)[int(len(values) * 0.99) - 1]
+
+
+class Echo(Agent):
+    def on_start(self):
+        self.count = 0
+
+    def on_receive(self, message):
+        if message == "count":
+            return self.count
+        if isinstance(message, dict) and message.get("oneway"):
+            self.count += 1
+            return None
+        return message
+
+    def ask_peer(self, peer, n):
+        for _ in range(200):
+            peer.ask(MESSAGE)
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            peer.ask(MESSAGE)
+            times.append(time.perf_counter() - t)
+        return times
+
+
+def framework(n_rtt: int, n_tells: int, n_spawn: int) -> dict[str, float]:
+    with Runtime() as rt:
+        a = rt.spawn(Echo, "a")
+        b = rt.spawn(Echo, "b")
+        for _ in range(200):
+            a.ask(MESSAGE)
+        times = []
+        for _ in range(n_rtt):
+            t = time.perf_counter()
+            a.ask(MESSAGE)
+            times.append(time.perf_counter() - t)
+        peer_times = a.proxy().ask_peer(b, n_rtt).get(timeout=300)
+        oneway = {"oneway": True, "n": 1}
+        t = time.perf_counter()
+        for _ in range(n_tells):
+            b.tell(oneway)
+        assert b.ask("count", timeout=300) == n_tells
+        rate = n_tells / (time.perf_counter() - t)
+        spawn_times = []
+        for i in range(n_spawn):
+            t = time.perf_counter()
+            ref = rt.spawn(Echo, f"s{i}")
+            ref.ask(MESSAGE, timeout=30)
+            spawn_times.append(time.perf_counter() - t)
+            rt.remove_agent(f"s{i}")
+    return {
+        "ask_median_us": statistics.median(times) * 1e6,
+        "ask_p99_us": _p99(times) * 1e6,
+        "agent_ask_median_us": statistics.median(peer_times) * 1e6,
+        "tells_per_s": rate,
+        "spawn_median_ms": statistics.median(spawn_times) * 1e3,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    n_rtt, n_tells, n_spawn = (300, 2000, 3) if args.quick else (5000, 50000, 20)
+    raw = raw_floor(n_rtt, n_tells)
+    ours = framework(n_rtt, n_tells, n_spawn)
+    ratios = {
+        "ask / raw rtt": ours["ask_median_us"] / raw["rtt_median_us"],
+        "agent ask / raw rtt": ours["agent_ask_median_us"] / raw["rtt_median_us"],
+        "tells / raw sends": ours["tells_per_s"] / raw["tells_per_s"],
+    }
+    if args.json:
+        print(json.dumps({"raw": raw, "framework": ours, "ratios": ratios}, indent=2))
+        return
+    print(f"{'measure':34} {'value':>12}")
+    print(f"{'raw pipe round trip, median':34} {raw['rtt_median_us']:>9.1f} us")
+    print(f"{'raw pipe round trip, p99':34} {raw['rtt_p99_us']:>9.1f} us")
+    print(f"{'raw pipe one-way sends':34} {raw['tells_per_s']:>9,.0f} /s")
+    print(f"{'ask runtime->agent, median':34} {ours['ask_median_us']:>9.1f} us")
+    print(f"{'ask runtime->agent, p99':34} {ours['ask_p99_us']:>9.1f} us")
+    print(f"{'ask agent->agent, median':34} {ours['agent_ask_median_us']:>9.1f} us")
+    print(f"{'tells to one agent':34} {ours['tells_per_s']:>9,.0f} /s")
+    print(f"{'spawn to first reply, median':34} {ours['spawn_median_ms']:>9.1f} ms")
+    for name, value in ratios.items():
+        print(f"{'ratio ' + name:34} {value:>11.2f}x")
+
+
+if __name__ == "__main__":
+    main()
