@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pykka.messages import ProxyCall
@@ -22,11 +23,23 @@ from actors._client import ServiceClient
 from actors._context import current_agent_id
 from actors._errors import AskTimeout, LockTimeout
 
-__all__ = ["LockActor", "LockClient", "SyncClient", "SyncManager"]
+__all__ = ["LockActor", "LockClient", "LockStatistics", "SyncClient", "SyncManager"]
 
 # Extra time a caller waits beyond the lock's own timeout, so that the lock
 # actor's answer (grant or expiry) is the one that counts.
 _GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class LockStatistics:
+    """A snapshot of one lock, as its actor saw it."""
+
+    holder: str | None
+    """Who holds the lock now (None: free)."""
+    token: int
+    """The fencing token of the current or last grant."""
+    waiting: tuple[str, ...]
+    """Holders queued for the lock, first come first."""
 
 
 class _Waiter(NamedTuple):
@@ -117,8 +130,8 @@ class LockActor(ActorBase):
     def token(self) -> int:
         return self._token
 
-    def waiting(self) -> list[str]:
-        return [w.holder for w in self._waiters.values()]
+    def statistics(self) -> LockStatistics:
+        return LockStatistics(self._holder, self._token, tuple(w.holder for w in self._waiters.values()))
 
 
 class LockClient(ServiceClient):
@@ -157,6 +170,9 @@ class LockClient(ServiceClient):
     def token(self) -> int:
         """The fencing token of the current (or last) grant."""
         return self._call("token")
+
+    def statistics(self) -> LockStatistics:
+        return self._call("statistics")
 
     def __enter__(self) -> LockClient:
         if not self.acquire():

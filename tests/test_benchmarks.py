@@ -1,0 +1,22 @@
+"""The benchmark script runs (its figures are read by people, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_messaging_benchmark_runs_and_reports_the_floor_beside_the_framework():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_messaging.py", "--quick", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["raw"]["rtt_median_us"] > 0
+    assert report["framework"]["ask_median_us"] > 0
+    assert set(report["ratios"]) == {"ask / raw rtt", "agent ask / raw rtt", "tells / raw sends"}
