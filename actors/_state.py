@@ -17,6 +17,7 @@ from typing import Any
 from actors._base import ActorBase
 from actors._client import ServiceClient
 from actors._context import current_agent_id
+from actors._durable import FLAT_NS, SqliteBackend
 from actors._errors import (
     MessageSerializationError,
     NamespacePermissionError,
@@ -41,7 +42,9 @@ class StateStore(ActorBase):
 
     `dumps` turns a value into bytes for its checksum (and proves it can
     travel); `events` is an optional ref of the event bus, told of every
-    write as STATE_CHANGED.
+    write as STATE_CHANGED. With `path` the store is durable (SQLite, see
+    `_durable`): a write is answered only once its transaction committed,
+    and writes that queue up while one commits share the next commit.
     """
 
     def __init__(
@@ -50,14 +53,74 @@ class StateStore(ActorBase):
         dumps: Callable[[Any], bytes] = pickle.dumps,
         max_history: int = 1000,
         events: Any = None,
+        path: str | None = None,
+        synchronous: str = "NORMAL",
     ) -> None:
         super().__init__()
         self._dumps = dumps
         self._events = events
+        self._max_history = max_history
         # Keys are (namespace, key) tuples: no formatting, so no collisions.
         self._data: dict[tuple[str | None, str], StateVersion] = {}
         self._namespaces: dict[str | None, frozenset[str] | None] = {FLAT: None, SHARED: None}
         self._history: deque[dict[str, Any]] = deque(maxlen=max_history)
+        # Durable mode. Invariant: everything in _pending_* is applied in
+        # memory but not yet committed, and every reply in _waiting was
+        # deferred until that commit.
+        self._backend = None if path is None else SqliteBackend(path, synchronous=synchronous)
+        self._pending_rows: list[dict[str, Any]] = []
+        self._pending_ns: list[tuple[str | None, frozenset[str] | None]] = []
+        self._waiting: list[tuple[Any, Any]] = []
+        self._announce: list[dict[str, Any]] = []
+        if self._backend is not None:
+            self._load()
+
+    def _load(self) -> None:
+        namespaces, self._data, history = self._backend.load(self._max_history)
+        self._namespaces = {FLAT: None, SHARED: None, **namespaces}
+        self._history = deque(history, maxlen=self._max_history)
+
+    # -- group commit -----------------------------------------------------
+
+    def _handle_receive(self, message: Any) -> Any:
+        try:
+            result = super()._handle_receive(message)
+        except Exception:
+            self._flush_if_idle()  # earlier writes still need their commit
+            raise
+        if self._pending_rows or self._pending_ns:
+            reply = self._defer_reply()  # answered once the batch is committed
+            if reply is not None:
+                self._waiting.append((reply, result))
+        self._flush_if_idle()
+        return result
+
+    def _flush_if_idle(self) -> None:
+        # Commit when nothing else is queued: writes arriving meanwhile join
+        # this batch instead of paying for a commit each.
+        if (self._pending_rows or self._pending_ns or self._waiting) and self.actor_inbox.empty():
+            self._flush()
+
+    def _flush(self) -> None:
+        rows, namespaces, waiting = self._pending_rows, self._pending_ns, self._waiting
+        self._pending_rows, self._pending_ns, self._waiting = [], [], []
+        try:
+            if self._backend is not None and (rows or namespaces):
+                self._backend.commit(namespaces, rows, self._max_history)
+        except Exception as exc:  # noqa: BLE001 - every writer of the batch learns it
+            self._load()  # back to what the file holds: nothing half-written
+            self._announce.clear()
+            for reply, _result in waiting:
+                reply.set_exception((type(exc), exc, exc.__traceback__))
+            return
+        for reply, result in waiting:
+            reply.set(result)
+        self._emit_changes()
+
+    def on_stop(self) -> None:
+        self._flush()
+        if self._backend is not None:
+            self._backend.close()
 
     def set_event_bus(self, events: Any) -> None:
         self._events = events
@@ -69,7 +132,12 @@ class StateStore(ActorBase):
         _check_key(ns)
         if ns in self._namespaces:
             return False
+        if ns == FLAT_NS:
+            msg = "a namespace name can't be empty"
+            raise ValueError(msg)
         self._namespaces[ns] = None if writers is None else frozenset(writers)
+        if self._backend is not None:
+            self._pending_ns.append((ns, self._namespaces[ns]))
         return True
 
     def _writable(self, ns: str | None, updater: str) -> None:
@@ -159,7 +227,7 @@ class StateStore(ActorBase):
         current = self._data.pop((ns, key), None)
         if current is None:
             return False
-        self._record(ns, key, "delete", current.version + 1, None, updater)
+        self._record(ns, key, "delete", current.version + 1, None, updater, None, None)
         return True
 
     def _write(self, ns: str | None, key: str, value: Any, updater: str, current: StateVersion | None) -> None:
@@ -169,16 +237,15 @@ class StateStore(ActorBase):
             msg = f"value for {ns}/{key} can't be pickled: {exc}"
             raise MessageSerializationError(msg) from exc
         version = 1 if current is None else current.version + 1
-        self._data[(ns, key)] = StateVersion(
-            value=value,
-            version=version,
-            timestamp=time.time(),
-            updated_by=updater,
-            checksum=hashlib.blake2b(blob, digest_size=16).hexdigest(),
-        )
-        self._record(ns, key, "set", version, value, updater)
+        checksum = hashlib.blake2b(blob, digest_size=16).hexdigest()
+        stamp = time.time()
+        self._data[(ns, key)] = StateVersion(value, version, stamp, updater, checksum)
+        self._record(ns, key, "set", version, value, updater, blob, checksum, stamp)
 
-    def _record(self, ns: str | None, key: str, op: str, version: int, value: Any, updater: str) -> None:
+    def _record(
+        self, ns: str | None, key: str, op: str, version: int, value: Any, updater: str,
+        blob: bytes | None, checksum: str | None, stamp: float | None = None,
+    ) -> None:
         row = {
             "namespace": ns,
             "key": key,
@@ -186,18 +253,23 @@ class StateStore(ActorBase):
             "version": version,
             "value": value,
             "updated_by": updater,
-            "timestamp": time.time(),
+            "timestamp": stamp or time.time(),
         }
         self._history.append(row)
+        if self._backend is not None:
+            self._pending_rows.append({**row, "blob": blob, "checksum": checksum})
         if self._events is not None:
-            from actors._events import emit_told  # noqa: PLC0415 - events imports state
+            self._announce.append({"namespace": ns, "key": key, "version": version, "updater": updater, "op": op})
+            if self._backend is None:
+                self._emit_changes()
 
-            emit_told(
-                self._events,
-                "state",
-                EventType.STATE_CHANGED,
-                {"namespace": ns, "key": key, "version": version, "updater": updater, "op": op},
-            )
+    def _emit_changes(self) -> None:
+        # Told, never asked: the bus may be writing to this store right now.
+        from actors._events import emit_told  # noqa: PLC0415 - events imports state
+
+        announce, self._announce = self._announce, []
+        for payload in announce:
+            emit_told(self._events, "state", EventType.STATE_CHANGED, payload)
 
 
 class StateClient(ServiceClient):

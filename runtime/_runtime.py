@@ -70,13 +70,15 @@ class Runtime:
         max_history: int = 1000,
         backend: str = "local",
         start_timeout: float = 60.0,
+        state_synchronous: str = "NORMAL",
     ) -> None:
         if backend != "local":
             msg = f"unknown backend {backend!r}; this version has only 'local'"
             raise ValueError(msg)
-        if state_path is not None:
-            msg = "state_path (durable SQLite state) is not implemented yet"
-            raise NotImplementedError(msg)
+        # The state store opens its file first: a bad path fails here, cleanly.
+        store_ref = StateStore.start(
+            dumps=cloudpickle.dumps, max_history=max_history, path=state_path, synchronous=state_synchronous
+        )
         self.id = uuid.uuid4().hex
         self.start_timeout = start_timeout
         self._authkey = os.urandom(32)
@@ -90,7 +92,7 @@ class Runtime:
         self._seq = itertools.count(1)
         self._psutil: dict[int, psutil.Process] = {}
 
-        store = self._start_service(StateStore, "_state", dumps=cloudpickle.dumps, max_history=max_history)
+        store = self._host_service(store_ref, "_state")
         bus = self._start_service(
             EventBus, "_events", max_history=max_history, state=StateClient(self._node.local["_state"])
         )
@@ -110,7 +112,9 @@ class Runtime:
     # -- services ----------------------------------------------------------
 
     def _start_service(self, cls: type[pykka.Actor], name: str, *args: Any, **kwargs: Any) -> AgentRef:
-        ref = cls.start(*args, **kwargs)
+        return self._host_service(cls.start(*args, **kwargs), name)
+
+    def _host_service(self, ref: pykka.ActorRef[Any], name: str) -> AgentRef:
         self._services.append(ref)
         self._node.host(name, ref)
         return AgentRef(name, self._node.address, self.id)

@@ -1,0 +1,127 @@
+"""SQLite persistence for the state store (standard library `sqlite3`).
+
+The store actor owns the connection: one writer, no locking games. Writes
+come in batches (`commit(rows)`), one transaction each, so concurrent
+writers share one fsync (group commit). WAL mode; `synchronous` is NORMAL
+by default, which survives the process being killed (the committed WAL is
+in the OS page cache), and FULL on request, which also survives power loss.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from typing import Any
+
+from actors._types import StateVersion
+
+__all__ = ["FLAT_NS", "SqliteBackend"]
+
+FLAT_NS = ""  # how the flat store's namespace (None) is written in the file
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS namespaces (ns TEXT PRIMARY KEY, writers BLOB);
+CREATE TABLE IF NOT EXISTS kv (
+    ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB, version INTEGER NOT NULL,
+    timestamp REAL NOT NULL, updated_by TEXT NOT NULL, checksum TEXT NOT NULL,
+    PRIMARY KEY (ns, key)
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ns TEXT NOT NULL, key TEXT NOT NULL, op TEXT NOT NULL,
+    version INTEGER NOT NULL, value BLOB, updated_by TEXT NOT NULL, timestamp REAL NOT NULL
+);
+"""
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def _ns_out(ns: str | None) -> str:
+    return FLAT_NS if ns is None else ns
+
+
+def _ns_in(ns: str) -> str | None:
+    return None if ns == FLAT_NS else ns
+
+
+class SqliteBackend:
+    """The file behind a durable store. Used only from the store actor's thread."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        level = synchronous.upper()
+        if level not in _SYNCHRONOUS:
+            msg = f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
+            raise ValueError(msg)
+        self.path = path
+        # Opened by whoever builds the store; used only by the store's thread.
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={level}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            msg = f"can't use {path!r} as a state file: {exc}"
+            raise ValueError(msg) from exc
+        self._commits = 0
+
+    def load(self, max_history: int) -> tuple[dict, dict, list[dict[str, Any]]]:
+        """Namespaces, values and the last `max_history` history rows."""
+        namespaces = {
+            _ns_in(ns): (None if writers is None else frozenset(pickle.loads(writers)))
+            for ns, writers in self._db.execute("SELECT ns, writers FROM namespaces")
+        }
+        data = {
+            (_ns_in(ns), key): StateVersion(pickle.loads(value), version, timestamp, updated_by, checksum)
+            for ns, key, value, version, timestamp, updated_by, checksum in self._db.execute(
+                "SELECT ns, key, value, version, timestamp, updated_by, checksum FROM kv"
+            )
+        }
+        rows = self._db.execute(
+            "SELECT ns, key, op, version, value, updated_by, timestamp FROM history ORDER BY seq DESC LIMIT ?",
+            (max_history,),
+        ).fetchall()
+        history = [
+            {
+                "namespace": _ns_in(ns), "key": key, "op": op, "version": version,
+                "value": None if value is None else pickle.loads(value),
+                "updated_by": updated_by, "timestamp": timestamp,
+            }
+            for ns, key, op, version, value, updated_by, timestamp in reversed(rows)
+        ]
+        return namespaces, data, history
+
+    def commit(self, namespaces: list[tuple[str | None, Any]], rows: list[dict[str, Any]], max_history: int) -> None:
+        """Write a batch in one transaction; raises (and writes nothing) on failure."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for ns, writers in namespaces:
+                db.execute(
+                    "INSERT OR IGNORE INTO namespaces VALUES (?, ?)",
+                    (_ns_out(ns), None if writers is None else pickle.dumps(sorted(writers))),
+                )
+            for row in rows:
+                ns = _ns_out(row["namespace"])
+                blob = row.get("blob")
+                if row["op"] == "delete":
+                    db.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, row["key"]))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (ns, row["key"], blob, row["version"], row["timestamp"], row["updated_by"], row["checksum"]),
+                    )
+                db.execute(
+                    "INSERT INTO history (ns, key, op, version, value, updated_by, timestamp) VALUES (?,?,?,?,?,?,?)",
+                    (ns, row["key"], row["op"], row["version"], blob, row["updated_by"], row["timestamp"]),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._commits += 1
+        if self._commits % 256 == 0:  # keep the history table bounded
+            db.execute(
+                "DELETE FROM history WHERE seq <= (SELECT MAX(seq) FROM history) - ?", (max_history,)
+            )
+
+    def close(self) -> None:
+        self._db.close()
