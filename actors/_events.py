@@ -88,6 +88,10 @@ class EventBus(ActorBase):
             return
         try:
             agent = event.payload.get("agent_id", event.source)
+            if event.payload.get("kind", "agent") != "agent" and event.type in (
+                EventType.AGENT_JOINED, EventType.AGENT_LEFT
+            ):
+                return  # the runtime's own service processes are not team members
             if event.type is EventType.AGENT_JOINED:
                 self._state.update("shared", "active_agents", _adding(agent), updater="event_bus")
             elif event.type is EventType.AGENT_LEFT:

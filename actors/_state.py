@@ -232,7 +232,13 @@ class StateStore(ActorBase):
 
     def _write(self, ns: str | None, key: str, value: Any, updater: str, current: StateVersion | None) -> None:
         try:
-            blob = self._dumps(value)
+            if self._backend is not None:
+                blob = self._dumps(value)  # by value, so another process can load it
+            else:
+                try:
+                    blob = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)  # for the checksum: C speed
+                except Exception:  # noqa: BLE001 - lambdas, classes from __main__, ...
+                    blob = self._dumps(value)
         except Exception as exc:
             msg = f"value for {ns}/{key} can't be pickled: {exc}"
             raise MessageSerializationError(msg) from exc

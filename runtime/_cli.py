@@ -45,12 +45,12 @@ class _Printer:
         self.quiet, self.as_json = quiet, as_json
         self._lock = threading.Lock()
 
-    def line(self, kind: str, text: str, **fields: Any) -> None:
-        if self.quiet and kind not in ("result", "failed"):
+    def line(self, what: str, text: str, **fields: Any) -> None:
+        if self.quiet and what not in ("result", "failed"):
             return
         with self._lock:
             if self.as_json:
-                print(json.dumps({"event": kind, **fields}, default=repr), flush=True)
+                print(json.dumps({"event": what, **fields}, default=repr), flush=True)
             else:
                 print(text, flush=True)
 

@@ -33,6 +33,7 @@ from actors import (
 )
 from actors._comm import CommHub
 from actors._events import EventBus, EventsClient
+from actors._replicated import Replica, ReplicatedState
 from actors._state import FlatStateClient, StateClient, StateStore
 from actors._sync import SyncClient, SyncManager
 from runtime._host import BootSpec
@@ -91,6 +92,7 @@ class Runtime:
         self._services: list[pykka.ActorRef[Any]] = []
         self._seq = itertools.count(1)
         self._psutil: dict[int, psutil.Process] = {}
+        self._replicated: dict[str, ReplicatedState] = {}
 
         store = self._host_service(store_ref, "_state")
         bus = self._start_service(
@@ -154,6 +156,22 @@ class Runtime:
             msg = f"agent names are non-empty str not starting with '_', got {name!r}"
             raise ValueError(msg)
         caps = list(agent_cls.capabilities if capabilities is None else capabilities)
+        return self._launch(
+            agent_cls, name, caps, restart, max_restarts, restart_window, tuple(args), dict(kwargs or {}), "agent"
+        )
+
+    def _launch(
+        self,
+        agent_cls: type[Agent],
+        name: str,
+        caps: list[str],
+        restart: str,
+        max_restarts: int,
+        restart_window: float,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        kind: str,
+    ) -> AgentRef:
         ctx = AgentContext(
             agent_id=name,
             state=self.state,
@@ -165,8 +183,7 @@ class Runtime:
             _peer=self._peer,
         )
         spec = BootSpec(
-            name, agent_cls, tuple(args), dict(kwargs or {}), ctx,
-            self.id, self._authkey, self._rundir, self._node.address,
+            name, agent_cls, args, kwargs, ctx, self.id, self._authkey, self._rundir, self._node.address,
         )
         boot = dumps(spec, f"agent {name!r} (its class or arguments)")
         with self._lock:
@@ -180,13 +197,58 @@ class Runtime:
             with self._lock:
                 self._records.pop(name, None)
             raise
-        record = AgentRecord(name, boot, caps, restart, max_restarts, restart_window, started)
+        record = AgentRecord(name, boot, caps, restart, max_restarts, restart_window, started, kind=kind)
         with self._lock:
             self._records[name] = record
         self._node.names[name] = started.address
         self._supervisor.watch(record)
-        self.events.emit(name, EventType.AGENT_JOINED, {"agent_id": name, "capabilities": caps, "restarts": 0})
+        self.events.emit(
+            name, EventType.AGENT_JOINED, {"agent_id": name, "capabilities": caps, "restarts": 0, "kind": kind}
+        )
         return AgentRef(name, started.address, self.id)
+
+    def replicated_state(
+        self,
+        name: str,
+        replicas: int = 3,
+        quorum: int = 2,
+        conflict_resolver: Any = None,
+    ) -> ReplicatedState:
+        """A key-value store kept by `replicas` supervised replica processes.
+
+        Writes succeed once `quorum` replicas acknowledge them; reads resolve
+        what the replicas hold with `conflict_resolver` (default:
+        last-write-wins on a hybrid logical clock). The same name returns the
+        same store.
+        """
+        self._check_open()
+        if not isinstance(name, str) or not name or name.startswith("_"):
+            msg = f"replicated state names are non-empty str not starting with '_', got {name!r}"
+            raise ValueError(msg)
+        if not (isinstance(replicas, int) and replicas >= 1):
+            msg = f"replicas must be a positive int, got {replicas!r}"
+            raise ValueError(msg)
+        if not (isinstance(quorum, int) and 1 <= quorum <= replicas):
+            msg = f"quorum must be between 1 and replicas ({replicas}), got {quorum!r}"
+            raise ValueError(msg)
+        if conflict_resolver is not None and not callable(conflict_resolver):
+            msg = f"conflict_resolver must be callable, got {conflict_resolver!r}"
+            raise TypeError(msg)
+        with self._lock:
+            existing = self._replicated.get(name)
+        if existing is not None:
+            return existing
+        names = [f"{name}.replica{i}" for i in range(replicas)]
+        refs = [
+            self._launch(
+                Replica, replica, [], "permanent", 10, 5.0, (tuple(n for n in names if n != replica),), {}, "service"
+            )
+            for replica in names
+        ]
+        store = ReplicatedState(name, refs, quorum, conflict_resolver, dumps=cloudpickle.dumps)
+        with self._lock:
+            self._replicated[name] = store
+        return store
 
     def _restart(self, record: AgentRecord) -> Started:
         return start_agent_process(self._zygote, record.boot, record.name, self.start_timeout)
@@ -200,7 +262,10 @@ class Runtime:
         except Exception:  # noqa: BLE001 - the runtime may be closing
             pass
         try:
-            payload = {"agent_id": record.name, "reason": reason, "exit_code": record.started.process.exitcode}
+            payload = {
+                "agent_id": record.name, "reason": reason, "exit_code": record.started.process.exitcode,
+                "kind": record.kind,
+            }
             if reclaimed:
                 payload["reclaimed_locks"] = reclaimed
             self.events.emit(record.name, EventType.AGENT_LEFT, payload)
@@ -212,12 +277,17 @@ class Runtime:
         self.events.emit(
             record.name,
             EventType.AGENT_JOINED,
-            {"agent_id": record.name, "capabilities": record.capabilities, "restarts": record.restarts},
+            {
+                "agent_id": record.name, "capabilities": record.capabilities, "restarts": record.restarts,
+                "kind": record.kind,
+            },
         )
 
     def _on_gave_up(self, record: AgentRecord, reason: str) -> None:
         logger.warning("agent %s: %s", record.name, reason)
-        self.events.emit(record.name, EventType.AGENT_LEFT, {"agent_id": record.name, "reason": reason})
+        self.events.emit(
+            record.name, EventType.AGENT_LEFT, {"agent_id": record.name, "reason": reason, "kind": record.kind}
+        )
 
     @property
     def agents(self) -> dict[str, AgentRef]:
@@ -226,7 +296,7 @@ class Runtime:
             return {
                 name: AgentRef(name, r.started.address, self.id)
                 for name, r in self._records.items()
-                if r is not None and r.status in ("running", "restarting")
+                if r is not None and r.kind == "agent" and r.status in ("running", "restarting")
             }
 
     def add_agent(self, agent_id: str, capabilities: list[str], agent_cls: type[Agent] = Agent) -> AgentRef:
