@@ -1,17 +1,19 @@
-"""Locks as actors: each named lock is its own actor with a FIFO of waiters.
+"""Locks, semaphores and barriers: each named primitive is its own actor.
 
-A waiter's ask is parked (its reply deferred) until the lock is granted or
-its timeout, enforced by the lock actor itself, runs out. Because the actor
-decides grant-or-expire in one place, a grant is never lost to a waiter
-that gave up at the same moment.
+A waiter's ask is parked (its reply deferred) until it is granted or its
+timeout, enforced by the primitive's actor itself, runs out. Because the
+actor decides grant-or-expire in one place, a grant is never lost to a
+waiter that gave up at the same moment, and requests are tracked by
+request id, never by holder, so two requests of one holder stay distinct.
+When an agent dies, the runtime tells every primitive (`holder_died`):
+its locks and permits are released and barriers it belonged to break.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -21,13 +23,86 @@ from pykka.messages import ProxyCall
 from actors._base import ActorBase
 from actors._client import ServiceClient
 from actors._context import current_agent_id
-from actors._errors import AskTimeout, LockTimeout
+from actors._errors import ActorDeadError, AskTimeout, BrokenBarrierError, LockTimeout
 
-__all__ = ["LockActor", "LockClient", "LockStatistics", "SyncClient", "SyncManager"]
+__all__ = [
+    "BarrierActor", "BarrierClient", "LockActor", "LockClient", "LockStatistics", "SemaphoreActor",
+    "SemaphoreClient", "SyncClient", "SyncManager",
+]
 
-# Extra time a caller waits beyond the lock's own timeout, so that the lock
+# Extra time a caller waits beyond the primitive's own timeout, so that the
 # actor's answer (grant or expiry) is the one that counts.
 _GRACE = 5.0
+
+
+class _Waiter(NamedTuple):
+    holder: str
+    reply: Any
+    timer: threading.Timer | None
+
+
+class _Parked:
+    """FIFO of parked requests, each with its deferred reply and timer.
+
+    Timers run in their own threads; they only tell the actor to cancel the
+    request, so every decision is taken in the actor's thread.
+    """
+
+    def __init__(self, actor: ActorBase) -> None:
+        self._actor = actor
+        self._queue: OrderedDict[str, _Waiter] = OrderedDict()
+
+    def park(self, request_id: str, holder: str, timeout: float | None) -> None:
+        reply = self._actor._defer_reply()
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, self._expire, (request_id,))
+            timer.daemon = True
+            timer.start()
+        self._queue[request_id] = _Waiter(holder, reply, timer)
+
+    def _expire(self, request_id: str) -> None:
+        try:
+            self._actor.actor_ref.tell(ProxyCall(("cancel",), (request_id,), {}))
+        except Exception:  # noqa: BLE001 - the actor has stopped
+            pass
+
+    def take(self, request_id: str) -> _Waiter | None:
+        waiter = self._queue.pop(request_id, None)
+        if waiter is not None and waiter.timer is not None:
+            waiter.timer.cancel()
+        return waiter
+
+    def first(self) -> tuple[str, _Waiter] | None:
+        return next(iter(self._queue.items()), None)
+
+    def of(self, holder: str) -> list[str]:
+        return [r for r, w in self._queue.items() if w.holder == holder]
+
+    def holders(self) -> tuple[str, ...]:
+        return tuple(w.holder for w in self._queue.values())
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+def _answer(waiter: _Waiter, value: Any) -> bool:
+    """Answer a parked request; False if its asker is already gone."""
+    if waiter.reply is None:
+        return True
+    try:
+        waiter.reply.set(value)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def _fail(waiter: _Waiter, exc: BaseException) -> None:
+    if waiter.reply is not None:
+        try:
+            waiter.reply.set_exception((type(exc), exc, None))
+        except Exception:  # noqa: BLE001
+            pass
 
 
 @dataclass(frozen=True)
@@ -42,12 +117,6 @@ class LockStatistics:
     """Holders queued for the lock, first come first."""
 
 
-class _Waiter(NamedTuple):
-    holder: str
-    reply: Any
-    timer: threading.Timer | None
-
-
 class LockActor(ActorBase):
     """One named lock. Grants carry a fencing token that only ever grows."""
 
@@ -57,40 +126,24 @@ class LockActor(ActorBase):
         self._holder: str | None = None
         self._request: str | None = None
         self._token = 0
-        self._waiters: OrderedDict[str, _Waiter] = OrderedDict()
+        self._parked = _Parked(self)
 
     def acquire(self, holder: str, timeout: float | None, request_id: str) -> int:
         """Grant now (returns the token), or park the caller; 0 on timeout."""
-        if self._holder is None and not self._waiters:
+        if self._holder is None and not self._parked:
             return self._grant(holder, request_id)
         if self._holder == holder:
             return self._token  # already ours: acquiring again is a no-op
         if timeout is not None and timeout <= 0:
             return 0
-        reply = self._defer_reply()
-        timer = None
-        if timeout is not None:
-            timer = threading.Timer(timeout, self._expire_later, (request_id,))
-            timer.daemon = True
-            timer.start()
-        self._waiters[request_id] = _Waiter(holder, reply, timer)
+        self._parked.park(request_id, holder, timeout)
         return 0  # not sent: the reply was deferred
 
-    def _expire_later(self, request_id: str) -> None:
-        # Runs in the timer's thread: hand the decision to the actor's thread.
-        try:
-            self.actor_ref.tell(ProxyCall(("cancel",), (request_id,), {}))
-        except Exception:  # noqa: BLE001 - the lock actor has stopped
-            pass
-
     def cancel(self, request_id: str) -> bool:
-        """Withdraw a request: a waiter gets False, a grant is released."""
-        waiter = self._waiters.pop(request_id, None)
+        """Withdraw a request: a waiter gets 0 (False), a grant is released."""
+        waiter = self._parked.take(request_id)
         if waiter is not None:
-            if waiter.timer is not None:
-                waiter.timer.cancel()
-            if waiter.reply is not None:
-                waiter.reply.set(0)
+            _answer(waiter, 0)
             return True
         if self._request == request_id:
             return self.release(self._holder)
@@ -101,21 +154,17 @@ class LockActor(ActorBase):
         if holder is None or holder != self._holder:
             return False
         self._holder = self._request = None
-        while self._waiters and self._holder is None:
-            request_id, waiter = self._waiters.popitem(last=False)
-            if waiter.timer is not None:
-                waiter.timer.cancel()
+        while self._holder is None and (first := self._parked.first()) is not None:
+            request_id, _ = first
+            waiter = self._parked.take(request_id)
             token = self._grant(waiter.holder, request_id)
-            if waiter.reply is not None:
-                try:
-                    waiter.reply.set(token)
-                except Exception:  # noqa: BLE001 - the asker vanished: pass it on
-                    self._holder = self._request = None
+            if not _answer(waiter, token):  # the asker vanished: pass it on
+                self._holder = self._request = None
         return True
 
-    def release_all_of(self, holder: str) -> bool:
-        """Forget `holder` entirely: its grant and its queued requests."""
-        for request_id in [r for r, w in self._waiters.items() if w.holder == holder]:
+    def holder_died(self, holder: str) -> bool:
+        """Forget `holder`: its grant and its queued requests. True if it held the lock."""
+        for request_id in self._parked.of(holder):
             self.cancel(request_id)
         return self.release(holder)
 
@@ -131,7 +180,133 @@ class LockActor(ActorBase):
         return self._token
 
     def statistics(self) -> LockStatistics:
-        return LockStatistics(self._holder, self._token, tuple(w.holder for w in self._waiters.values()))
+        return LockStatistics(self._holder, self._token, self._parked.holders())
+
+
+class SemaphoreActor(ActorBase):
+    """`permits` concurrent holders, FIFO; a holder may hold several permits."""
+
+    def __init__(self, sem_id: str, permits: int) -> None:
+        super().__init__()
+        self._sem_id = sem_id
+        self._permits = permits
+        self._held: Counter[str] = Counter()
+        self._parked = _Parked(self)
+
+    def _free(self) -> int:
+        return self._permits - sum(self._held.values())
+
+    def acquire(self, holder: str, timeout: float | None, request_id: str) -> bool:
+        if self._free() > 0 and not self._parked:
+            self._held[holder] += 1
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        self._parked.park(request_id, holder, timeout)
+        return False  # not sent: the reply was deferred
+
+    def cancel(self, request_id: str) -> bool:
+        waiter = self._parked.take(request_id)
+        if waiter is None:
+            return False
+        _answer(waiter, False)
+        return True
+
+    def release(self, holder: str, count: int = 1) -> bool:
+        """Give back `count` permits of `holder`; a non-holder changes nothing."""
+        if self._held[holder] < count or count < 1:
+            return False
+        self._held[holder] -= count
+        self._held += Counter()  # drop zero counts
+        self._grant_waiters()
+        return True
+
+    def _grant_waiters(self) -> None:
+        while self._free() > 0 and (first := self._parked.first()) is not None:
+            waiter = self._parked.take(first[0])
+            self._held[waiter.holder] += 1
+            if not _answer(waiter, True):
+                self._held[waiter.holder] -= 1
+                self._held += Counter()
+
+    def holder_died(self, holder: str) -> bool:
+        for request_id in self._parked.of(holder):
+            self.cancel(request_id)
+        held = self._held.pop(holder, 0)
+        self._grant_waiters()
+        return held > 0
+
+    def available(self) -> int:
+        return self._free()
+
+    def holders(self) -> dict[str, int]:
+        return dict(self._held)
+
+
+class BarrierActor(ActorBase):
+    """Releases `count` waiting parties together, then re-arms for the next round.
+
+    Parties seen in any round are its members: if one of them dies, the
+    parties waiting now get `BrokenBarrierError` rather than their timeout.
+    """
+
+    def __init__(self, barrier_id: str, count: int) -> None:
+        super().__init__()
+        self._barrier_id = barrier_id
+        self._count = count
+        self._parked = _Parked(self)
+        self._members: set[str] = set()
+        self._rounds = 0
+
+    def wait(self, party: str, timeout: float | None, request_id: str) -> bool:
+        self._members.add(party)
+        self._parked.park(request_id, party, timeout)
+        if len(self._parked) >= self._count:
+            self._rounds += 1
+            while (first := self._parked.first()) is not None:
+                _answer(self._parked.take(first[0]), True)
+        return False  # not sent: every reply was deferred
+
+    def cancel(self, request_id: str) -> bool:
+        waiter = self._parked.take(request_id)
+        if waiter is None:
+            return False
+        _answer(waiter, False)
+        return True
+
+    def _break(self, why: str) -> None:
+        error = BrokenBarrierError(f"barrier {self._barrier_id!r} broke: {why}")
+        while (first := self._parked.first()) is not None:
+            _fail(self._parked.take(first[0]), error)
+
+    def reset(self) -> None:
+        """Break the current round (its waiters get `BrokenBarrierError`) and re-arm."""
+        self._break("it was reset")
+
+    def holder_died(self, party: str) -> bool:
+        if party not in self._members:
+            return False
+        self._members.discard(party)
+        broke = len(self._parked) > 0
+        self._break(f"party {party!r} died")
+        return broke
+
+    def rounds(self) -> int:
+        return self._rounds
+
+    def waiting(self) -> int:
+        return len(self._parked)
+
+
+def _acquire(client: ServiceClient, holder: str | None, timeout: float | None, what: str) -> Any:
+    """Ask for a grant; on a client-side timeout withdraw it, never leak it."""
+    request_id = uuid.uuid4().hex
+    wait = None if timeout is None else timeout + _GRACE
+    try:
+        return client._call(what, holder or current_agent_id(), timeout, request_id, timeout=wait)
+    except AskTimeout:
+        client._cast("cancel", request_id)
+        return None
 
 
 class LockClient(ServiceClient):
@@ -140,26 +315,15 @@ class LockClient(ServiceClient):
     def __init__(self, ref: Any, lock_id: str = "") -> None:
         super().__init__(ref)
         self.lock_id = lock_id
-        self.last_token = 0
 
     def __getstate__(self) -> Any:
         return (self._ref, self.lock_id)
 
     def __setstate__(self, state: Any) -> None:
         self._ref, self.lock_id = state
-        self.last_token = 0
 
     def acquire(self, holder: str | None = None, timeout: float | None = 30.0) -> bool:
-        holder = holder or current_agent_id()
-        request_id = uuid.uuid4().hex
-        wait = None if timeout is None else timeout + _GRACE
-        try:
-            token = self._call("acquire", holder, timeout, request_id, timeout=wait)
-        except AskTimeout:
-            self._cast("cancel", request_id)  # never leak a late grant
-            return False
-        self.last_token = token
-        return token > 0
+        return bool(_acquire(self, holder, timeout, "acquire"))
 
     def release(self, holder: str | None = None) -> bool:
         return self._call("release", holder or current_agent_id())
@@ -168,7 +332,7 @@ class LockClient(ServiceClient):
         return self._call("holder")
 
     def token(self) -> int:
-        """The fencing token of the current (or last) grant."""
+        """The fencing token of the current (or last) grant; it only grows."""
         return self._call("token")
 
     def statistics(self) -> LockStatistics:
@@ -181,41 +345,155 @@ class LockClient(ServiceClient):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        # Told, not asked: nothing waits on the answer, and a later request
+        # from this thread travels behind it on the same connection.
+        self._cast("release", current_agent_id())
+
+
+class SemaphoreClient(ServiceClient):
+    """A counting semaphore from any process."""
+
+    def __init__(self, ref: Any, sem_id: str = "") -> None:
+        super().__init__(ref)
+        self.sem_id = sem_id
+
+    def __getstate__(self) -> Any:
+        return (self._ref, self.sem_id)
+
+    def __setstate__(self, state: Any) -> None:
+        self._ref, self.sem_id = state
+
+    def acquire(self, holder: str | None = None, timeout: float | None = 30.0) -> bool:
+        return bool(_acquire(self, holder, timeout, "acquire"))
+
+    def release(self, holder: str | None = None) -> bool:
+        return self._call("release", holder or current_agent_id())
+
+    def available(self) -> int:
+        return self._call("available")
+
+    def holders(self) -> dict[str, int]:
+        return self._call("holders")
+
+    def __enter__(self) -> SemaphoreClient:
+        if not self.acquire():
+            msg = f"could not acquire a permit of semaphore {self.sem_id!r} within 30 s"
+            raise LockTimeout(msg)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cast("release", current_agent_id())
+
+
+class BarrierClient(ServiceClient):
+    """A reusable barrier from any process."""
+
+    def __init__(self, ref: Any, barrier_id: str = "") -> None:
+        super().__init__(ref)
+        self.barrier_id = barrier_id
+
+    def __getstate__(self) -> Any:
+        return (self._ref, self.barrier_id)
+
+    def __setstate__(self, state: Any) -> None:
+        self._ref, self.barrier_id = state
+
+    def wait(self, party: str | None = None, timeout: float | None = 60.0) -> bool:
+        """True when all parties arrived; False on timeout; raises `BrokenBarrierError`."""
+        return bool(_acquire(self, party, timeout, "wait"))
+
+    def reset(self) -> None:
+        self._call("reset")
+
+    def waiting(self) -> int:
+        return self._call("waiting")
 
 
 class SyncManager(ActorBase):
     """Creates each named primitive on first use and hands out its ref.
 
-    `spawn` starts a service actor and returns a ref that works from any
-    process: `spawn(actor_cls, name, *args)`.
+    `spawn(actor_cls, name, *args)` starts a service actor and returns a ref
+    that works from any process.
     """
 
     def __init__(self, spawn: Callable[..., Any]) -> None:
         super().__init__()
         self._spawn = spawn
-        self._locks: dict[str, Any] = {}
-        self._seq = itertools.count()
+        self._primitives: dict[tuple[str, str], tuple[Any, tuple[Any, ...]]] = {}
+
+    def _get(self, kind: str, cls: type, name: str, *args: Any) -> Any:
+        if not isinstance(name, str):
+            msg = f"{kind} ids must be str, got {type(name).__name__}"
+            raise TypeError(msg)
+        known = self._primitives.get((kind, name))
+        if known is not None:
+            if known[1] != args:
+                msg = f"{kind} {name!r} already exists with {known[1]}, not {args}"
+                raise ValueError(msg)
+            return known[0]
+        ref = self._spawn(cls, f"_{kind}:{name}", name, *args)
+        self._primitives[(kind, name)] = (ref, args)
+        return ref
 
     def get_lock(self, lock_id: str) -> Any:
-        if not isinstance(lock_id, str):
-            msg = f"lock ids must be str, got {type(lock_id).__name__}"
-            raise TypeError(msg)
-        if lock_id not in self._locks:
-            self._locks[lock_id] = self._spawn(LockActor, f"_lock:{lock_id}", lock_id)
-        return self._locks[lock_id]
+        return self._get("lock", LockActor, lock_id)
+
+    def get_semaphore(self, sem_id: str, permits: int) -> Any:
+        if not isinstance(permits, int) or permits < 1:
+            msg = f"permits must be a positive int, got {permits!r}"
+            raise ValueError(msg)
+        return self._get("semaphore", SemaphoreActor, sem_id, permits)
+
+    def get_barrier(self, barrier_id: str, count: int) -> Any:
+        if not isinstance(count, int) or count < 1:
+            msg = f"count must be a positive int, got {count!r}"
+            raise ValueError(msg)
+        return self._get("barrier", BarrierActor, barrier_id, count)
 
     def holder_died(self, holder: str) -> list[str]:
-        """Release every lock `holder` held; returns the ids reclaimed."""
+        """Release what `holder` held everywhere; returns what was reclaimed."""
+        asks = [
+            (f"{kind} {name}", ref.ask(ProxyCall(("holder_died",), (holder,), {}), block=False))
+            for (kind, name), (ref, _args) in self._primitives.items()
+        ]
         reclaimed = []
-        for lock_id, ref in self._locks.items():
-            if ref.ask(ProxyCall(("release_all_of",), (holder,), {}), timeout=10):
-                reclaimed.append(lock_id)
+        for what, future in asks:
+            try:
+                if future.get(timeout=10):
+                    reclaimed.append(what)
+            except (ActorDeadError, AskTimeout):
+                pass
         return reclaimed
 
 
 class SyncClient(ServiceClient):
-    """`rt.sync` / `self.ctx.sync`: named locks from any process."""
+    """`rt.sync` / `self.ctx.sync`: named primitives, created on first use.
+
+    Refs are remembered per process (primitives live as long as the
+    runtime), so only the first `get_lock` of a name asks the manager.
+    """
+
+    __slots__ = ("_known",)
+
+    def __init__(self, ref: Any) -> None:
+        super().__init__(ref)
+        self._known: dict[tuple[Any, ...], Any] = {}
+
+    def __setstate__(self, ref: Any) -> None:
+        super().__setstate__(ref)
+        self._known = {}
+
+    def _ref_of(self, *key: Any) -> Any:
+        ref = self._known.get(key)
+        if ref is None:
+            ref = self._known[key] = self._call(*key)
+        return ref
 
     def get_lock(self, lock_id: str) -> LockClient:
-        return LockClient(self._call("get_lock", lock_id), lock_id)
+        return LockClient(self._ref_of("get_lock", lock_id), lock_id)
+
+    def get_semaphore(self, sem_id: str, permits: int) -> SemaphoreClient:
+        return SemaphoreClient(self._ref_of("get_semaphore", sem_id, permits), sem_id)
+
+    def get_barrier(self, barrier_id: str, count: int) -> BarrierClient:
+        return BarrierClient(self._ref_of("get_barrier", barrier_id, count), barrier_id)

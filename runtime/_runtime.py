@@ -258,16 +258,19 @@ class Runtime:
             del self._node.names[record.name]
         reclaimed = []
         try:
-            reclaimed = self.sync._call("holder_died", record.name, timeout=10)
+            reclaimed = self.sync._call("holder_died", record.name, timeout=30)
         except Exception:  # noqa: BLE001 - the runtime may be closing
-            pass
+            logger.debug("could not reclaim what %s held", record.name)
+        payload = {
+            "agent_id": record.name, "reason": reason, "exit_code": record.started.process.exitcode,
+            "kind": record.kind, "reclaimed": reclaimed,
+        }
         try:
-            payload = {
-                "agent_id": record.name, "reason": reason, "exit_code": record.started.process.exitcode,
-                "kind": record.kind,
-            }
             if reclaimed:
-                payload["reclaimed_locks"] = reclaimed
+                self.events.emit(
+                    "supervisor", EventType.ERROR_OCCURRED,
+                    {"agent_id": record.name, "error": f"{record.name} {reason}", "reclaimed": reclaimed},
+                )
             self.events.emit(record.name, EventType.AGENT_LEFT, payload)
         except Exception:  # noqa: BLE001
             logger.debug("could not publish AGENT_LEFT for %s", record.name)

@@ -20,3 +20,12 @@ def test_messaging_benchmark_runs_and_reports_the_floor_beside_the_framework():
     assert report["raw"]["rtt_median_us"] > 0
     assert report["framework"]["ask_median_us"] > 0
     assert set(report["ratios"]) == {"ask / raw rtt", "agent ask / raw rtt", "tells / raw sends"}
+
+
+def test_state_and_sync_benchmarks_run():
+    for script in ["benchmarks/bench_state.py", "benchmarks/bench_sync.py"]:
+        out = subprocess.run(
+            [sys.executable, script, "--quick", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["raw_rtt_median_us"] > 0
