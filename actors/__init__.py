@@ -18,7 +18,9 @@ from actors._errors import (
     NamespacePermissionError,
     NoCapableAgentError,
     RemoteError,
+    StreamClosedError,
     UnknownNamespaceError,
+    UnknownStreamError,
 )
 from actors._types import Event, EventType, Message, MessagePattern, StateVersion
 
@@ -41,6 +43,8 @@ __all__ = [
     "NoCapableAgentError",
     "RemoteError",
     "StateVersion",
+    "StreamClosedError",
     "UnknownNamespaceError",
+    "UnknownStreamError",
     "current_agent_id",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from actors._pubsub import PubSubClient
+from actors._streams import StreamingClient
 from actors._types import Message, MessagePattern
 
 __all__ = ["CommHub", "RequestReply"]
@@ -28,12 +30,20 @@ class RequestReply:
 class CommHub:
     """`rt.comm` / `self.ctx.comm`: the channels between agents.
 
+    `request_reply`, `send` (fire-and-forget), `pub_sub` and `streaming`.
     `peer(name)` turns an agent id into a ref; unknown ids fail there, at once.
     """
 
-    def __init__(self, peer: Callable[[str], Any]) -> None:
+    def __init__(
+        self,
+        peer: Callable[[str], Any],
+        pub_sub: PubSubClient | None = None,
+        streaming: StreamingClient | None = None,
+    ) -> None:
         self._peer = peer
         self.request_reply = RequestReply(peer)
+        self.pub_sub = pub_sub
+        self.streaming = streaming
 
     def send(self, sender: str, recipient: str, payload: Any) -> None:
         message = Message(

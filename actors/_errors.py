@@ -19,7 +19,9 @@ __all__ = [
     "NamespacePermissionError",
     "NoCapableAgentError",
     "RemoteError",
+    "StreamClosedError",
     "UnknownNamespaceError",
+    "UnknownStreamError",
 ]
 
 
@@ -110,3 +112,18 @@ class RemoteError(ActorsError):
             type(self),
             (self.remote_type, str(self.args[0]).partition(": ")[2], self.remote_traceback),
         )
+
+
+class UnknownStreamError(ActorsError, LookupError):
+    """A stream was used before `create_stream` made it."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        super().__init__(f"unknown stream {stream_id!r}; create it first")
+
+    def __reduce__(self):
+        return (type(self), (self.stream_id,))
+
+
+class StreamClosedError(ActorsError):
+    """A chunk was sent to a stream after `close_stream`."""

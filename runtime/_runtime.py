@@ -33,6 +33,8 @@ from actors import (
 )
 from actors._comm import CommHub
 from actors._events import EventBus, EventsClient
+from actors._pubsub import PubSubClient, PubSubManager
+from actors._streams import StreamingClient, StreamManager
 from actors._replicated import Replica, ReplicatedState
 from actors._state import FlatStateClient, StateClient, StateStore
 from actors._sync import SyncClient, SyncManager
@@ -100,12 +102,14 @@ class Runtime:
         )
         store.ask(ProxyCall(("set_event_bus",), (self._node.local["_events"],), {}))
         sync = self._start_service(SyncManager, "_sync", spawn=self._spawn_service)
+        topics = self._start_service(PubSubManager, "_pubsub", spawn=self._spawn_service)
+        streams = self._start_service(StreamManager, "_streams", spawn=self._spawn_service)
         peer = functools.partial(peer_ref, self.id)
         self.state = StateClient(store)
         self.store = FlatStateClient(store)
         self.events = EventsClient(bus)
         self.sync = SyncClient(sync)
-        self.comm = CommHub(peer)
+        self.comm = CommHub(peer, PubSubClient(topics), StreamingClient(streams))
         self._peer = peer
         self._tasks = TaskRouter(self)
         self._supervisor = Supervisor(self._on_exit, self._restart, self._on_restarted, self._on_gave_up)
@@ -259,6 +263,7 @@ class Runtime:
         reclaimed = []
         try:
             reclaimed = self.sync._call("holder_died", record.name, timeout=30)
+            self.comm.pub_sub._call("owner_died", record.name, timeout=30)
         except Exception:  # noqa: BLE001 - the runtime may be closing
             logger.debug("could not reclaim what %s held", record.name)
         payload = {

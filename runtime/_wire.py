@@ -35,18 +35,35 @@ _LENGTH = struct.Struct("!i")
 _MAX_FRAME = 0x7FFFFFFF - _HEADER.size - 1024
 
 
-def encode(kind: int, request_id: int, name: bytes, body: bytes) -> bytes:
-    """One whole frame, length prefix included."""
+# Bodies larger than this are written with writev, not joined: no copy.
+_JOIN_LIMIT = 1 << 16
+
+
+def encode(kind: int, request_id: int, name: bytes, body: bytes) -> bytes | tuple[bytes, bytes]:
+    """One whole frame, length prefix included (a pair of buffers if large)."""
     size = _HEADER.size + len(name) + len(body)
     if size > _MAX_FRAME:
         msg = f"message of {len(body):,} bytes is too large for one frame (limit 2 GiB)"
         raise MessageSerializationError(msg)
-    return b"".join((_PREFIX.pack(size, kind, request_id, len(name)), name, body))
+    head = _PREFIX.pack(size, kind, request_id, len(name))
+    if len(body) > _JOIN_LIMIT:
+        return (head + name, body)
+    return b"".join((head, name, body))
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte of `data` to the blocking descriptor `fd`."""
-    written = os.write(fd, data)
+def write_all(fd: int, data: bytes | tuple[bytes, bytes]) -> None:
+    """Write every byte of a frame to the blocking descriptor `fd`."""
+    if isinstance(data, tuple):
+        head, body = data
+        written = os.writev(fd, data)
+        if written < len(head):
+            write_all(fd, head[written:])
+            written = len(head)
+        data, written = body, written - len(head)
+        if written >= len(data):
+            return
+    else:
+        written = os.write(fd, data)
     if written < len(data):
         view = memoryview(data)
         while written < len(data):
@@ -93,11 +110,28 @@ class FrameReader:
 
     def _fill(self) -> None:
         rest = self._buf[self._pos:]
-        need = 1 << 16
         if len(rest) >= _LENGTH.size:
-            need = max(need, _LENGTH.size + _LENGTH.unpack_from(rest)[0] - len(rest))
-        chunk = os.read(self._fd, need)
+            size = _LENGTH.size + _LENGTH.unpack_from(rest)[0]
+            if size > _JOIN_LIMIT:
+                self._read_large(rest, size)
+                return
+        chunk = os.read(self._fd, 1 << 16)
         if not chunk:
             raise EOFError("connection closed")
         self._buf = rest + chunk if rest else chunk
+        self._pos = 0
+
+    def _read_large(self, rest: bytes, size: int) -> None:
+        # A large frame is read straight into a buffer of its own size:
+        # one copy out of the kernel, none to stitch pieces together.
+        buf = bytearray(size)
+        buf[: len(rest)] = rest
+        view = memoryview(buf)
+        filled = len(rest)
+        while filled < size:
+            got = os.readv(self._fd, [view[filled:]])
+            if not got:
+                raise EOFError("connection closed")
+            filled += got
+        self._buf = buf
         self._pos = 0
