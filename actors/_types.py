@@ -65,6 +65,12 @@ class Message:
     id: str = field(default_factory=_new_id)
     timestamp: float = field(default_factory=time.time)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A plain tuple of fields pickles several times faster than the
+        # dataclass default (copyreg and a state dict), on the message path.
+        return (Message, (self.sender, self.payload, self.recipient, self.pattern, self.topic,
+                          self.correlation_id, self.id, self.timestamp))
+
 
 @dataclass(frozen=True)
 class Event:
@@ -76,6 +82,9 @@ class Event:
     metadata: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=_new_id)
     timestamp: float = field(default_factory=time.time)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Event, (self.type, self.source, self.payload, self.metadata, self.id, self.timestamp))
 
 
 @dataclass(frozen=True)
@@ -91,3 +100,6 @@ class StateVersion:
     timestamp: float
     updated_by: str
     checksum: str
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StateVersion, (self.value, self.version, self.timestamp, self.updated_by, self.checksum))
