@@ -30,6 +30,7 @@ class Agent(ActorBase):
     """
 
     capabilities: ClassVar[list[str]] = []
+    stop_on_failure = True  # a crash: the process exits and the supervisor acts
     ctx: AgentContext = None  # type: ignore[assignment]  # set by the host
 
     @property

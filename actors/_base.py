@@ -115,9 +115,20 @@ class ActorBase(pykka.ThreadingActor):
 
     use_daemon_thread = True  # never keep an interpreter alive on its own
 
+    #: Whether a told message that raises stops the actor (pykka's failure
+    #: path). Agents stop, and their supervisor restarts them; services
+    #: (stores, buses, locks, handler actors) log the error and keep serving.
+    stop_on_failure: bool = False
+
     @staticmethod
     def _create_actor_inbox() -> _Inbox:
         return _Inbox()
+
+    def _handle_failure(self, *exc_info: Any) -> None:
+        if self.stop_on_failure:
+            super()._handle_failure(*exc_info)
+        else:
+            logger.error("%s failed handling a message; it keeps serving", self, exc_info=exc_info)
 
     def _defer_reply(self) -> pykka.Future[Any] | None:
         """Take the reply of the message being handled, to answer it later.

@@ -72,7 +72,10 @@ class AgentRef:
         """The current address of the name; raises if nothing hosts it."""
         address = node.lookup(self.name)
         if address is None:
-            msg = f"no agent named {self.name!r} is running"
+            if self.name.startswith("_"):
+                msg = f"the runtime's service {self.name!r} is not running (was the runtime shut down?)"
+            else:
+                msg = f"no agent named {self.name!r} is running"
             raise ActorDeadError(msg)
         if address == stale:
             msg = f"agent {self.name!r} is not reachable (its process is gone)"

@@ -29,3 +29,13 @@ def test_state_and_sync_benchmarks_run():
         )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["raw_rtt_median_us"] > 0
+
+
+def test_comm_and_supervision_benchmarks_run():
+    for script, key in [("benchmarks/bench_comm.py", "stream_mb_per_s"),
+                        ("benchmarks/bench_supervision.py", "restart_median_ms")]:
+        out = subprocess.run(
+            [sys.executable, script, "--quick", "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)[key] > 0
