@@ -51,6 +51,13 @@ class TopicActor(ActorBase):
 
     def publish(self, message: Message) -> int:
         """Tell every subscriber; the number reached."""
+        reply = self._defer_reply()
+        if reply is not None:
+            # Answer before the fan-out, so the publisher's next message
+            # overlaps with this one's tells. Subscribers found dead during
+            # the fan-out are dropped (the runtime drops them at their death
+            # anyway); only that rare race makes the count one too high.
+            reply.set(len(self._subs))
         reached = 0
         for handler_id, (owner, ref) in list(self._subs.items()):
             try:
