@@ -355,6 +355,25 @@ class Runtime:
             return_exceptions=return_exceptions,
         )
 
+    def imap(
+        self,
+        task_type: str,
+        payloads: Any,
+        *,
+        timeout: float | None = None,
+        retries: int = 1,
+        return_exceptions: bool = False,
+        ordered: bool = True,
+        progress: bool = False,
+    ) -> Any:
+        """Like `map`, as a generator: payloads are read lazily, a bounded
+        number are in flight, and results come in input order (or as they
+        complete with `ordered=False`). For pipelines larger than memory."""
+        return self._tasks.imap(
+            task_type, payloads, timeout=timeout, retries=retries, return_exceptions=return_exceptions,
+            ordered=ordered, progress=progress,
+        )
+
     def _capable(self, task_type: str) -> tuple[list[str], list[str]]:
         """Names of running agents with `task_type`, and every capability seen."""
         with self._lock:

@@ -13,8 +13,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from pykka.messages import ProxyCall
@@ -70,6 +70,87 @@ class TaskRouter:
                     self._inflight[name] -= 1
         raise AssertionError("unreachable")
 
+    def imap(
+        self,
+        task_type: str,
+        payloads: Iterable[Any],
+        *,
+        timeout: float | None = None,
+        retries: int = 1,
+        return_exceptions: bool = False,
+        ordered: bool = True,
+        progress: bool = False,
+        total: int | None = None,
+    ) -> Iterator[Any]:
+        """Results of one task per payload, lazily, with a bounded window.
+
+        Payloads are read from the iterable only as room frees up: at most
+        two tasks per capable agent are in flight (one running, one waiting
+        in its mailbox), and with `ordered` at most that many finished
+        results wait for an earlier one. So a pipeline larger than memory
+        streams through. `ordered=False` yields results as they complete.
+        """
+        names, known = self._rt._capable(task_type)
+        if not names:
+            raise NoCapableAgentError(task_type, known)  # now, not at the first next()
+        if total is None and hasattr(payloads, "__len__"):
+            total = len(payloads)  # type: ignore[arg-type]
+        window = max(1, 2 * len(names))
+        return self._results(task_type, payloads, window, timeout, retries, return_exceptions, ordered,
+                             _Progress(total) if progress else None)
+
+    def _results(
+        self, task_type: str, payloads: Iterable[Any], window: int, timeout: float | None, retries: int,
+        return_exceptions: bool, ordered: bool, bar: _Progress | None,
+    ) -> Iterator[Any]:
+        batch = uuid.uuid4().hex[:12]
+
+        def run(index: int, payload: Any) -> Any:
+            task = {"id": f"{batch}-{index}", "type": task_type, "payload": payload}
+            try:
+                return self.submit(task, retries=retries, timeout=timeout)
+            except Exception as exc:
+                if return_exceptions:
+                    return exc
+                raise
+
+        source = enumerate(payloads)
+        with ThreadPoolExecutor(max_workers=window, thread_name_prefix="map") as pool:
+            running: dict[Future[Any], int] = {}
+            finished: dict[int, Any] = {}
+            next_out = 0
+            exhausted = False
+            try:
+                while True:
+                    # Top up the window; ordered output also bounds the results kept waiting.
+                    while not exhausted and len(running) + len(finished) < window:
+                        try:
+                            index, payload = next(source)
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        running[pool.submit(run, index, payload)] = index
+                    if not running and not finished:
+                        return
+                    if running:
+                        done, _ = wait(running, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            finished[running.pop(future)] = future.result()
+                            if bar is not None:
+                                bar.step()
+                    if ordered:
+                        while next_out in finished:
+                            yield finished.pop(next_out)
+                            next_out += 1
+                    else:
+                        for index in list(finished):
+                            yield finished.pop(index)
+            finally:
+                for future in running:
+                    future.cancel()
+                if bar is not None:
+                    bar.close()
+
     def map(
         self,
         task_type: str,
@@ -80,44 +161,40 @@ class TaskRouter:
         progress: bool,
         return_exceptions: bool,
     ) -> list[Any]:
-        items = list(payloads)
-        names, known = self._rt._capable(task_type)
-        if not names:
-            raise NoCapableAgentError(task_type, known)
-        batch = uuid.uuid4().hex[:12]
-        done = 0
-        started = time.monotonic()
-        done_lock = threading.Lock()
-
-        def run(index: int) -> Any:
-            nonlocal done
-            task = {"id": f"{batch}-{index}", "type": task_type, "payload": items[index]}
-            try:
-                return self.submit(task, retries=retries, timeout=timeout)
-            except Exception as exc:
-                if return_exceptions:
-                    return exc
-                raise
-            finally:
-                with done_lock:
-                    done += 1
-                    if progress:
-                        _show_progress(done, len(items), started)
-
-        # Two in flight per agent: one running, one queued in its mailbox.
-        with ThreadPoolExecutor(max_workers=max(1, 2 * len(names)), thread_name_prefix="map") as pool:
-            results = list(pool.map(run, range(len(items))))
-        if progress:
-            sys.stderr.write("\n")
-        return results
+        return list(
+            self.imap(
+                task_type, payloads, timeout=timeout, retries=retries, progress=progress,
+                return_exceptions=return_exceptions,
+            )
+        )
 
 
-def _show_progress(done: int, total: int, started: float) -> None:
-    elapsed = max(time.monotonic() - started, 1e-9)
-    rate = done / elapsed
-    eta = (total - done) / rate if rate else 0.0
-    width = 30
-    filled = int(width * done / total) if total else width
-    bar = "#" * filled + "-" * (width - filled)
-    sys.stderr.write(f"\r[{bar}] {done}/{total} {rate:,.1f}/s ETA {eta:,.1f}s")
-    sys.stderr.flush()
+class _Progress:
+    """A one-line progress bar on stderr with rate and ETA."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self._last < 0.1 and self.done != self.total:
+            return  # redraw at most ten times a second
+        self._last = now
+        rate = self.done / max(now - self.started, 1e-9)
+        if self.total:
+            width = 30
+            filled = int(width * self.done / self.total)
+            eta = (self.total - self.done) / rate if rate else 0.0
+            line = f"[{'#' * filled}{'-' * (width - filled)}] {self.done}/{self.total} {rate:,.1f}/s ETA {eta:,.1f}s"
+        else:
+            line = f"{self.done} done {rate:,.1f}/s"
+        sys.stderr.write(f"\r{line}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()

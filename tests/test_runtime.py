@@ -176,3 +176,41 @@ def test_a_temporary_agent_is_not_restarted(rt):
     wait_for(lambda: not w.is_alive())
     with pytest.raises(ActorDeadError):
         w.ask("hi", timeout=10)
+
+
+def test_imap_reads_payloads_lazily_with_a_bounded_window(rt):
+    rt.spawn(Worker, "w1")
+    rt.spawn(Worker, "w2")
+    pulled = []
+
+    def payloads():
+        for i in range(100):
+            pulled.append(i)
+            yield {"n": i}
+
+    results = rt.imap("compute", payloads())
+    first = next(results)
+    assert first["output"] == 0
+    assert len(pulled) <= 1 + 2 * 2 * 2  # never far ahead of what was consumed
+    rest = list(results)
+    assert [r["output"] for r in [first, *rest]] == [2 * i for i in range(100)]
+
+
+def test_imap_unordered_yields_as_tasks_complete(rt):
+    rt.spawn(Worker, "w1")
+    rt.spawn(Worker, "w2")
+    payloads = [{"n": 0, "sleep": 0.5}] + [{"n": i} for i in range(1, 6)]
+    outputs = [r["output"] for r in rt.imap("compute", payloads, ordered=False)]
+    assert sorted(outputs) == [0, 2, 4, 6, 8, 10] and outputs[0] != 0  # the slow first task came later
+
+
+def test_imap_without_capable_agents_fails_at_once(rt):
+    with pytest.raises(NoCapableAgentError):
+        rt.imap("nothing", [1])
+
+
+def test_map_shows_a_progress_bar_with_rate_and_eta(rt, capsys):
+    rt.spawn(Worker, "w")
+    rt.map("compute", [{"n": i} for i in range(5)], progress=True)
+    err = capsys.readouterr().err
+    assert "5/5" in err and "/s" in err and "ETA" in err
