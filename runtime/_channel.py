@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
 from typing import Any
 
@@ -38,6 +39,8 @@ class Channel:
         self.address = address
         try:
             self._conn = Client(address, family="AF_UNIX", authkey=authkey)
+        except AuthenticationError as exc:
+            raise PeerGone(f"{address} refused the key: {exc}") from exc
         except (OSError, EOFError) as exc:
             raise PeerGone(f"can't connect to {address}: {exc}") from exc
         self._fd = self._conn.fileno()

@@ -12,12 +12,16 @@ from typing import Any
 
 from actors import Event, EventType
 from runtime._spec import LaunchSpec, SpecError, agent_names, load_spec
+from runtime._status import ControlFile, StatusError, run_status
+from runtime._tasks import Progress
 
 __all__ = ["main"]
 
 _EPILOG = """examples:
   actors run examples/quickstart.toml     run the agents and tasks of a spec
   actors run my_team:build                call build(runtime) to spawn agents
+  actors status                           the process table of the runtime started here
+  actors status --watch                   the same, refreshed every second
   python -m runtime --version
 """
 
@@ -37,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("spec", help="a TOML spec file, or module:callable taking the Runtime")
     run.add_argument("--quiet", action="store_true", help="print only task results")
     run.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    status = sub.add_parser("status", help="show the processes of the runtime `actors run` started here")
+    status.add_argument("--json", action="store_true", help="print the rows as JSON")
+    status.add_argument("--address", help="the control file (or its directory) of the runtime to ask")
+    status.add_argument("--watch", action="store_true", help="refresh every second, like top")
     return parser
 
 
@@ -81,18 +89,27 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    with rt:
-        rt.events.subscribe(EventType.AGENT_JOINED, printer.event)
-        rt.events.subscribe(EventType.AGENT_LEFT, printer.event)
-        if spec.setup is not None:
-            spec.setup(rt)
-        for agent in spec.agents:
-            for name in agent_names(agent):
-                rt.spawn(agent.cls, name, capabilities=agent.capabilities, **agent.options)
-        if spec.tasks:
-            running_tasks = True
-            return _run_tasks(rt, spec.tasks, printer)
-        return _serve(printer, stop)
+    control = ControlFile(rt.control_info())
+    try:
+        with rt:
+            rt.events.subscribe(EventType.AGENT_JOINED, printer.event)
+            rt.events.subscribe(EventType.AGENT_LEFT, printer.event)
+            try:
+                if spec.setup is not None:
+                    spec.setup(rt)
+                for agent in spec.agents:
+                    for name in agent_names(agent):
+                        rt.spawn(agent.cls, name, capabilities=agent.capabilities, **agent.options)
+            except Exception as exc:  # noqa: BLE001 - a user's agent failed to start
+                print(f"actors: error: {spec.source}: starting the team failed: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
+                return 1
+            if spec.tasks:
+                running_tasks = True
+                return _run_tasks(rt, spec.tasks, printer)
+            return _serve(printer, stop)
+    finally:
+        control.remove()
 
 
 def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer) -> int:
@@ -111,8 +128,18 @@ def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer) -> int:
         else:
             printer.line("result", f"result  {task['id']} ({task['type']}): {result}", task_id=task["id"], result=result)
 
+    # On a terminal, many tasks get a progress bar (rate and ETA) on stderr.
+    bar = Progress(len(tasks)) if sys.stderr.isatty() and len(tasks) > 1 and not printer.as_json else None
+
+    def tracked(index_task: tuple[int, dict[str, Any]]) -> None:
+        one(index_task)
+        if bar is not None:
+            bar.step()
+
     with ThreadPoolExecutor(max_workers=max(1, min(len(tasks), 8))) as pool:
-        list(pool.map(one, enumerate(tasks)))
+        list(pool.map(tracked, enumerate(tasks)))
+    if bar is not None:
+        bar.close()
     printer.line("done", f"done    {len(tasks) - failures}/{len(tasks)} tasks succeeded")
     return 1 if failures else 0
 
@@ -127,6 +154,14 @@ def _serve(printer: _Printer, stop: threading.Event) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "status":
+        try:
+            return run_status(args.address, args.json, args.watch)
+        except StatusError as exc:
+            print(f"actors: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
     printer = _Printer(args.quiet, args.json)
     try:
         spec = load_spec(args.spec)

@@ -20,6 +20,7 @@ import struct
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from typing import Any
 
@@ -29,7 +30,7 @@ from pykka._envelope import Envelope
 from actors import ActorDeadError
 from runtime._channel import Channel, PeerGone
 from runtime._serialization import dumps, exception_payload, loads
-from runtime._wire import LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, write_all
+from runtime._wire import INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, write_all
 
 __all__ = ["Node", "RemoteReply", "node_for"]
 
@@ -105,6 +106,7 @@ class Node:
         self.registry_address = registry_address or self.address
         self.local: dict[str, pykka.ActorRef[Any]] = {}
         self.names: dict[str, str] = {}  # registry only: name -> node address
+        self.info: Callable[[], Any] | None = None  # registry only: answers INFO
         self._tls = threading.local()
         self._conns: set[Connection] = set()
         self._closed = False
@@ -179,6 +181,9 @@ class Node:
                 return
             if kind == STATS:
                 reply.set({n: _depth(r) for n, r in self.local.items()})
+                return
+            if kind == INFO:
+                reply.set(self.info() if self.info is not None else [])
                 return
             message = loads(body)
             ref = self.local.get(name)

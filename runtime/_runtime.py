@@ -113,6 +113,7 @@ class Runtime:
         self._peer = peer
         self._tasks = TaskRouter(self)
         self._supervisor = Supervisor(self._on_exit, self._restart, self._on_restarted, self._on_gave_up)
+        self._node.info = self.agent_info
         atexit.register(self.shutdown)
 
     # -- services ----------------------------------------------------------
@@ -328,6 +329,7 @@ class Runtime:
         except Exception:  # noqa: BLE001 - dead or stuck: reaped below
             pass
         reap(record.started.process, timeout)
+        record.exit_handled.wait(timeout)  # AGENT_LEFT is out when this returns
         record.status = "stopped"
 
     def get_agent(self, agent_id: str) -> AgentRef:
@@ -425,6 +427,15 @@ class Runtime:
         except Exception:  # noqa: BLE001 - it may be dying right now
             pass
         return row
+
+    def control_info(self) -> dict[str, Any]:
+        """How another process reaches this runtime's control channel.
+
+        Holds the runtime's secret key: whoever reads it may talk to every
+        agent. `actors run` writes it to a file only its owner can read.
+        """
+        return {"address": self._node.address, "key": self._authkey.hex(), "pid": os.getpid(),
+                "runtime_id": self.id}
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -44,6 +44,9 @@ class AgentRecord:
     restarts: int = 0
     status: str = "running"  # running | stopping | stopped | restarting | gave up
     restart_times: deque[float] = field(default_factory=deque)
+    # Set once the supervisor has handled the current process's exit
+    # (AGENT_LEFT published, policy applied); cleared at each restart.
+    exit_handled: threading.Event = field(default_factory=threading.Event)
 
     @property
     def pid(self) -> int:
@@ -126,6 +129,9 @@ class Supervisor:
                         self._handle_exit(record)
                     except Exception:
                         logger.exception("supervisor failed handling %s", record.name)
+                    finally:
+                        if record.status != "running":
+                            record.exit_handled.set()
             if closing:
                 return
 
@@ -171,5 +177,6 @@ class Supervisor:
                 return
             record.restarts += 1
             record.status = "running"
+            record.exit_handled.clear()
             self.watch(record)
         self._on_restarted(record)

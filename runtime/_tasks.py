@@ -24,7 +24,7 @@ from actors import ActorDeadError, EventType, NoCapableAgentError
 if TYPE_CHECKING:
     from runtime._runtime import Runtime
 
-__all__ = ["TaskRouter"]
+__all__ = ["Progress", "TaskRouter"]
 
 # How long a retry waits for a capable agent to come back (e.g. restarting).
 _RETRY_WAIT = 5.0
@@ -97,11 +97,11 @@ class TaskRouter:
             total = len(payloads)  # type: ignore[arg-type]
         window = max(1, 2 * len(names))
         return self._results(task_type, payloads, window, timeout, retries, return_exceptions, ordered,
-                             _Progress(total) if progress else None)
+                             Progress(total) if progress else None)
 
     def _results(
         self, task_type: str, payloads: Iterable[Any], window: int, timeout: float | None, retries: int,
-        return_exceptions: bool, ordered: bool, bar: _Progress | None,
+        return_exceptions: bool, ordered: bool, bar: Progress | None,
     ) -> Iterator[Any]:
         batch = uuid.uuid4().hex[:12]
 
@@ -169,7 +169,7 @@ class TaskRouter:
         )
 
 
-class _Progress:
+class Progress:
     """A one-line progress bar on stderr with rate and ETA."""
 
     def __init__(self, total: int | None) -> None:

@@ -20,7 +20,7 @@ import struct
 from actors import MessageSerializationError
 
 __all__ = [
-    "ASK", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode", "write_all",
+    "ASK", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode", "write_all",
 ]
 
 TELL = 1  # deliver body to the named actor; no reply
@@ -28,6 +28,7 @@ ASK = 2  # deliver body with a reply future; a REPLY frame answers
 REPLY = 3  # body is (ok, value) for the request id
 LOOKUP = 4  # registry: where does the named actor live? body unused
 STATS = 5  # host: mailbox depths of the actors hosted here
+INFO = 6  # registry: the runtime's agent_info() rows (for `actors status`)
 
 _PREFIX = struct.Struct("!iBQH")  # length, kind, request id, name length
 _HEADER = struct.Struct("!BQH")

@@ -145,3 +145,79 @@ def test_a_module_callable_spec_spawns_into_the_runtime(tmp_path):
     out = actors("run", "build:team", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "hello world" in out.stdout
+
+
+def _serve_in(tmp_path):
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        from actors import Agent
+
+        class Idle(Agent):
+            capabilities = ["idle"]
+    """))
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "idle"\nclass = "team:Idle"\nreplicas = 2\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", "spec.toml"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    for line in proc.stdout:
+        if line.startswith("serving"):
+            return proc
+    raise AssertionError(proc.stderr.read())
+
+
+def test_status_shows_the_process_table_of_the_runtime_started_here(tmp_path):
+    proc = _serve_in(tmp_path)
+    try:
+        control = tmp_path / ".actors" / "control.json"
+        assert (control.stat().st_mode & 0o777) == 0o600
+        table = actors("status", cwd=tmp_path)
+        assert table.returncode == 0, table.stderr
+        lines = table.stdout.splitlines()
+        assert lines[0].split()[:4] == ["NAME", "KIND", "PID", "ALIVE"]
+        assert sorted(line.split()[0] for line in lines[1:]) == ["idle-0", "idle-1"]
+        import json
+
+        rows = json.loads(actors("status", "--json", "--address", str(control)).stdout)
+        assert {r["name"] for r in rows} == {"idle-0", "idle-1"} and all(r["alive"] for r in rows)
+        assert all(r["capabilities"] == ["idle"] and r["rss_bytes"] > 0 for r in rows)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert not control.exists()
+
+
+def test_status_without_a_runtime_says_so(tmp_path):
+    out = actors("status", cwd=tmp_path)
+    assert out.returncode == 1 and "no running runtime found" in out.stderr
+
+
+def test_status_with_a_wrong_key_is_refused(tmp_path):
+    proc = _serve_in(tmp_path)
+    try:
+        import json
+
+        control = tmp_path / ".actors" / "control.json"
+        info = json.loads(control.read_text())
+        forged = tmp_path / "forged.json"
+        forged.write_text(json.dumps({**info, "key": "00" * 32}))
+        out = actors("status", "--address", str(forged), cwd=tmp_path)
+        assert out.returncode == 1 and "not answering" in out.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def test_an_agent_failing_to_start_is_one_line_and_exit_1(tmp_path):
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        from actors import Agent
+
+        class Broken(Agent):
+            def on_start(self):
+                raise RuntimeError("no config")
+    """))
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "b"\nclass = "team:Broken"\n')
+    out = actors("run", "spec.toml", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "starting the team failed: RuntimeError: no config" in out.stderr
+    assert "Traceback" not in out.stderr
