@@ -12,6 +12,7 @@ import functools
 import itertools
 import logging
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -59,6 +60,18 @@ def peer_ref(runtime_id: str, agent_id: str) -> AgentRef:
     return AgentRef(agent_id, None, runtime_id)
 
 
+def _raise_open_files_limit(wanted: int = 16384) -> None:
+    # Each agent costs the runtime a few descriptors (pidfd, control pipe,
+    # connections); a low soft limit would cap teams at a few hundred.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+
+
 class Runtime:
     """A team of agents, each in its own OS process, and their services.
 
@@ -82,6 +95,7 @@ class Runtime:
         store_ref = StateStore.start(
             dumps=cloudpickle.dumps, max_history=max_history, path=state_path, synchronous=state_synchronous
         )
+        _raise_open_files_limit()
         self.id = uuid.uuid4().hex
         self.start_timeout = start_timeout
         self._authkey = os.urandom(32)

@@ -39,3 +39,15 @@ def test_comm_and_supervision_benchmarks_run():
         )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)[key] > 0
+
+
+def test_the_suite_prints_one_table_with_every_system_measured(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_all.py", "--quick", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    systems = {row["system"]: row for row in json.loads(out.stdout)["systems"]}
+    assert {"raw Pipe + cloudpickle", "actors: runtime -> agent", "pykka, threads in one process"} <= set(systems)
+    ours = systems["actors: runtime -> agent"]
+    assert ours["ask_median_us"] > 0 and ours["restart_ms"] > 0 and ours["idle_uss_mb"] > 0
