@@ -50,10 +50,18 @@ def set_delivery_ref_factory(factory: Callable[[], Any] | None) -> None:
     _delivery_ref_factory = factory
 
 
-def delivery_ref() -> Any:
-    """A ref whose actor runs `Deliver` messages for handlers of this process."""
+def delivery_ref(service_ref: Any = None) -> Any:
+    """A ref whose actor runs `Deliver` messages for handlers of this process.
+
+    In an agent's process: the agent itself. Elsewhere the service's ref may
+    say how its deliveries reach this process (`driver_delivery_ref`, for
+    services that live on another machine); by default a handler actor of
+    its own is started here.
+    """
     if _delivery_ref_factory is not None:
         return _delivery_ref_factory()
+    if hasattr(service_ref, "driver_delivery_ref"):
+        return service_ref.driver_delivery_ref()
     from actors._base import HandlerActor  # noqa: PLC0415 - base imports nothing here
 
     return HandlerActor.start()

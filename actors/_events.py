@@ -162,7 +162,7 @@ class EventsClient(ServiceClient):
             msg = f"handler must be callable, got {handler!r}"
             raise TypeError(msg)
         handler_id = register_handler(handler)
-        return self._call("subscribe", _as_type(event_type), current_agent_id(), delivery_ref(), handler_id)
+        return self._call("subscribe", _as_type(event_type), current_agent_id(), delivery_ref(self._ref), handler_id)
 
     def unsubscribe(self, event_type: EventType | str | None, handler: Callable[[Event], Any]) -> bool:
         handler_id = find_handler_id(handler)

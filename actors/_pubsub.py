@@ -123,7 +123,7 @@ class PubSubClient(ServiceClient):
             raise TypeError(msg)
         topic_client = self._topic(topic)
         handler_id = register_handler(handler)
-        return topic_client._call("subscribe", current_agent_id(), delivery_ref(), handler_id)
+        return topic_client._call("subscribe", current_agent_id(), delivery_ref(topic_client._ref), handler_id)
 
     def unsubscribe(self, topic: str, handler_or_id: Callable[..., Any] | str) -> bool:
         handler_id = handler_or_id if isinstance(handler_or_id, str) else find_handler_id(handler_or_id)

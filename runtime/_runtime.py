@@ -79,6 +79,13 @@ class Runtime:
     agent's `on_stop` runs and no agent process is left behind.
     """
 
+    def __new__(cls, *args: Any, backend: str = "local", **kwargs: Any) -> Runtime:
+        if backend == "ray" and cls is Runtime:
+            from runtime._ray_runtime import RayRuntime  # noqa: PLC0415 - Ray is optional
+
+            return super().__new__(RayRuntime)
+        return super().__new__(cls)
+
     def __init__(
         self,
         *,
@@ -89,7 +96,7 @@ class Runtime:
         state_synchronous: str = "NORMAL",
     ) -> None:
         if backend != "local":
-            msg = f"unknown backend {backend!r}; this version has only 'local'"
+            msg = f"unknown backend {backend!r}; use 'local' or 'ray'"
             raise ValueError(msg)
         # The state store opens its file first: a bad path fails here, cleanly.
         store_ref = StateStore.start(

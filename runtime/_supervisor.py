@@ -22,7 +22,7 @@ from typing import Any
 
 from runtime._launcher import Started
 
-__all__ = ["AgentRecord", "Supervisor", "exit_reason"]
+__all__ = ["AgentRecord", "Supervisor", "decide", "exit_reason"]
 
 logger = logging.getLogger("runtime")
 
@@ -51,6 +51,23 @@ class AgentRecord:
     @property
     def pid(self) -> int:
         return self.started.process.pid
+
+
+def decide(record: Any, abnormal: bool) -> str:
+    """After an exit: "stop", "restart", or the reason for giving up.
+
+    `record` has `restart`, `max_restarts`, `restart_window` and the deque
+    `restart_times`; a restart is counted in it here.
+    """
+    if not abnormal or record.restart == "temporary":
+        return "stop"  # transient and permanent alike: a requested stop is final
+    now = time.monotonic()
+    record.restart_times.append(now)
+    while record.restart_times and now - record.restart_times[0] > record.restart_window:
+        record.restart_times.popleft()
+    if len(record.restart_times) > record.max_restarts:
+        return f"gave up after {record.max_restarts} restarts within {record.restart_window} s"
+    return "restart"
 
 
 def exit_reason(exitcode: int | None) -> str:
@@ -148,19 +165,13 @@ class Supervisor:
         abnormal = not requested
         reason = "stopped" if not abnormal else f"crashed: {exit_reason(exitcode)}"
         self._on_exit(record, reason, abnormal)
-        if requested or record.restart == "temporary" or (record.restart == "transient" and not abnormal):
+        decision = decide(record, abnormal)
+        if decision == "stop":
             record.status = "stopped"
             return
-        now = time.monotonic()
-        record.restart_times.append(now)
-        while record.restart_times and now - record.restart_times[0] > record.restart_window:
-            record.restart_times.popleft()
-        if len(record.restart_times) > record.max_restarts:
+        if decision != "restart":
             record.status = "gave up"
-            self._on_gave_up(
-                record,
-                f"gave up after {record.max_restarts} restarts within {record.restart_window} s",
-            )
+            self._on_gave_up(record, decision)
             return
         # Back off exponentially from 2 ms while restarts come close together.
         time.sleep(min(0.002 * 2 ** (len(record.restart_times) - 1), 1.0))

@@ -13,13 +13,21 @@ from runtime import Runtime
 _HELPERS = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
 
 
+def _ray_process(cmdline: str) -> bool:
+    # Ray's own daemons and worker pool live as long as the test session's
+    # Ray instance (see the `ray_session` fixture), which ends them.
+    return "/ray/" in cmdline or cmdline.startswith("ray::") or "ray_process_reaper" in cmdline
+
+
 def stray_processes() -> list[psutil.Process]:
-    """Descendants of this process other than multiprocessing's helpers."""
+    """Descendants of this process other than multiprocessing's and Ray's helpers."""
     strays = []
     for proc in psutil.Process().children(recursive=True):
         try:
             cmdline = " ".join(proc.cmdline())
             if any(h in cmdline for h in _HELPERS) or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if _ray_process(cmdline):
                 continue
         except psutil.Error:
             continue
@@ -37,6 +45,29 @@ def wait_for(condition, timeout: float = 20.0, interval: float = 0.01):
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s: {condition}")
         time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A local Ray instance (bound to 127.0.0.1) for the tests of one module,
+    ended after them so the rest of the suite runs without it."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(params=["local", "ray"])
+def any_rt(request):
+    """A runtime on each backend: the same test runs on both."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
+    runtime = Runtime(backend=request.param)
+    try:
+        yield runtime
+    finally:
+        runtime.shutdown()
 
 
 @pytest.fixture

@@ -1,0 +1,354 @@
+"""`Runtime(backend="ray")`: the same runtime, with Ray placing the actors.
+
+Every agent runs in a Ray actor of its own (so a Ray cluster spreads them
+over its machines) and every service of the runtime in one more Ray actor.
+Refs are `RayRef`s; the services, `self.ctx`, task routing, events and the
+supervisor's rules are the local backend's own code. Supervision is ours,
+not Ray's (Ray restarts nothing here): a sentinel call on each host errors
+the moment the host dies, and then AGENT_LEFT, the release of its locks,
+the restart policy and the restart intensity apply exactly as locally.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import itertools
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+from pykka.messages import ProxyCall
+
+from actors import Agent, AgentContext, EventType
+from actors._base import HandlerActor
+from actors._comm import CommHub
+from actors._events import EventsClient
+from actors._pubsub import PubSubClient
+from actors._state import FlatStateClient, StateClient
+from actors._streams import StreamingClient
+from actors._sync import SyncClient
+from runtime._ray_host import EXITS, host_class
+from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
+from runtime._runtime import Runtime
+from runtime._serialization import dumps
+from runtime._supervisor import decide
+from runtime._tasks import TaskRouter
+
+__all__ = ["RayRuntime", "ray_peer_ref"]
+
+logger = logging.getLogger("runtime")
+
+
+def ray_peer_ref(namespace: str, agent_id: str) -> RayRef:
+    if not isinstance(agent_id, str) or not agent_id:
+        msg = f"agent ids are non-empty str, got {agent_id!r}"
+        raise TypeError(msg)
+    return RayRef(agent_id, None, namespace)
+
+
+@dataclass
+class RayRecord:
+    """What the runtime knows of one agent on Ray, across its restarts."""
+
+    name: str
+    spec: tuple[Any, ...]  # agent class, args, kwargs, context
+    capabilities: list[str]
+    restart: str
+    max_restarts: int
+    restart_window: float
+    handle: Any
+    host: str
+    pid: int
+    sentinel: Any
+    kind: str = "agent"
+    restarts: int = 0
+    status: str = "running"
+    restart_times: deque[float] = field(default_factory=deque)
+    exit_handled: threading.Event = field(default_factory=threading.Event)
+
+
+class RayRuntime(Runtime):
+    """The Ray backend of `Runtime`; made by `Runtime(backend="ray")`."""
+
+    def __init__(
+        self,
+        *,
+        state_path: str | None = None,
+        max_history: int = 1000,
+        backend: str = "ray",
+        start_timeout: float = 60.0,
+        state_synchronous: str = "NORMAL",
+        address: str | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
+        ray = ray_module()
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        self.id = uuid.uuid4().hex
+        self.namespace = f"actors-{self.id}"
+        self.start_timeout = start_timeout
+        self._records: dict[str, RayRecord] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+        self._no_restarts = False
+        self._replicated = {}
+        self._services_host = host_class().options(
+            name=SERVICES, namespace=self.namespace, max_concurrency=1000, num_cpus=0
+        ).remote(self.namespace, SERVICES)
+        ray.get(self._services_host.start_services.remote(max_history, state_path, state_synchronous, sys.path))
+
+        def service(name: str) -> RayRef:
+            return RayRef(name, SERVICES, self.namespace)
+
+        self._peer = functools.partial(ray_peer_ref, self.namespace)
+        self.state = StateClient(service("_state"))
+        self.store = FlatStateClient(service("_state"))
+        self.events = EventsClient(service("_events"))
+        self.sync = SyncClient(service("_sync"))
+        self.comm = CommHub(self._peer, PubSubClient(service("_pubsub")), StreamingClient(service("_streams")))
+        self._exits = service(EXITS)
+        self._registry = service(REGISTRY)
+        self._incarnations = itertools.count(1)
+        self._tasks = TaskRouter(self)
+        self._handlers = HandlerActor.start()  # runs this process's subscribed handlers
+        threading.Thread(target=self._pump_deliveries, name="ray-deliveries", daemon=True).start()
+        threading.Thread(target=self._supervise, name="ray-supervisor", daemon=True).start()
+        atexit.register(self.shutdown)
+
+    # -- this process's handlers ---------------------------------------------
+
+    def _pump_deliveries(self) -> None:
+        inbox = RayRef(DRIVER_INBOX, SERVICES, self.namespace)
+        while not self._closed:
+            try:
+                items = inbox.ask(ProxyCall(("take",), (), {}), timeout=None)
+            except Exception:  # noqa: BLE001 - shutting down
+                return
+            if items is None:
+                return
+            for delivery in items:
+                self._handlers.tell(delivery)
+
+    # -- agents --------------------------------------------------------------
+
+    def _start_host(self, name: str, spec: tuple[Any, ...]) -> tuple[Any, str, int]:
+        ray = self._ray
+        boot = dumps(spec, f"agent {name!r} (its class or arguments)")
+        host = f"agent:{name}:{next(self._incarnations)}"  # a fresh name per process
+        handle = host_class().options(
+            name=host, namespace=self.namespace, max_concurrency=1000, num_cpus=0
+        ).remote(self.namespace, host)
+        try:
+            pid = ray.get(handle.start_agent.remote(name, boot, sys.path, self.start_timeout),
+                          timeout=self.start_timeout + 60)
+        except ray.exceptions.RayTaskError as exc:
+            ray.kill(handle)
+            raise exc.cause from None
+        except ray.exceptions.RayActorError as exc:
+            from actors import AgentStartError
+
+            raise AgentStartError(f"agent {name!r} died before on_start finished: {exc}") from None
+        self._registry.ask(ProxyCall(("register",), (name, host), {}), timeout=30)
+        return handle, host, pid
+
+    def _launch(
+        self, agent_cls: type[Agent], name: str, caps: list[str], restart: str, max_restarts: int,
+        restart_window: float, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str,
+    ) -> RayRef:
+        ctx = AgentContext(agent_id=name, state=self.state, store=self.store, sync=self.sync, events=self.events,
+                           comm=self.comm, capabilities=caps, _peer=self._peer)
+        spec = (agent_cls, args, kwargs, ctx)
+        with self._lock:
+            if name in self._records and self._records[name].status not in ("stopped", "gave up"):
+                msg = f"an agent named {name!r} is already running"
+                raise ValueError(msg)
+            self._records[name] = None  # type: ignore[assignment]  # reserve the name
+        try:
+            handle, host, pid = self._start_host(name, spec)
+        except BaseException:
+            with self._lock:
+                self._records.pop(name, None)
+            raise
+        record = RayRecord(name, spec, caps, restart, max_restarts, restart_window, handle, host, pid,
+                           handle.wait_forever.remote(), kind=kind)
+        with self._lock:
+            self._records[name] = record
+        self.events.emit(name, EventType.AGENT_JOINED,
+                         {"agent_id": name, "capabilities": caps, "restarts": 0, "kind": kind})
+        return self._peer(name)
+
+    # -- supervision -----------------------------------------------------------
+
+    def _supervise(self) -> None:
+        ray = self._ray
+        while not self._closed:
+            with self._lock:
+                watched = {r.sentinel: r for r in self._records.values()
+                           if r is not None and r.status in ("running", "stopping")}
+            if not watched:
+                time.sleep(0.01)
+                continue
+            ready, _ = ray.wait(list(watched), num_returns=1, timeout=0.1)
+            for sentinel in ready:
+                try:
+                    self._handle_exit(watched[sentinel])
+                except Exception:  # noqa: BLE001
+                    logger.exception("ray supervisor failed handling %s", watched[sentinel].name)
+
+    def _handle_exit(self, record: RayRecord) -> None:
+        try:
+            noted = self._exits.ask(ProxyCall(("pop",), (record.name,), {}), timeout=10)
+        except Exception:  # noqa: BLE001
+            noted = None
+        requested = record.status in ("stopping", "stopped") or noted == "stopped"
+        reason = "stopped" if requested else (noted or "crashed: its Ray actor process died")
+        record.status = "exited"
+        self._on_exit(record, reason, not requested)
+        decision = decide(record, not requested)
+        if decision == "restart" and not self._no_restarts and not self._closed:
+            time.sleep(min(0.002 * 2 ** (len(record.restart_times) - 1), 1.0))
+            try:
+                record.handle, record.host, record.pid = self._start_host(record.name, record.spec)
+            except Exception as exc:  # noqa: BLE001
+                record.status = "gave up"
+                self._on_gave_up(record, f"gave up: restart failed: {type(exc).__name__}: {exc}")
+            else:
+                record.sentinel = record.handle.wait_forever.remote()
+                record.restarts += 1
+                record.status = "running"
+                self._on_restarted(record)
+                return
+        elif decision not in ("stop", "restart"):
+            record.status = "gave up"
+            self._on_gave_up(record, decision)
+        else:
+            record.status = "stopped"
+        record.exit_handled.set()
+
+    def _on_exit(self, record: Any, reason: str, abnormal: bool) -> None:
+        reclaimed = []
+        try:
+            self._registry.ask(ProxyCall(("unregister",), (record.name, record.host), {}), timeout=30)
+            reclaimed = self.sync._call("holder_died", record.name, timeout=30)
+            self.comm.pub_sub._call("owner_died", record.name, timeout=30)
+        except Exception:  # noqa: BLE001
+            logger.debug("could not reclaim what %s held", record.name)
+        payload = {"agent_id": record.name, "reason": reason, "exit_code": None, "kind": record.kind,
+                   "reclaimed": reclaimed}
+        try:
+            if reclaimed:
+                self.events.emit("supervisor", EventType.ERROR_OCCURRED,
+                                 {"agent_id": record.name, "error": f"{record.name} {reason}", "reclaimed": reclaimed})
+            self.events.emit(record.name, EventType.AGENT_LEFT, payload)
+        except Exception:  # noqa: BLE001
+            logger.debug("could not publish AGENT_LEFT for %s", record.name)
+
+    def _on_restarted(self, record: Any) -> None:
+        self.events.emit(record.name, EventType.AGENT_JOINED, {
+            "agent_id": record.name, "capabilities": record.capabilities, "restarts": record.restarts,
+            "kind": record.kind,
+        })
+
+    # -- the rest of the runtime's surface ---------------------------------------
+
+    @property
+    def agents(self) -> dict[str, RayRef]:
+        with self._lock:
+            return {n: self._peer(n) for n, r in self._records.items()
+                    if r is not None and r.kind == "agent" and r.status == "running"}
+
+    def _capable(self, task_type: str) -> tuple[list[str], list[str]]:
+        with self._lock:
+            running = [r for r in self._records.values() if r is not None and r.status == "running"]
+        names = [r.name for r in running if task_type in r.capabilities]
+        return names, sorted({c for r in running for c in r.capabilities})
+
+    def remove_agent(self, agent_id: str, timeout: float = 10.0) -> bool:
+        with self._lock:
+            record = self._records.get(agent_id)
+        if record is None or record.status != "running":
+            return False
+        self._stop_record(record, timeout)
+        return True
+
+    def _stop_record(self, record: Any, timeout: float) -> None:
+        record.status = "stopping"
+        try:
+            self._peer(record.name).stop(timeout=timeout)
+        except Exception:  # noqa: BLE001
+            pass
+        record.exit_handled.wait(timeout)
+        record.status = "stopped"
+
+    def agent_info(self) -> list[dict[str, Any]]:
+        with self._lock:
+            records = [r for r in self._records.values() if r is not None]
+        rows = []
+        for r in records:
+            alive = r.status == "running"
+            row = {"name": r.name, "kind": r.kind, "pid": r.pid, "alive": alive, "status": r.status,
+                   "restarts": r.restarts, "capabilities": list(r.capabilities), "cpu_percent": None,
+                   "rss_bytes": None, "mailbox": None}
+            if alive:
+                try:
+                    stats = self._ray.get(r.handle.stats.remote(), timeout=5)
+                    row["mailbox"] = stats["mailbox"].get(r.name)
+                    proc = psutil.Process(stats["pid"])  # on this machine, if Ray put it here
+                    row["cpu_percent"] = proc.cpu_percent(None)
+                    row["rss_bytes"] = proc.memory_info().rss
+                except Exception:  # noqa: BLE001 - another node, or dying
+                    pass
+            rows.append(row)
+        return rows
+
+    def control_info(self) -> dict[str, Any]:
+        msg = "actors status is not available for the Ray backend; use Ray's dashboard or `ray status`"
+        raise NotImplementedError(msg)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        if self._closed:
+            return
+        self._no_restarts = True
+        atexit.unregister(self.shutdown)
+        with self._lock:
+            records = [r for r in self._records.values() if r is not None and r.status == "running"]
+        for record in records:
+            record.status = "stopping"
+        futures = [self._peer(r.name).stop(block=False) for r in records]
+        for record, future in zip(records, futures):
+            try:
+                future.get(timeout=timeout)
+            except Exception:  # noqa: BLE001
+                pass
+            record.exit_handled.wait(timeout)
+        self._closed = True
+        for record in self._records.values():
+            if record is not None:
+                try:
+                    self._ray.kill(record.handle)
+                except Exception:  # noqa: BLE001
+                    pass
+        try:
+            RayRef(DRIVER_INBOX, SERVICES, self.namespace).ask(ProxyCall(("release",), (), {}), timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+        self._ray.kill(self._services_host)
+        self._handlers.stop()
+        if self._owns_ray:
+            self._ray.shutdown()
+
+    close = shutdown
+
+    def __repr__(self) -> str:
+        return f"<Runtime ray {self.id[:8]} agents={sorted(self.agents)}>"
+
