@@ -277,7 +277,9 @@ class Runtime:
         return store
 
     def _restart(self, record: AgentRecord) -> Started:
-        return start_agent_process(self._zygote, record.boot, record.name, self.start_timeout)
+        started = start_agent_process(self._zygote, record.boot, record.name, self.start_timeout)
+        self._node.names[record.name] = started.address  # reachable before it counts as running
+        return started
 
     def _on_exit(self, record: AgentRecord, reason: str, abnormal: bool) -> None:
         if self._node.names.get(record.name) == record.started.address:
@@ -303,7 +305,6 @@ class Runtime:
             logger.debug("could not publish AGENT_LEFT for %s", record.name)
 
     def _on_restarted(self, record: AgentRecord) -> None:
-        self._node.names[record.name] = record.started.address
         self.events.emit(
             record.name,
             EventType.AGENT_JOINED,

@@ -38,10 +38,12 @@ class TaskRouter:
         self._inflight: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def _pick(self, task_type: str, wait: float) -> str:
+    def _pick(self, task_type: str, wait: float, avoid: str | None = None) -> str:
         deadline = time.monotonic() + wait
         while True:
             names, known = self._rt._capable(task_type)
+            if avoid in names and len(names) > 1:
+                names.remove(avoid)  # after a failure, another agent first
             if names:
                 with self._lock:
                     name = min(names, key=lambda n: self._inflight[n])
@@ -58,11 +60,15 @@ class TaskRouter:
         task = {"id": uuid.uuid4().hex, **task}
         self._rt.events.emit("runtime", EventType.TASK_CREATED, {"task_id": task["id"], "type": task["type"]})
         call = ProxyCall(("execute_task",), (task,), {})
+        failed = None
         for attempt in range(retries + 1):
-            name = self._pick(task["type"], _RETRY_WAIT if attempt else 0.0)
+            if attempt:
+                time.sleep(min(0.005 * 2**attempt, 0.2))  # let the supervisor catch up
+            name = self._pick(task["type"], _RETRY_WAIT if attempt else 0.0, avoid=failed)
             try:
                 return self._rt._peer(name).ask(call, timeout=timeout)
             except ActorDeadError:
+                failed = name
                 if attempt == retries:
                     raise
             finally:
