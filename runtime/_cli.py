@@ -89,7 +89,10 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    control = ControlFile(rt.control_info())
+    try:
+        control: ControlFile | None = ControlFile(rt.control_info())
+    except NotImplementedError:  # the Ray backend: Ray's own tools report on it
+        control = None
     try:
         with rt:
             rt.events.subscribe(EventType.AGENT_JOINED, printer.event)
@@ -109,7 +112,8 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
                 return _run_tasks(rt, spec.tasks, printer)
             return _serve(printer, stop)
     finally:
-        control.remove()
+        if control is not None:
+            control.remove()
 
 
 def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer) -> int:

@@ -174,3 +174,23 @@ def test_the_supervisor_gives_up_after_too_many_restarts(any_rt):
                          any_rt.events.get_history(EventType.AGENT_LEFT, source="w")), timeout=120)
     with pytest.raises(ActorDeadError):
         w.ask("pid", timeout=60)
+
+
+def test_without_ray_the_ray_backend_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from runtime import Runtime
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ImportError, match=r"pip install 'actors-runtime\[ray\]'"):
+        Runtime(backend="ray")
+
+
+def test_replicated_state_and_streams_work_on_both_backends(any_rt):
+    cache = any_rt.replicated_state("cache", replicas=2, quorum=2)
+    assert cache.set_replicated("k", "v") is True and cache.get("k") == "v"
+    any_rt.comm.streaming.create_stream("s", maxsize=2)
+    for i in range(3):
+        threading.Thread(target=any_rt.comm.streaming.send, args=("s", i), daemon=True).start()
+    got = sorted(any_rt.comm.streaming.receive("s", timeout=60) for _ in range(3))
+    assert got == [0, 1, 2]
