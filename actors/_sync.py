@@ -309,24 +309,51 @@ def _acquire(client: ServiceClient, holder: str | None, timeout: float | None, w
         return None
 
 
-class LockClient(ServiceClient):
-    """A lock from any process; `with lock:` raises `LockTimeout` on failure."""
+class _PrimitiveClient(ServiceClient):
+    """A named primitive's client: it pickles with its name."""
 
-    def __init__(self, ref: Any, lock_id: str = "") -> None:
+    kind = "primitive"
+
+    def __init__(self, ref: Any, primitive_id: str = "") -> None:
         super().__init__(ref)
-        self.lock_id = lock_id
+        self.primitive_id = primitive_id
 
     def __getstate__(self) -> Any:
-        return (self._ref, self.lock_id)
+        return (self._ref, self.primitive_id)
 
     def __setstate__(self, state: Any) -> None:
-        self._ref, self.lock_id = state
+        self._ref, self.primitive_id = state
+
+
+class _Acquirable(_PrimitiveClient):
+    """`acquire`/`release` and `with`, shared by locks and semaphores."""
 
     def acquire(self, holder: str | None = None, timeout: float | None = 30.0) -> bool:
         return bool(_acquire(self, holder, timeout, "acquire"))
 
     def release(self, holder: str | None = None) -> bool:
         return self._call("release", holder or current_agent_id())
+
+    def __enter__(self) -> Any:
+        if not self.acquire():
+            msg = f"could not acquire {self.kind} {self.primitive_id!r} within 30 s"
+            raise LockTimeout(msg)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Told, not asked: nothing waits on the answer, and a later request
+        # from this thread travels behind it on the same connection.
+        self._cast("release", current_agent_id())
+
+
+class LockClient(_Acquirable):
+    """A lock from any process; `with lock:` raises `LockTimeout` on failure."""
+
+    kind = "lock"
+
+    @property
+    def lock_id(self) -> str:
+        return self.primitive_id
 
     def holder(self) -> str | None:
         return self._call("holder")
@@ -338,36 +365,15 @@ class LockClient(ServiceClient):
     def statistics(self) -> LockStatistics:
         return self._call("statistics")
 
-    def __enter__(self) -> LockClient:
-        if not self.acquire():
-            msg = f"could not acquire lock {self.lock_id!r} within 30 s"
-            raise LockTimeout(msg)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        # Told, not asked: nothing waits on the answer, and a later request
-        # from this thread travels behind it on the same connection.
-        self._cast("release", current_agent_id())
-
-
-class SemaphoreClient(ServiceClient):
+class SemaphoreClient(_Acquirable):
     """A counting semaphore from any process."""
 
-    def __init__(self, ref: Any, sem_id: str = "") -> None:
-        super().__init__(ref)
-        self.sem_id = sem_id
+    kind = "a permit of semaphore"
 
-    def __getstate__(self) -> Any:
-        return (self._ref, self.sem_id)
-
-    def __setstate__(self, state: Any) -> None:
-        self._ref, self.sem_id = state
-
-    def acquire(self, holder: str | None = None, timeout: float | None = 30.0) -> bool:
-        return bool(_acquire(self, holder, timeout, "acquire"))
-
-    def release(self, holder: str | None = None) -> bool:
-        return self._call("release", holder or current_agent_id())
+    @property
+    def sem_id(self) -> str:
+        return self.primitive_id
 
     def available(self) -> int:
         return self._call("available")
@@ -375,28 +381,15 @@ class SemaphoreClient(ServiceClient):
     def holders(self) -> dict[str, int]:
         return self._call("holders")
 
-    def __enter__(self) -> SemaphoreClient:
-        if not self.acquire():
-            msg = f"could not acquire a permit of semaphore {self.sem_id!r} within 30 s"
-            raise LockTimeout(msg)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._cast("release", current_agent_id())
-
-
-class BarrierClient(ServiceClient):
+class BarrierClient(_PrimitiveClient):
     """A reusable barrier from any process."""
 
-    def __init__(self, ref: Any, barrier_id: str = "") -> None:
-        super().__init__(ref)
-        self.barrier_id = barrier_id
+    kind = "barrier"
 
-    def __getstate__(self) -> Any:
-        return (self._ref, self.barrier_id)
-
-    def __setstate__(self, state: Any) -> None:
-        self._ref, self.barrier_id = state
+    @property
+    def barrier_id(self) -> str:
+        return self.primitive_id
 
     def wait(self, party: str | None = None, timeout: float | None = 60.0) -> bool:
         """True when all parties arrived; False on timeout; raises `BrokenBarrierError`."""

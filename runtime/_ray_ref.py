@@ -20,7 +20,7 @@ from pykka.messages import _ActorStop
 
 from actors import ActorDeadError, AskTimeout, MessageSerializationError
 from runtime._channel import AskFuture
-from runtime._ref import AgentProxy
+from runtime._ref import AgentProxy, stop_future
 
 __all__ = ["DRIVER_INBOX", "REGISTRY", "SERVICES", "RayRef", "ray_module"]
 
@@ -133,18 +133,10 @@ class RayRef:
         return future.get(timeout=timeout) if block else future
 
     def stop(self, *, block: bool = True, timeout: float | None = None) -> Any:
-        future = self.ask(_ActorStop(), block=False)
+        def forget() -> None:
+            self._dead = True  # the host exits: resolve the name again next time
 
-        def converted(t: float | None) -> bool:
-            try:
-                future.get(timeout=t)
-            except ActorDeadError:
-                return False
-            finally:
-                self._dead = True  # the host exits: resolve the name again next time
-            return True
-
-        result = AskFuture(converted)
+        result = stop_future(self.ask(_ActorStop(), block=False), forget)
         return result.get(timeout=timeout) if block else result
 
     def is_alive(self) -> bool:

@@ -36,6 +36,7 @@ from actors._streams import StreamingClient
 from actors._sync import SyncClient
 from runtime._ray_host import EXITS, host_class
 from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
+from runtime._ref import check_agent_id
 from runtime._runtime import Runtime
 from runtime._serialization import dumps
 from runtime._supervisor import decide
@@ -47,10 +48,8 @@ logger = logging.getLogger("runtime")
 
 
 def ray_peer_ref(namespace: str, agent_id: str) -> RayRef:
-    if not isinstance(agent_id, str) or not agent_id:
-        msg = f"agent ids are non-empty str, got {agent_id!r}"
-        raise TypeError(msg)
-    return RayRef(agent_id, None, namespace)
+    """A ref to `agent_id` of the runtime in Ray namespace `namespace`."""
+    return RayRef(check_agent_id(agent_id), None, namespace)
 
 
 @dataclass

@@ -22,7 +22,32 @@ from runtime._node import Node, node_for
 from runtime._serialization import dumps
 from runtime._wire import ASK, TELL, encode
 
-__all__ = ["AgentProxy", "AgentRef"]
+__all__ = ["AgentProxy", "AgentRef", "check_agent_id", "stop_future"]
+
+
+def check_agent_id(agent_id: object) -> str:
+    """`agent_id` if it can name an agent; TypeError naming it otherwise."""
+    if not isinstance(agent_id, str) or not agent_id:
+        msg = f"agent ids are non-empty str, got {agent_id!r}"
+        raise TypeError(msg)
+    return agent_id
+
+
+def stop_future(asked: Any, after: Any = None) -> AskFuture:
+    """pykka's stop result from the ask of `_ActorStop`: True if it was
+    running, False if it was already dead; `after()` runs once it is known."""
+
+    def converted(timeout: float | None) -> bool:
+        try:
+            asked.get(timeout=timeout)
+        except ActorDeadError:
+            return False
+        finally:
+            if after is not None:
+                after()
+        return True
+
+    return AskFuture(converted)
 
 
 class AgentRef:
@@ -137,16 +162,7 @@ class AgentRef:
         True if it was running (its `on_stop` has run when this returns),
         False if it was already dead.
         """
-        future = self.ask(_ActorStop(), block=False)
-
-        def converted(t: float | None) -> bool:
-            try:
-                future.get(timeout=t)
-            except ActorDeadError:
-                return False
-            return True
-
-        result = AskFuture(converted)
+        result = stop_future(self.ask(_ActorStop(), block=False))
         return result.get(timeout=timeout) if block else result
 
     def is_alive(self) -> bool:

@@ -42,7 +42,7 @@ from actors._sync import SyncClient, SyncManager
 from runtime._host import BootSpec
 from runtime._launcher import Started, Zygote, reap, start_agent_process
 from runtime._node import Node
-from runtime._ref import AgentRef
+from runtime._ref import AgentRef, check_agent_id
 from runtime._serialization import dumps, loads
 from runtime._supervisor import RESTART_POLICIES, AgentRecord, Supervisor
 from runtime._tasks import TaskRouter
@@ -54,10 +54,7 @@ logger = logging.getLogger("runtime")
 
 def peer_ref(runtime_id: str, agent_id: str) -> AgentRef:
     """A ref to `agent_id` of the runtime `runtime_id`, resolved on first use."""
-    if not isinstance(agent_id, str) or not agent_id:
-        msg = f"agent ids are non-empty str, got {agent_id!r}"
-        raise TypeError(msg)
-    return AgentRef(agent_id, None, runtime_id)
+    return AgentRef(check_agent_id(agent_id), None, runtime_id)
 
 
 def _raise_open_files_limit(wanted: int = 16384) -> None:
