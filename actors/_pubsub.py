@@ -10,7 +10,6 @@ it fails, and the runtime drops every subscription of an agent that dies
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from typing import Any

@@ -14,7 +14,6 @@ import logging
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import threading
 import uuid
@@ -30,7 +29,6 @@ from actors import (
     Agent,
     AgentContext,
     EventType,
-    NoCapableAgentError,
 )
 from actors._comm import CommHub
 from actors._events import EventBus, EventsClient
@@ -43,7 +41,7 @@ from runtime._host import BootSpec
 from runtime._launcher import Started, Zygote, reap, start_agent_process
 from runtime._node import Node
 from runtime._ref import AgentRef, check_agent_id
-from runtime._serialization import dumps, loads
+from runtime._serialization import dumps
 from runtime._supervisor import RESTART_POLICIES, AgentRecord, Supervisor
 from runtime._tasks import TaskRouter
 
