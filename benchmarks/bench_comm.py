@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cloudpickle  # noqa: E402
 from bench_messaging import raw_floor  # noqa: E402
 
 from actors import Agent  # noqa: E402
@@ -61,6 +62,35 @@ def _raw_sink(conn, n):
     for _ in range(n):
         conn.recv_bytes()
     conn.send_bytes(b"done")
+
+
+def _raw_counter(conn, m):
+    for _ in range(m):
+        cloudpickle.loads(conn.recv_bytes())
+    conn.send_bytes(b"done")
+
+
+def raw_fan_out(m: int, fan: int = 8) -> float:
+    """The floor for fan-out: one process sending to `fan` processes, each
+    message pickled (cloudpickle) and sent over a Pipe to every receiver."""
+    ctx = mp.get_context("forkserver")
+    pipes, procs = [], []
+    for _ in range(fan):
+        here, there = ctx.Pipe()
+        proc = ctx.Process(target=_raw_counter, args=(there, m))
+        proc.start()
+        pipes.append(here)
+        procs.append(proc)
+    t = time.perf_counter()
+    for i in range(m):
+        for pipe in pipes:
+            pipe.send_bytes(cloudpickle.dumps({"topic": "bench", "payload": i}))
+    for pipe in pipes:
+        pipe.recv_bytes()
+    elapsed = time.perf_counter() - t
+    for proc in procs:
+        proc.join(10)
+    return fan * m / elapsed
 
 
 def raw_stream(n: int) -> float:
@@ -110,18 +140,22 @@ def main() -> None:
     raw_tells = raw_floor(m, 10 * m)["tells_per_s"]
     report = {
         "raw_one_way_per_s": raw_tells,
+        "raw_fan_out_per_s": raw_fan_out(m),
         "fan_out_deliveries_per_s": fan_out(m),
         "raw_pipe_mb_per_s": raw_stream(n),
         "stream_mb_per_s": stream(n),
     }
     report["ratio fan-out / raw one-way"] = report["fan_out_deliveries_per_s"] / raw_tells
+    report["ratio fan-out / raw fan-out"] = report["fan_out_deliveries_per_s"] / report["raw_fan_out_per_s"]
     report["ratio stream / raw pipe"] = report["stream_mb_per_s"] / report["raw_pipe_mb_per_s"]
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"raw pipe one-way sends            {raw_tells:>10,.0f} /s")
+    print(f"raw fan-out to 8 processes        {report['raw_fan_out_per_s']:>10,.0f} deliveries/s")
     print(f"pub-sub fan-out to 8 agents       {report['fan_out_deliveries_per_s']:>10,.0f} deliveries/s"
-          f"  ({report['ratio fan-out / raw one-way']:.2f}x raw)")
+          f"  ({report['ratio fan-out / raw one-way']:.2f}x raw one-way,"
+          f" {report['ratio fan-out / raw fan-out']:.2f}x raw fan-out)")
     print(f"raw pipe, 1 MiB chunks            {report['raw_pipe_mb_per_s']:>10,.0f} MB/s")
     print(f"stream agent -> agent, 1 MiB      {report['stream_mb_per_s']:>10,.0f} MB/s"
           f"  ({report['ratio stream / raw pipe']:.2f}x raw)")
