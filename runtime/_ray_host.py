@@ -146,21 +146,11 @@ class Host:
                        sys_path: list[str]) -> None:
         import cloudpickle
 
-        _extend_path(sys_path)
-        from actors._events import EventBus
-        from actors._pubsub import PubSubManager
-        from actors._state import StateClient, StateStore
-        from actors._streams import StreamManager
-        from actors._sync import SyncManager
+        from actors._services import start_services
 
-        store = self.spawn_service(
-            StateStore, "_state", dumps=cloudpickle.dumps, max_history=max_history, path=state_path,
-            synchronous=synchronous,
-        )
-        self.spawn_service(EventBus, "_events", max_history=max_history, state=StateClient(store))
-        self._actors["_state"].ask(ProxyCall(("set_event_bus",), (self._ref("_events"),), {}))
-        for cls, name in ((SyncManager, "_sync"), (PubSubManager, "_pubsub"), (StreamManager, "_streams")):
-            self.spawn_service(cls, name, spawn=self.spawn_service)
+        _extend_path(sys_path)
+        start_services(self.spawn_service, dumps=cloudpickle.dumps, max_history=max_history,
+                       state_path=state_path, synchronous=synchronous)
         self.spawn_service(DriverInbox, DRIVER_INBOX)
         self.spawn_service(ExitLog, EXITS)
         self.spawn_service(Registry, REGISTRY)

@@ -28,12 +28,7 @@ from pykka.messages import ProxyCall
 
 from actors import Agent, AgentContext, EventType
 from actors._base import HandlerActor
-from actors._comm import CommHub
-from actors._events import EventsClient
-from actors._pubsub import PubSubClient
-from actors._state import FlatStateClient, StateClient
-from actors._streams import StreamingClient
-from actors._sync import SyncClient
+from actors._services import service_clients
 from runtime._ray_host import EXITS, host_class
 from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
 from runtime._ref import check_agent_id
@@ -110,11 +105,8 @@ class RayRuntime(Runtime):
             return RayRef(name, SERVICES, self.namespace)
 
         self._peer = functools.partial(ray_peer_ref, self.namespace)
-        self.state = StateClient(service("_state"))
-        self.store = FlatStateClient(service("_state"))
-        self.events = EventsClient(service("_events"))
-        self.sync = SyncClient(service("_sync"))
-        self.comm = CommHub(self._peer, PubSubClient(service("_pubsub")), StreamingClient(service("_streams")))
+        refs = {name: service(name) for name in ("_state", "_events", "_sync", "_pubsub", "_streams")}
+        self.state, self.store, self.events, self.sync, self.comm = service_clients(refs, self._peer)
         self._exits = service(EXITS)
         self._registry = service(REGISTRY)
         self._incarnations = itertools.count(1)

@@ -22,7 +22,6 @@ from typing import Any
 import cloudpickle
 import psutil
 import pykka
-from pykka.messages import ProxyCall
 
 from actors import (
     ActorDeadError,
@@ -30,13 +29,8 @@ from actors import (
     AgentContext,
     EventType,
 )
-from actors._comm import CommHub
-from actors._events import EventBus, EventsClient
-from actors._pubsub import PubSubClient, PubSubManager
-from actors._streams import StreamingClient, StreamManager
 from actors._replicated import Replica, ReplicatedState
-from actors._state import FlatStateClient, StateClient, StateStore
-from actors._sync import SyncClient, SyncManager
+from actors._services import service_clients, start_services
 from runtime._host import BootSpec
 from runtime._launcher import Started, Zygote, reap, start_agent_process
 from runtime._node import Node
@@ -93,17 +87,12 @@ class Runtime:
         if backend != "local":
             msg = f"unknown backend {backend!r}; use 'local' or 'ray'"
             raise ValueError(msg)
-        # The state store opens its file first: a bad path fails here, cleanly.
-        store_ref = StateStore.start(
-            dumps=cloudpickle.dumps, max_history=max_history, path=state_path, synchronous=state_synchronous
-        )
         _raise_open_files_limit()
         self.id = uuid.uuid4().hex
         self.start_timeout = start_timeout
         self._authkey = os.urandom(32)
         self._rundir = tempfile.mkdtemp(prefix="actors-")  # mode 0700
         self._node = Node(self.id, self._authkey, self._rundir)
-        self._zygote = Zygote()  # starts importing while the services start
         self._records: dict[str, AgentRecord] = {}
         self._lock = threading.RLock()
         self._closed = False
@@ -111,22 +100,16 @@ class Runtime:
         self._seq = itertools.count(1)
         self._psutil: dict[int, psutil.Process] = {}
         self._replicated: dict[str, ReplicatedState] = {}
-
-        store = self._host_service(store_ref, "_state")
-        bus = self._start_service(
-            EventBus, "_events", max_history=max_history, state=StateClient(self._node.local["_state"])
-        )
-        store.ask(ProxyCall(("set_event_bus",), (self._node.local["_events"],), {}))
-        sync = self._start_service(SyncManager, "_sync", spawn=self._spawn_service)
-        topics = self._start_service(PubSubManager, "_pubsub", spawn=self._spawn_service)
-        streams = self._start_service(StreamManager, "_streams", spawn=self._spawn_service)
-        peer = functools.partial(peer_ref, self.id)
-        self.state = StateClient(store)
-        self.store = FlatStateClient(store)
-        self.events = EventsClient(bus)
-        self.sync = SyncClient(sync)
-        self.comm = CommHub(peer, PubSubClient(topics), StreamingClient(streams))
-        self._peer = peer
+        try:
+            refs = start_services(self._start_service, dumps=cloudpickle.dumps, max_history=max_history,
+                                  state_path=state_path, synchronous=state_synchronous)
+        except BaseException:  # e.g. a bad state_path: leave nothing behind
+            self._stop_services(5.0)
+            shutil.rmtree(self._rundir, ignore_errors=True)
+            raise
+        self._zygote = Zygote()
+        self._peer = functools.partial(peer_ref, self.id)
+        self.state, self.store, self.events, self.sync, self.comm = service_clients(refs, self._peer)
         self._tasks = TaskRouter(self)
         self._supervisor = Supervisor(self._on_exit, self._restart, self._on_restarted, self._on_gave_up)
         self._node.info = self.agent_info
@@ -141,9 +124,6 @@ class Runtime:
         self._services.append(ref)
         self._node.host(name, ref)
         return AgentRef(name, self._node.address, self.id)
-
-    def _spawn_service(self, cls: type[pykka.Actor], name: str, *args: Any) -> AgentRef:
-        return self._start_service(cls, name, *args)
 
     # -- agents ------------------------------------------------------------
 
@@ -490,17 +470,20 @@ class Runtime:
             reap(record.started.process, timeout)
             record.status = "stopped"
         self._supervisor.close()
+        self._stop_services(timeout)
+        for record in records:
+            record.started.control.close()
+            record.started.process.close()
+        self._zygote.close()
+        shutil.rmtree(self._rundir, ignore_errors=True)
+
+    def _stop_services(self, timeout: float) -> None:
         for ref in reversed(self._services):
             try:
                 ref.stop(timeout=timeout)
             except pykka.ActorDeadError:
                 pass
         self._node.close()
-        for record in records:
-            record.started.control.close()
-            record.started.process.close()
-        self._zygote.close()
-        shutil.rmtree(self._rundir, ignore_errors=True)
 
     close = shutdown
 

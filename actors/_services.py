@@ -1,0 +1,55 @@
+"""Starting the runtime's services and making their clients, for any host.
+
+Both backends call these: `spawn(actor_cls, name, *args, **kwargs)` starts
+one service actor wherever the backend keeps its services and returns a
+ref to it that works from any process; everything else is ask and tell.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from pykka.messages import ProxyCall
+
+from actors._comm import CommHub
+from actors._events import EventBus, EventsClient
+from actors._pubsub import PubSubClient, PubSubManager
+from actors._state import FlatStateClient, StateClient, StateStore
+from actors._streams import StreamingClient, StreamManager
+from actors._sync import SyncClient, SyncManager
+
+__all__ = ["start_services", "service_clients"]
+
+
+def start_services(
+    spawn: Callable[..., Any],
+    *,
+    dumps: Callable[[Any], bytes] = pickle.dumps,
+    max_history: int = 1000,
+    state_path: str | None = None,
+    synchronous: str = "NORMAL",
+) -> dict[str, Any]:
+    """Start the state store (first: a bad `state_path` fails before anything
+    else exists), the event bus, and the managers of locks, topics and
+    streams. Returns their refs by name."""
+    store = spawn(StateStore, "_state", dumps=dumps, max_history=max_history, path=state_path,
+                  synchronous=synchronous)
+    bus = spawn(EventBus, "_events", max_history=max_history, state=StateClient(store))
+    store.ask(ProxyCall(("set_event_bus",), (bus,), {}))
+    refs = {"_state": store, "_events": bus}
+    for cls, name in ((SyncManager, "_sync"), (PubSubManager, "_pubsub"), (StreamManager, "_streams")):
+        refs[name] = spawn(cls, name, spawn=spawn)
+    return refs
+
+
+def service_clients(refs: dict[str, Any], peer: Callable[[str], Any]) -> tuple[Any, ...]:
+    """(state, store, events, sync, comm): the clients a runtime and `ctx` expose."""
+    return (
+        StateClient(refs["_state"]),
+        FlatStateClient(refs["_state"]),
+        EventsClient(refs["_events"]),
+        SyncClient(refs["_sync"]),
+        CommHub(peer, PubSubClient(refs["_pubsub"]), StreamingClient(refs["_streams"])),
+    )
