@@ -227,28 +227,11 @@ class RayRuntime(Runtime):
         record.exit_handled.set()
 
     def _on_exit(self, record: Any, reason: str, abnormal: bool) -> None:
-        reclaimed = []
         try:
             self._registry.ask(ProxyCall(("unregister",), (record.name, record.host), {}), timeout=30)
-            reclaimed = self.sync._call("holder_died", record.name, timeout=30)
-            self.comm.pub_sub._call("owner_died", record.name, timeout=30)
-        except Exception:  # noqa: BLE001
-            logger.debug("could not reclaim what %s held", record.name)
-        payload = {"agent_id": record.name, "reason": reason, "exit_code": None, "kind": record.kind,
-                   "reclaimed": reclaimed}
-        try:
-            if reclaimed:
-                self.events.emit("supervisor", EventType.ERROR_OCCURRED,
-                                 {"agent_id": record.name, "error": f"{record.name} {reason}", "reclaimed": reclaimed})
-            self.events.emit(record.name, EventType.AGENT_LEFT, payload)
-        except Exception:  # noqa: BLE001
-            logger.debug("could not publish AGENT_LEFT for %s", record.name)
-
-    def _on_restarted(self, record: Any) -> None:
-        self.events.emit(record.name, EventType.AGENT_JOINED, {
-            "agent_id": record.name, "capabilities": record.capabilities, "restarts": record.restarts,
-            "kind": record.kind,
-        })
+        except Exception:  # noqa: BLE001 - the runtime may be closing
+            logger.debug("could not unregister %s", record.name)
+        self._announce_exit(record, reason, None)
 
     # -- the rest of the runtime's surface ---------------------------------------
 

@@ -259,6 +259,10 @@ class Runtime:
     def _on_exit(self, record: AgentRecord, reason: str, abnormal: bool) -> None:
         if self._node.names.get(record.name) == record.started.address:
             del self._node.names[record.name]
+        self._announce_exit(record, reason, record.started.process.exitcode)
+
+    def _announce_exit(self, record: Any, reason: str, exit_code: int | None) -> None:
+        """Release what the agent held, then publish AGENT_LEFT (both backends)."""
         reclaimed = []
         try:
             reclaimed = self.sync._call("holder_died", record.name, timeout=30)
@@ -266,7 +270,7 @@ class Runtime:
         except Exception:  # noqa: BLE001 - the runtime may be closing
             logger.debug("could not reclaim what %s held", record.name)
         payload = {
-            "agent_id": record.name, "reason": reason, "exit_code": record.started.process.exitcode,
+            "agent_id": record.name, "reason": reason, "exit_code": exit_code,
             "kind": record.kind, "reclaimed": reclaimed,
         }
         try:
@@ -279,7 +283,7 @@ class Runtime:
         except Exception:  # noqa: BLE001
             logger.debug("could not publish AGENT_LEFT for %s", record.name)
 
-    def _on_restarted(self, record: AgentRecord) -> None:
+    def _on_restarted(self, record: Any) -> None:
         self.events.emit(
             record.name,
             EventType.AGENT_JOINED,
@@ -289,7 +293,7 @@ class Runtime:
             },
         )
 
-    def _on_gave_up(self, record: AgentRecord, reason: str) -> None:
+    def _on_gave_up(self, record: Any, reason: str) -> None:
         logger.warning("agent %s: %s", record.name, reason)
         self.events.emit(
             record.name, EventType.AGENT_LEFT, {"agent_id": record.name, "reason": reason, "kind": record.kind}
