@@ -106,8 +106,28 @@ class LockStatistics:
     """Holders queued for the lock, first come first."""
 
 
-class LockActor(ActorBase):
+class _ParkingActor(ActorBase):
+    """A primitive with parked requests; `cancel` answers one `expired`."""
+
+    expired: Any = False  # what a withdrawn or timed-out request gets
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parked = _Parked(self)
+
+    def cancel(self, request_id: str) -> bool:
+        """Withdraw a parked request (its timer ran out, or its asker gave up)."""
+        waiter = self._parked.take(request_id)
+        if waiter is None:
+            return False
+        _answer(waiter, self.expired)
+        return True
+
+
+class LockActor(_ParkingActor):
     """One named lock. Grants carry a fencing token that only ever grows."""
+
+    expired = 0  # a token of 0: not granted
 
     def __init__(self, lock_id: str) -> None:
         super().__init__()
@@ -115,7 +135,6 @@ class LockActor(ActorBase):
         self._holder: str | None = None
         self._request: str | None = None
         self._token = 0
-        self._parked = _Parked(self)
 
     def acquire(self, holder: str, timeout: float | None, request_id: str) -> int:
         """Grant now (returns the token), or park the caller; 0 on timeout."""
@@ -130,9 +149,7 @@ class LockActor(ActorBase):
 
     def cancel(self, request_id: str) -> bool:
         """Withdraw a request: a waiter gets 0 (False), a grant is released."""
-        waiter = self._parked.take(request_id)
-        if waiter is not None:
-            _answer(waiter, 0)
+        if super().cancel(request_id):
             return True
         if self._request == request_id:
             return self.release(self._holder)
@@ -172,7 +189,7 @@ class LockActor(ActorBase):
         return LockStatistics(self._holder, self._token, self._parked.holders())
 
 
-class SemaphoreActor(ActorBase):
+class SemaphoreActor(_ParkingActor):
     """`permits` concurrent holders, FIFO; a holder may hold several permits."""
 
     def __init__(self, sem_id: str, permits: int) -> None:
@@ -180,7 +197,6 @@ class SemaphoreActor(ActorBase):
         self._sem_id = sem_id
         self._permits = permits
         self._held: Counter[str] = Counter()
-        self._parked = _Parked(self)
 
     def _free(self) -> int:
         return self._permits - sum(self._held.values())
@@ -193,13 +209,6 @@ class SemaphoreActor(ActorBase):
             return False
         self._parked.park(request_id, holder, timeout)
         return False  # not sent: the reply was deferred
-
-    def cancel(self, request_id: str) -> bool:
-        waiter = self._parked.take(request_id)
-        if waiter is None:
-            return False
-        _answer(waiter, False)
-        return True
 
     def release(self, holder: str, count: int = 1) -> bool:
         """Give back `count` permits of `holder`; a non-holder changes nothing."""
@@ -232,7 +241,7 @@ class SemaphoreActor(ActorBase):
         return dict(self._held)
 
 
-class BarrierActor(ActorBase):
+class BarrierActor(_ParkingActor):
     """Releases `count` waiting parties together, then re-arms for the next round.
 
     Parties seen in any round are its members: if one of them dies, the
@@ -243,7 +252,6 @@ class BarrierActor(ActorBase):
         super().__init__()
         self._barrier_id = barrier_id
         self._count = count
-        self._parked = _Parked(self)
         self._members: set[str] = set()
         self._rounds = 0
 
@@ -255,13 +263,6 @@ class BarrierActor(ActorBase):
             while (first := self._parked.first()) is not None:
                 _answer(self._parked.take(first[0]), True)
         return False  # not sent: every reply was deferred
-
-    def cancel(self, request_id: str) -> bool:
-        waiter = self._parked.take(request_id)
-        if waiter is None:
-            return False
-        _answer(waiter, False)
-        return True
 
     def _break(self, why: str) -> None:
         error = BrokenBarrierError(f"barrier {self._barrier_id!r} broke: {why}")
