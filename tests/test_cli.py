@@ -221,3 +221,24 @@ def test_an_agent_failing_to_start_is_one_line_and_exit_1(tmp_path):
     assert out.returncode == 1
     assert "starting the team failed: RuntimeError: no config" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_status_watch_refreshes_in_place(tmp_path):
+    proc = _serve_in(tmp_path)
+    try:
+        watch = subprocess.Popen([sys.executable, "-m", "runtime", "status", "--watch"], cwd=tmp_path,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        screens = 0
+        try:
+            for line in watch.stdout:
+                screens += line.count("\033[H\033[2J")
+                if screens >= 2:
+                    break
+        finally:
+            watch.send_signal(signal.SIGINT)
+            out, err = watch.communicate(timeout=30)
+        assert screens >= 2
+        assert watch.returncode == 0, err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
