@@ -78,7 +78,7 @@ class EventBus(ActorBase):
             for sub_id, (_owner, ref, handler_id) in list(subs.items()):
                 try:
                     ref.tell(Deliver(handler_id, (event,)))
-                except Exception:  # the subscriber is gone: drop it, keep the rest
+                except Exception:  # noqa: BLE001 - the subscriber is gone: drop it, keep the rest
                     logger.info("dropping subscriber %s of %s", handler_id, event.type)
                     subs.pop(sub_id, None)
         return event
@@ -100,7 +100,7 @@ class EventBus(ActorBase):
             elif event.type is EventType.TASK_COMPLETED and "task_id" in event.payload:
                 key = f"task:{event.payload['task_id']}:completed"
                 self._state.set("shared", key, True, updater="event_bus")
-        except Exception:
+        except Exception:  # coordination must never stop the bus
             logger.exception("reactive coordination failed for %s", event)
 
     def _drop_owner(self, owner: str) -> None:
@@ -149,7 +149,9 @@ class EventsClient(ServiceClient):
         payload: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Event:
-        event = Event(type=_as_type(event_type), source=source, payload=dict(payload or {}), metadata=dict(metadata or {}))
+        event = Event(
+            type=_as_type(event_type), source=source, payload=dict(payload or {}), metadata=dict(metadata or {})
+        )
         return self._call("emit", event)
 
     def subscribe(self, event_type: EventType | str | None, handler: Callable[[Event], Any]) -> int:

@@ -35,13 +35,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psutil  # noqa: E402
-import pykka  # noqa: E402
+import psutil
+import pykka
 
-from bench_messaging import MESSAGE, raw_floor  # noqa: E402
+from bench_messaging import MESSAGE, raw_floor
 
-from actors import ActorDeadError, Agent  # noqa: E402
-from runtime import Runtime  # noqa: E402
+from actors import ActorDeadError, Agent
+from runtime import Runtime
 
 ONEWAY = {"oneway": True, "n": 1}
 
@@ -271,7 +271,7 @@ def ray_actors(n: int, n_tells: int) -> dict[str, Any] | None:
             try:
                 if ray.get(actor.pid.remote(), timeout=60) != pid:
                     break
-            except Exception:  # noqa: BLE001 - restarting
+            except Exception:
                 time.sleep(0.001)
         restart = time.perf_counter() - t
     finally:

@@ -21,11 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import cloudpickle  # noqa: E402
-from bench_messaging import raw_floor  # noqa: E402
+import cloudpickle
+from bench_messaging import raw_floor
 
-from actors import Agent  # noqa: E402
-from runtime import Runtime  # noqa: E402
+from actors import Agent
+from runtime import Runtime
 
 CHUNK = 1 << 20
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cloudpickle  # noqa: E402
+import cloudpickle
 
-from actors import Agent  # noqa: E402
-from runtime import Runtime  # noqa: E402
+from actors import Agent
+from runtime import Runtime
 
 MESSAGE = {"op": "echo", "n": 1, "data": [1, 2, 3]}
 

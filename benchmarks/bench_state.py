@@ -20,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_messaging import raw_floor  # noqa: E402
+from bench_messaging import raw_floor
 
-from actors import Agent  # noqa: E402
-from runtime import Runtime  # noqa: E402
+from actors import Agent
+from runtime import Runtime
 
 
 class Client(Agent):
@@ -88,7 +88,8 @@ def main() -> None:
     print(f"{'per second':28} {'memory':>10} {'sqlite':>10}")
     for key in results["memory"]:
         print(f"{key:28} {results['memory'][key]:>10,.0f} {results['sqlite'][key]:>10,.0f}")
-    print(f"in-memory set from an agent costs {report['ratio agent set time / raw rtt (memory)']:.2f}x a raw round trip")
+    ratio = report["ratio agent set time / raw rtt (memory)"]
+    print(f"in-memory set from an agent costs {ratio:.2f}x a raw round trip")
 
 
 if __name__ == "__main__":

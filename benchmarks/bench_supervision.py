@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors import ActorDeadError, Agent  # noqa: E402
-from runtime import Runtime  # noqa: E402
+from actors import ActorDeadError, Agent
+from runtime import Runtime
 
 
 class Echo(Agent):

@@ -18,10 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_messaging import raw_floor  # noqa: E402
+from bench_messaging import raw_floor
 
-from actors import Agent  # noqa: E402
-from runtime import Runtime  # noqa: E402
+from actors import Agent
+from runtime import Runtime
 
 
 class Locker(Agent):

@@ -11,7 +11,7 @@ class TEcho(Actor):
         super().__init__(*args, **kwargs)
         self.count = 0
 
-    def receiveMessage(self, message, sender):  # noqa: N802 - Thespian's API
+    def receiveMessage(self, message, sender):
         if message == "pid":
             self.send(sender, os.getpid())
         elif message == "count":

@@ -27,7 +27,7 @@ _EPILOG = """examples:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from runtime import __version__
+    from runtime import __version__  # noqa: PLC0415 - runtime imports this module
 
     parser = argparse.ArgumentParser(
         prog="actors",
@@ -73,7 +73,7 @@ class _Printer:
 
 
 def _run(spec: LaunchSpec, printer: _Printer) -> int:
-    from runtime import Runtime
+    from runtime import Runtime  # noqa: PLC0415 - runtime imports this module
 
     try:
         rt = Runtime(**spec.runtime)
@@ -130,7 +130,8 @@ def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer) -> int:
             printer.line("failed", f"failed  {task['id']} ({task['type']}): {type(exc).__name__}: {exc}",
                          task_id=task["id"], error=f"{type(exc).__name__}: {exc}")
         else:
-            printer.line("result", f"result  {task['id']} ({task['type']}): {result}", task_id=task["id"], result=result)
+            printer.line("result", f"result  {task['id']} ({task['type']}): {result}",
+                         task_id=task["id"], result=result)
 
     # On a terminal, many tasks get a progress bar (rate and ETA) on stderr.
     bar = Progress(len(tasks)) if sys.stderr.isatty() and len(tasks) > 1 and not printer.as_json else None

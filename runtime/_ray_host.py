@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Any
 
+import cloudpickle
 import pykka
 from pykka._envelope import Envelope
 from pykka.messages import ProxyCall
@@ -22,6 +23,7 @@ from pykka.messages import ProxyCall
 from actors import ActorDeadError
 from actors._base import ActorBase, Deliver
 from actors._context import set_current_agent_id, set_delivery_ref_factory
+from actors._services import start_services
 from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
 
 __all__ = ["EXITS", "DriverInbox", "Host", "Registry", "host_class"]
@@ -144,10 +146,6 @@ class Host:
 
     def start_services(self, max_history: int, state_path: str | None, synchronous: str,
                        sys_path: list[str]) -> None:
-        import cloudpickle
-
-        from actors._services import start_services
-
         _extend_path(sys_path)
         start_services(self.spawn_service, dumps=cloudpickle.dumps, max_history=max_history,
                        state_path=state_path, synchronous=synchronous)

@@ -35,7 +35,7 @@ _seq_lock = threading.Lock()
 
 def ray_module() -> Any:
     try:
-        import ray
+        import ray  # noqa: PLC0415 - Ray is optional: imported only when used
     except ImportError:
         msg = "backend='ray' needs Ray: pip install 'actors-runtime[ray]' (or pip install ray)"
         raise ImportError(msg) from None

@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 from pykka.messages import ProxyCall
 
-from actors import Agent, AgentContext, EventType
+from actors import Agent, AgentContext, AgentStartError, EventType
 from actors._base import HandlerActor
 from actors._services import service_clients
 from runtime._ray_host import EXITS, host_class
@@ -146,8 +146,6 @@ class RayRuntime(Runtime):
             ray.kill(handle)
             raise exc.cause from None
         except ray.exceptions.RayActorError as exc:
-            from actors import AgentStartError
-
             raise AgentStartError(f"agent {name!r} died before on_start finished: {exc}") from None
         self._registry.ask(ProxyCall(("register",), (name, host), {}), timeout=30)
         return handle, host, pid
@@ -193,7 +191,7 @@ class RayRuntime(Runtime):
             for sentinel in ready:
                 try:
                     self._handle_exit(watched[sentinel])
-                except Exception:  # noqa: BLE001
+                except Exception:
                     logger.exception("ray supervisor failed handling %s", watched[sentinel].name)
 
     def _handle_exit(self, record: RayRecord) -> None:

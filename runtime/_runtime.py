@@ -38,6 +38,7 @@ from runtime._ref import AgentRef, check_agent_id
 from runtime._serialization import dumps
 from runtime._supervisor import RESTART_POLICIES, AgentRecord, Supervisor
 from runtime._tasks import TaskRouter
+from runtime._wire import STATS
 
 __all__ = ["MultiAgentSystem", "Runtime", "peer_ref"]
 
@@ -421,8 +422,6 @@ class Runtime:
         except psutil.Error:
             pass
         try:
-            from runtime._wire import STATS
-
             depths = self._node.request(record.started.address, STATS, "", b"", 5.0)
             row["mailbox"] = depths.get(record.name)
         except Exception:  # noqa: BLE001 - it may be dying right now

@@ -76,7 +76,8 @@ def _check_fields(table: Any, allowed: dict[str, Any], where: str) -> dict[str, 
         if key not in allowed:
             raise SpecError(f"{where}: unknown field {key!r} (known: {', '.join(sorted(allowed))})")
         expected = allowed[key]
-        if expected is not object and (not isinstance(value, expected) or isinstance(value, bool) and expected is int):
+        wrong = not isinstance(value, expected) or (isinstance(value, bool) and expected is int)
+        if expected is not object and wrong:
             names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
             raise SpecError(f"{where}: field {key!r} must be {names}, got {value!r}")
     return table
@@ -99,7 +100,8 @@ def load_spec(source: str) -> LaunchSpec:
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: TOML syntax error: {exc}") from None
     _check_fields(data, {"runtime": dict, "agents": list, "tasks": list}, source)
-    spec = LaunchSpec(source=source, runtime=_check_fields(data.get("runtime", {}), _RUNTIME_KEYS, f"{source} [runtime]"))
+    runtime = _check_fields(data.get("runtime", {}), _RUNTIME_KEYS, f"{source} [runtime]")
+    spec = LaunchSpec(source=source, runtime=runtime)
     names: set[str] = set()
     for i, table in enumerate(data.get("agents", [])):
         where = f"{source} [[agents]] #{i + 1}"

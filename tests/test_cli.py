@@ -236,7 +236,7 @@ def test_status_watch_refreshes_in_place(tmp_path):
                     break
         finally:
             watch.send_signal(signal.SIGINT)
-            out, err = watch.communicate(timeout=30)
+            _out, err = watch.communicate(timeout=30)
         assert screens >= 2
         assert watch.returncode == 0, err
     finally:

@@ -19,7 +19,7 @@ class Echo(Agent):
 def test_a_process_without_the_runtime_key_is_refused(rt):
     rt.spawn(Echo, "e")
     address = rt._node.address
-    with pytest.raises(Exception) as info:  # noqa: PT011 - refused either way
+    with pytest.raises(Exception) as info:
         conn = Client(address, family="AF_UNIX", authkey=b"not the key")
         conn.send_bytes(b"\x01" * 20)
         conn.recv_bytes()

@@ -86,9 +86,8 @@ def test_with_lock_raises_lock_timeout_when_it_cannot_acquire(rt, monkeypatch):
     lock = rt.sync.get_lock("busy")
     lock.acquire("someone-else")
     monkeypatch.setattr(type(lock), "acquire", lambda self, holder=None, timeout=30.0: False)
-    with pytest.raises(LockTimeout, match="'busy'"):
-        with lock:
-            pass
+    with pytest.raises(LockTimeout, match="'busy'"), lock:
+        pass
 
 
 def test_four_processes_doing_unsafe_read_modify_write_under_one_lock_lose_nothing(rt):
