@@ -45,7 +45,7 @@ def ray_module() -> Any:
 class RayRef:
     """Reference to an actor hosted in a Ray actor, by name; picklable."""
 
-    __slots__ = ("_dead", "_handle", "_host", "_namespace", "name")
+    __slots__ = ("_attrs", "_dead", "_handle", "_host", "_namespace", "name")
 
     def __init__(self, name: str, host: str | None, namespace: str) -> None:
         self.name = name
@@ -53,6 +53,7 @@ class RayRef:
         self._namespace = namespace
         self._handle: Any = None
         self._dead = False
+        self._attrs: dict[str, bool] | None = None  # see AgentProxy
 
     def __reduce__(self) -> Any:
         return (RayRef, (self.name, self._host, self._namespace))

@@ -60,7 +60,7 @@ class AgentRef:
     pickled.
     """
 
-    __slots__ = ("_address", "_name_bytes", "_node", "_runtime_id", "name")
+    __slots__ = ("_address", "_attrs", "_name_bytes", "_node", "_runtime_id", "name")
 
     def __init__(self, name: str, address: str | None, runtime_id: str) -> None:
         self.name = name
@@ -68,6 +68,7 @@ class AgentRef:
         self._address = address
         self._runtime_id = runtime_id
         self._node: Node | None = None  # bound on first use, in this process
+        self._attrs: dict[str, bool] | None = None  # the agent's attributes, once a proxy asked
 
     def __reduce__(self) -> Any:
         return (AgentRef, (self.name, self._address, self._runtime_id))
@@ -192,7 +193,11 @@ class AgentProxy:
 
     def __init__(self, ref: AgentRef) -> None:
         self._ref = ref
-        self._attrs: dict[str, bool] = ref.ask(Introspect(), timeout=30)
+        # One introspection per ref, not per proxy: `ref.proxy().m()` in a
+        # loop costs one round trip a call, as with pykka.
+        if ref._attrs is None:
+            ref._attrs = ref.ask(Introspect(), timeout=30)
+        self._attrs: dict[str, bool] = ref._attrs
 
     def __repr__(self) -> str:
         return f"<AgentProxy for {self._ref!r}>"
@@ -204,7 +209,7 @@ class AgentProxy:
         if name.startswith("_"):
             raise AttributeError(name)
         if name not in self._attrs:
-            self._attrs = self._ref.ask(Introspect(), timeout=30)
+            self._attrs = self._ref._attrs = self._ref.ask(Introspect(), timeout=30)
             if name not in self._attrs:
                 msg = f"agent {self._ref.name!r} has no attribute {name!r}"
                 raise AttributeError(msg)

@@ -199,7 +199,8 @@ class Runtime:
             with self._lock:
                 self._records.pop(name, None)
             raise
-        record = AgentRecord(name, boot, caps, restart, max_restarts, restart_window, started, kind=kind)
+        record = AgentRecord(name, boot, caps, restart, max_restarts, restart_window, started, kind=kind,
+                             ref=AgentRef(name, started.address, self.id))
         with self._lock:
             self._records[name] = record
         self._node.names[name] = started.address
@@ -207,7 +208,7 @@ class Runtime:
         self.events.emit(
             name, EventType.AGENT_JOINED, {"agent_id": name, "capabilities": caps, "restarts": 0, "kind": kind}
         )
-        return AgentRef(name, started.address, self.id)
+        return record.ref
 
     def replicated_state(
         self,
@@ -305,7 +306,7 @@ class Runtime:
         """Running agents by id."""
         with self._lock:
             return {
-                name: AgentRef(name, r.started.address, self.id)
+                name: r.ref
                 for name, r in self._records.items()
                 if r is not None and r.kind == "agent" and r.status in ("running", "restarting")
             }

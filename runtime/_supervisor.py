@@ -41,6 +41,7 @@ class AgentRecord:
     restart_window: float
     started: Started
     kind: str = "agent"
+    ref: Any = None  # the runtime's ref to it (it follows the name)
     restarts: int = 0
     status: str = "running"  # running | stopping | stopped | restarting | gave up
     restart_times: deque[float] = field(default_factory=deque)
