@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
+from runtime._host import EXIT_FAILED
 from runtime._launcher import Started
 
 __all__ = ["AgentRecord", "Supervisor", "decide", "exit_reason"]
@@ -79,8 +80,8 @@ def exit_reason(exitcode: int | None) -> str:
             return f"killed by {signal.Signals(-exitcode).name}"
         except ValueError:
             return f"killed by signal {-exitcode}"
-    if exitcode == 3:
-        return "exit code 3 (a told message raised)"
+    if exitcode == EXIT_FAILED:
+        return f"exit code {EXIT_FAILED} (a told message raised)"
     return f"exit code {exitcode}"
 
 
