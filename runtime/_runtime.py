@@ -119,9 +119,8 @@ class Runtime:
     # -- services ----------------------------------------------------------
 
     def _start_service(self, cls: type[pykka.Actor], name: str, *args: Any, **kwargs: Any) -> AgentRef:
-        return self._host_service(cls.start(*args, **kwargs), name)
-
-    def _host_service(self, ref: pykka.ActorRef[Any], name: str) -> AgentRef:
+        """Start a service actor in this process, reachable from every agent."""
+        ref = cls.start(*args, **kwargs)
         self._services.append(ref)
         self._node.host(name, ref)
         return AgentRef(name, self._node.address, self.id)
@@ -326,9 +325,8 @@ class Runtime:
 
     def _stop_record(self, record: AgentRecord, timeout: float) -> None:
         record.status = "stopping"
-        ref = AgentRef(record.name, record.started.address, self.id)
         try:
-            ref.stop(timeout=timeout)
+            record.ref.stop(timeout=timeout)
         except Exception:  # noqa: BLE001 - dead or stuck: reaped below
             pass
         reap(record.started.process, timeout)
@@ -462,7 +460,7 @@ class Runtime:
         stops = []
         for record in records:
             try:
-                stops.append(AgentRef(record.name, record.started.address, self.id).stop(block=False))
+                stops.append(record.ref.stop(block=False))
             except Exception:  # noqa: BLE001
                 stops.append(None)
         for record, future in zip(records, stops):
