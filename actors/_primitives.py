@@ -129,12 +129,23 @@ class LockActor(_ParkingActor):
 
     expired = 0  # a token of 0: not granted
 
-    def __init__(self, lock_id: str) -> None:
+    def __init__(self, lock_id: str, token: int = 0) -> None:
         super().__init__()
         self._lock_id = lock_id
         self._holder: str | None = None
         self._request: str | None = None
-        self._token = 0
+        self._token = token  # a lock made again after retiring continues its tokens
+
+    def retire(self) -> int | None:
+        """Stop now if free and nobody waits; the last token, or None if busy.
+
+        Decided and done in one message: anything queued behind it is
+        answered `ActorDeadError` (its sender asks the manager again).
+        """
+        if self._holder is not None or self._parked:
+            return None
+        self._stop()
+        return self._token
 
     def acquire(self, holder: str, timeout: float | None, request_id: str) -> int:
         """Grant now (returns the token), or park the caller; 0 on timeout."""

@@ -26,6 +26,7 @@ __all__ = ["start_services", "service_clients"]
 def start_services(
     spawn: Callable[..., Any],
     *,
+    retire: Callable[[str], None] | None = None,
     dumps: Callable[[Any], bytes] = pickle.dumps,
     max_history: int = 1000,
     state_path: str | None = None,
@@ -33,13 +34,14 @@ def start_services(
 ) -> dict[str, Any]:
     """Start the state store (first: a bad `state_path` fails before anything
     else exists), the event bus, and the managers of locks, topics and
-    streams. Returns their refs by name."""
+    streams. Returns their refs by name. `retire(name)` forgets a service
+    actor that stopped for good (a retired lock)."""
     store = spawn(StateStore, "_state", dumps=dumps, max_history=max_history, path=state_path,
                   synchronous=synchronous)
     bus = spawn(EventBus, "_events", max_history=max_history, state=StateClient(store))
     store.ask(ProxyCall(("set_event_bus",), (bus,), {}))
-    refs = {"_state": store, "_events": bus}
-    for cls, name in ((SyncManager, "_sync"), (PubSubManager, "_pubsub"), (StreamManager, "_streams")):
+    refs = {"_state": store, "_events": bus, "_sync": spawn(SyncManager, "_sync", spawn=spawn, retire=retire)}
+    for cls, name in ((PubSubManager, "_pubsub"), (StreamManager, "_streams")):
         refs[name] = spawn(cls, name, spawn=spawn)
     return refs
 

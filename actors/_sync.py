@@ -76,9 +76,38 @@ class _Acquirable(_PrimitiveClient):
 
 
 class LockClient(_Acquirable):
-    """A lock from any process; `with lock:` raises `LockTimeout` on failure."""
+    """A lock from any process; `with lock:` raises `LockTimeout` on failure.
+
+    If its lock actor was retired (it was free and unused), the client asks
+    the manager for the lock made anew and goes on.
+    """
 
     kind = "lock"
+
+    def __init__(self, ref: Any, primitive_id: str = "", manager: Any = None) -> None:
+        super().__init__(ref, primitive_id)
+        self._manager = manager
+
+    def __getstate__(self) -> Any:
+        return (self._ref, self.primitive_id, self._manager)
+
+    def __setstate__(self, state: Any) -> None:
+        self._ref, self.primitive_id, self._manager = state
+
+    def _call(self, method: str, *args: Any, timeout: float | None = 60.0, **kwargs: Any) -> Any:
+        try:
+            return super()._call(method, *args, timeout=timeout, **kwargs)
+        except ActorDeadError:
+            if self._manager is None:
+                raise
+            self._ref = self._manager.ask(ProxyCall(("get_lock",), (self.primitive_id,), {}), timeout=60)
+            return super()._call(method, *args, timeout=timeout, **kwargs)
+
+    def _cast(self, method: str, *args: Any, **kwargs: Any) -> None:
+        try:
+            super()._cast(method, *args, **kwargs)
+        except ActorDeadError:
+            pass  # a release told to a retired lock: it was free already
 
     @property
     def lock_id(self) -> str:
@@ -135,30 +164,72 @@ class SyncManager(ActorBase):
     """Creates each named primitive on first use and hands out its ref.
 
     `spawn(actor_cls, name, *args)` starts a service actor and returns a ref
-    that works from any process.
+    that works from any process; `retire(name)`, if given, forgets one that
+    stopped. Locks are often made per task (`task:{id}`), so free locks
+    beyond `max_locks` are retired, least recently handed out first (each
+    would otherwise keep a thread forever); using one again makes it anew,
+    its fencing tokens continuing where they stopped.
     """
 
-    def __init__(self, spawn: Callable[..., Any]) -> None:
+    max_locks = 256
+
+    def __init__(self, spawn: Callable[..., Any], retire: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self._spawn = spawn
+        self._retire = retire
+        # (kind, name) -> (ref, args), least recently handed out first
         self._primitives: dict[tuple[str, str], tuple[Any, tuple[Any, ...]]] = {}
+        self._lock_tokens: dict[str, int] = {}  # last token of each retired lock
+        self._retired = 0
 
     def _get(self, kind: str, cls: type, name: str, *args: Any) -> Any:
         if not isinstance(name, str):
             msg = f"{kind} ids must be str, got {type(name).__name__}"
             raise TypeError(msg)
-        known = self._primitives.get((kind, name))
+        key = (kind, name)
+        known = self._primitives.pop(key, None)
         if known is not None:
+            self._primitives[key] = known  # now the most recently handed out
             if known[1] != args:
                 msg = f"{kind} {name!r} already exists with {known[1]}, not {args}"
                 raise ValueError(msg)
             return known[0]
-        ref = self._spawn(cls, f"_{kind}:{name}", name, *args)
-        self._primitives[(kind, name)] = (ref, args)
+        extra = (self._lock_tokens.pop(name, 0),) if kind == "lock" else ()
+        ref = self._spawn(cls, f"_{kind}:{name}", name, *args, *extra)
+        self._primitives[key] = (ref, args)
         return ref
 
     def get_lock(self, lock_id: str) -> Any:
-        return self._get("lock", LockActor, lock_id)
+        ref = self._get("lock", LockActor, lock_id)
+        self._retire_idle_locks()
+        return ref
+
+    def _retire_idle_locks(self) -> None:
+        locks = [k for k in self._primitives if k[0] == "lock"]
+        surplus = len(locks) - self.max_locks
+        if surplus <= 0:
+            return
+        # Ask the oldest at once; a lock in use says no and stays.
+        candidates = locks[: max(surplus, self.max_locks // 4)]
+        asks = [(key, self._primitives[key][0].ask(ProxyCall(("retire",), (), {}), block=False))
+                for key in candidates]
+        for key, future in asks:
+            try:
+                token = future.get(timeout=10)
+            except (ActorDeadError, AskTimeout):
+                continue
+            if token is None:
+                continue
+            self._lock_tokens[key[1]] = token
+            del self._primitives[key]
+            self._retired += 1
+            if self._retire is not None:
+                self._retire(f"_lock:{key[1]}")
+
+    def statistics(self) -> dict[str, int]:
+        kinds = [kind for kind, _name in self._primitives]
+        return {"locks": kinds.count("lock"), "semaphores": kinds.count("semaphore"),
+                "barriers": kinds.count("barrier"), "retired_locks": self._retired}
 
     def get_semaphore(self, sem_id: str, permits: int) -> Any:
         if not isinstance(permits, int) or permits < 1:
@@ -191,8 +262,8 @@ class SyncManager(ActorBase):
 class SyncClient(ServiceClient):
     """`rt.sync` / `self.ctx.sync`: named primitives, created on first use.
 
-    Refs are remembered per process (primitives live as long as the
-    runtime), so only the first `get_lock` of a name asks the manager.
+    Refs are remembered per process, so only the first `get_lock` of a name
+    asks the manager (a lock retired meanwhile is found again on first use).
     """
 
     __slots__ = ("_known",)
@@ -212,7 +283,11 @@ class SyncClient(ServiceClient):
         return ref
 
     def get_lock(self, lock_id: str) -> LockClient:
-        return LockClient(self._ref_of("get_lock", lock_id), lock_id)
+        return LockClient(self._ref_of("get_lock", lock_id), lock_id, self._ref)
+
+    def statistics(self) -> dict[str, int]:
+        """How many primitives exist, and how many free locks were retired."""
+        return self._call("statistics")
 
     def get_semaphore(self, sem_id: str, permits: int) -> SemaphoreClient:
         return SemaphoreClient(self._ref_of("get_semaphore", sem_id, permits), sem_id)

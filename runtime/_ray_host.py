@@ -147,8 +147,9 @@ class Host:
     def start_services(self, max_history: int, state_path: str | None, synchronous: str,
                        sys_path: list[str]) -> None:
         _extend_path(sys_path)
-        start_services(self.spawn_service, dumps=cloudpickle.dumps, max_history=max_history,
-                       state_path=state_path, synchronous=synchronous)
+        start_services(self.spawn_service, retire=lambda name: self._actors.pop(name, None),
+                       dumps=cloudpickle.dumps, max_history=max_history, state_path=state_path,
+                       synchronous=synchronous)
         self.spawn_service(DriverInbox, DRIVER_INBOX)
         self.spawn_service(ExitLog, EXITS)
         self.spawn_service(Registry, REGISTRY)

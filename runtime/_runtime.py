@@ -102,8 +102,8 @@ class Runtime:
         self._psutil: dict[int, psutil.Process] = {}
         self._replicated: dict[str, ReplicatedState] = {}
         try:
-            refs = start_services(self._start_service, dumps=cloudpickle.dumps, max_history=max_history,
-                                  state_path=state_path, synchronous=state_synchronous)
+            refs = start_services(self._start_service, retire=self._retire_service, dumps=cloudpickle.dumps,
+                                  max_history=max_history, state_path=state_path, synchronous=state_synchronous)
         except BaseException:  # e.g. a bad state_path: leave nothing behind
             self._stop_services(5.0)
             shutil.rmtree(self._rundir, ignore_errors=True)
@@ -124,6 +124,12 @@ class Runtime:
         self._services.append(ref)
         self._node.host(name, ref)
         return AgentRef(name, self._node.address, self.id)
+
+    def _retire_service(self, name: str) -> None:
+        ref = self._node.local.get(name)
+        self._node.unhost(name)
+        if ref is not None and ref in self._services:
+            self._services.remove(ref)
 
     # -- agents ------------------------------------------------------------
 

@@ -239,3 +239,35 @@ def test_sigkill_of_a_party_breaks_the_barrier_for_the_others(rt):
         with pytest.raises(BrokenBarrierError, match="'p2' died"):
             future.get(timeout=60)
     assert time.monotonic() - started < 5
+
+
+def test_free_locks_beyond_the_limit_are_retired_and_come_back_with_their_tokens(rt):
+    import threading as _threading
+
+    first = rt.sync.get_lock("task:0")
+    assert first.acquire("a") is True
+    token = first.token()
+    first.release("a")
+    held = rt.sync.get_lock("held")
+    held.acquire("keeper")
+    threads_before = _threading.active_count()
+    for i in range(1, 400):  # one lock per task, as execute_task makes them
+        with rt.sync.get_lock(f"task:{i}"):
+            pass
+    stats = rt.sync.statistics()
+    assert stats["retired_locks"] > 0 and stats["locks"] <= 256 + 64
+    assert _threading.active_count() < threads_before + 330  # threads don't pile up per lock
+    assert held.holder() == "keeper"  # a lock in use is never retired
+    assert first.acquire("b") is True  # the old client finds the lock made anew
+    assert first.token() > token  # and its fencing tokens kept growing
+    assert first.release("b") is True
+
+
+def test_an_agent_using_a_retired_lock_goes_on(rt):
+    holder = rt.spawn(Holder, "holder")
+    assert holder.proxy().grab("res").get(timeout=30) is True
+    assert holder.proxy().drop("res").get(timeout=30) is True
+    for i in range(300):
+        rt.sync.get_lock(f"task:{i}")
+    assert holder.proxy().grab("res").get(timeout=30) is True
+    assert rt.sync.get_lock("res").holder() == "holder"
