@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import struct
 import sys
 import threading
 import uuid
@@ -30,7 +29,9 @@ from pykka._envelope import Envelope
 from actors import ActorDeadError
 from runtime._channel import Channel, PeerGone
 from runtime._serialization import dumps, exception_payload, loads
-from runtime._wire import INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, write_all
+from runtime._wire import (
+    INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, write_all,
+)
 
 __all__ = ["Node", "RemoteReply", "node_for"]
 
@@ -148,8 +149,8 @@ class Node:
             threading.Thread(target=self._serve, args=(sock,), name="node-conn", daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
-        _recv_timeout(sock, 10)  # a peer that stalls the handshake is dropped
         conn = Connection(sock.detach())
+        set_read_timeout(conn.fileno(), 10)  # a peer that stalls the handshake is dropped
         try:
             deliver_challenge(conn, self.authkey)
             answer_challenge(conn, self.authkey)
@@ -157,7 +158,7 @@ class Node:
             logger.warning("refused a connection without the runtime's key")
             conn.close()
             return
-        _recv_timeout(socket.socket(fileno=conn.fileno()), 0, detach=True)
+        set_read_timeout(conn.fileno(), None)  # the conversation itself may idle
         self._conns.add(conn)
         send_lock = threading.Lock()
         reader = FrameReader(conn.fileno())
@@ -244,14 +245,6 @@ class Node:
             os.unlink(self.address)
         except OSError:
             pass
-
-
-def _recv_timeout(sock: socket.socket, seconds: int, *, detach: bool = False) -> None:
-    # SO_RCVTIMEO keeps the descriptor blocking (Connection reads it with
-    # os.read); 0 means wait forever, for the conversation after the handshake.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, 0))
-    if detach:
-        sock.detach()
 
 
 def _depth(ref: pykka.ActorRef[Any]) -> int:

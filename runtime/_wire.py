@@ -15,12 +15,14 @@ tells costs one system call, not two per message.
 from __future__ import annotations
 
 import os
+import socket
 import struct
 
 from actors import MessageSerializationError
 
 __all__ = [
-    "ASK", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode", "write_all",
+    "ASK", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode",
+    "set_read_timeout", "write_all",
 ]
 
 TELL = 1  # deliver body to the named actor; no reply
@@ -69,6 +71,22 @@ def write_all(fd: int, data: bytes | tuple[bytes, bytes]) -> None:
         view = memoryview(data)
         while written < len(data):
             written += os.write(fd, view[written:])
+
+
+def set_read_timeout(fd: int, seconds: float | None) -> None:
+    """Make blocking reads of `fd` give up after `seconds` (None: never).
+
+    SO_RCVTIMEO keeps the descriptor blocking, so a wait is one read()
+    rather than poll() then read(); a read that times out raises
+    BlockingIOError. The socket object is only a view: it never owns `fd`.
+    """
+    value = 0.0 if seconds is None else max(seconds, 1e-6)  # 0 would mean "forever"
+    whole = int(value)
+    view = socket.socket(fileno=fd)
+    try:
+        view.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((value - whole) * 1e6)))
+    finally:
+        view.detach()
 
 
 def decode_header(frame: memoryview) -> tuple[int, int, str, memoryview]:
@@ -130,7 +148,10 @@ class FrameReader:
         view = memoryview(buf)
         filled = len(rest)
         while filled < size:
-            got = os.readv(self._fd, [view[filled:]])
+            try:
+                got = os.readv(self._fd, [view[filled:]])
+            except BlockingIOError:
+                continue  # a read timeout mid-frame: the rest is on its way
             if not got:
                 raise EOFError("connection closed")
             filled += got
