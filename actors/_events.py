@@ -15,21 +15,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
-from pykka.messages import ProxyCall
 
 from actors._base import ActorBase, Deliver, HandlerActor, find_handler_id, register_handler, unregister_handler
 from actors._client import ServiceClient
 from actors._context import current_agent_id, delivery_ref
 from actors._types import Event, EventType
 
-__all__ = ["EventBus", "EventsClient", "emit_told"]
+__all__ = ["EventBus", "EventsClient"]
 
 logger = logging.getLogger("actors")
-
-
-def emit_told(bus: Any, source: str, event_type: EventType, payload: dict[str, Any]) -> None:
-    """Emit without waiting (for actors that must never block on the bus)."""
-    bus.tell(ProxyCall(("emit",), (Event(type=event_type, source=source, payload=payload),), {}))
 
 
 def _as_type(event_type: EventType | str | None) -> EventType | None:
@@ -70,6 +64,11 @@ class EventBus(ActorBase):
                         ref.stop(timeout=5)
                     except (pykka.ActorDeadError, pykka.Timeout):
                         pass
+
+    def emit_many(self, events: list[Event]) -> None:
+        """Emit several events in order, in one message."""
+        for event in events:
+            self.emit(event)
 
     def emit(self, event: Event) -> Event:
         self._history.append(event)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from pykka.messages import ProxyCall
 
 from actors._base import ActorBase
 from actors._client import ServiceClient
@@ -23,7 +26,7 @@ from actors._errors import (
     NamespacePermissionError,
     UnknownNamespaceError,
 )
-from actors._types import EventType, StateVersion
+from actors._types import Event, EventType, StateVersion
 
 __all__ = ["FlatStateClient", "StateClient", "StateStore"]
 
@@ -72,6 +75,7 @@ class StateStore(ActorBase):
         self._pending_ns: list[tuple[str | None, frozenset[str] | None]] = []
         self._waiting: list[tuple[Any, Any]] = []
         self._announce: list[dict[str, Any]] = []
+        self._announce_timer: threading.Timer | None = None
         if self._backend is not None:
             self._load()
 
@@ -118,6 +122,8 @@ class StateStore(ActorBase):
         self._emit_changes()
 
     def on_stop(self) -> None:
+        if self._announce_timer is not None:
+            self._announce_timer.cancel()
         self._flush()
         if self._backend is not None:
             self._backend.close()
@@ -266,16 +272,26 @@ class StateStore(ActorBase):
             self._pending_rows.append({**row, "blob": blob, "checksum": checksum})
         if self._events is not None:
             self._announce.append({"namespace": ns, "key": key, "version": version, "updater": updater, "op": op})
-            if self._backend is None:
-                self._emit_changes()
+            if self._backend is None and self._announce_timer is None:
+                # Gather a moment's worth of changes into one message, so the
+                # bus's thread wakes per batch, not on every write's path.
+                self._announce_timer = threading.Timer(
+                    0.002, self.actor_ref.tell, (ProxyCall(("flush_changes",), (), {}),)
+                )
+                self._announce_timer.daemon = True
+                self._announce_timer.start()
+
+    def flush_changes(self) -> None:
+        """Announce the changes gathered so far (STATE_CHANGED, in order)."""
+        self._announce_timer = None
+        self._emit_changes()
 
     def _emit_changes(self) -> None:
         # Told, never asked: the bus may be writing to this store right now.
-        from actors._events import emit_told  # noqa: PLC0415 - events imports state
-
         announce, self._announce = self._announce, []
-        for payload in announce:
-            emit_told(self._events, "state", EventType.STATE_CHANGED, payload)
+        if announce and self._events is not None:
+            events = [Event(type=EventType.STATE_CHANGED, source="state", payload=p) for p in announce]
+            self._events.tell(ProxyCall(("emit_many",), (events,), {}))
 
 
 class StateClient(ServiceClient):
