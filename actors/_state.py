@@ -22,6 +22,7 @@ from actors._client import ServiceClient
 from actors._context import current_agent_id
 from actors._durable import FLAT_NS, SqliteBackend
 from actors._errors import (
+    ActorDeadError,
     MessageSerializationError,
     NamespacePermissionError,
     UnknownNamespaceError,
@@ -291,7 +292,10 @@ class StateStore(ActorBase):
         announce, self._announce = self._announce, []
         if announce and self._events is not None:
             events = [Event(type=EventType.STATE_CHANGED, source="state", payload=p) for p in announce]
-            self._events.tell(ProxyCall(("emit_many",), (events,), {}))
+            try:
+                self._events.tell(ProxyCall(("emit_many",), (events,), {}))
+            except ActorDeadError:
+                pass  # the bus stopped first (shutdown): nobody is left to tell
 
 
 class StateClient(ServiceClient):
