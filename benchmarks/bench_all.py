@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 import pykka
 
-from bench_messaging import MESSAGE, raw_floor
+from bench_messaging import MESSAGE, Echo, raw_floor
 
-from actors import ActorDeadError, Agent
+from actors import ActorDeadError
 from runtime import Runtime
 
 ONEWAY = {"oneway": True, "n": 1}
@@ -138,24 +138,6 @@ def raw_pipe(n: int, n_tells: int) -> dict[str, Any]:
 
 
 # -- this framework -----------------------------------------------------------
-
-class Echo(Agent):
-    def on_start(self):
-        self.count = 0
-
-    def on_receive(self, message):
-        if message == "count":
-            return self.count
-        if message == "pid":
-            return os.getpid()
-        if isinstance(message, dict) and message.get("oneway"):
-            self.count += 1
-            return None
-        return message
-
-    def ask_peer(self, peer, n):
-        return _timed(lambda: peer.ask(MESSAGE), n)
-
 
 def framework(n: int, n_tells: int) -> list[dict[str, Any]]:
     with Runtime() as rt:

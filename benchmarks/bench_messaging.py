@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -81,6 +82,8 @@ class Echo(Agent):
     def on_receive(self, message):
         if message == "count":
             return self.count
+        if message == "pid":
+            return os.getpid()
         if isinstance(message, dict) and message.get("oneway"):
             self.count += 1
             return None
