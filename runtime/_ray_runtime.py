@@ -23,12 +23,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
 from pykka.messages import ProxyCall
 
 from actors import Agent, AgentContext, AgentStartError, EventType
 from actors._base import HandlerActor
 from actors._services import service_clients
+from runtime._monitor import ProcessMonitor, info_row
 from runtime._ray_host import EXITS, host_class
 from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
 from runtime._ref import check_agent_id
@@ -96,6 +96,7 @@ class RayRuntime(Runtime):
         self._closed = False
         self._no_restarts = False
         self._replicated = {}
+        self._monitor = ProcessMonitor()
         self._services_host = host_class().options(
             name=SERVICES, namespace=self.namespace, max_concurrency=1000, num_cpus=0
         ).remote(self.namespace, SERVICES)
@@ -267,20 +268,16 @@ class RayRuntime(Runtime):
             records = [r for r in self._records.values() if r is not None]
         rows = []
         for r in records:
-            alive = r.status == "running"
-            row = {"name": r.name, "kind": r.kind, "pid": r.pid, "alive": alive, "status": r.status,
-                   "restarts": r.restarts, "capabilities": list(r.capabilities), "cpu_percent": None,
-                   "rss_bytes": None, "mailbox": None}
-            if alive:
+            row = info_row(r, r.pid, r.status == "running")
+            if row["alive"]:
                 try:
                     stats = self._ray.get(r.handle.stats.remote(), timeout=5)
                     row["mailbox"] = stats["mailbox"].get(r.name)
-                    proc = psutil.Process(stats["pid"])  # on this machine, if Ray put it here
-                    row["cpu_percent"] = proc.cpu_percent(None)
-                    row["rss_bytes"] = proc.memory_info().rss
-                except Exception:  # noqa: BLE001 - another node, or dying
+                    self._monitor.read(row, stats["pid"])  # figures only for agents on this machine
+                except Exception:  # noqa: BLE001 - dying
                     pass
             rows.append(row)
+        self._monitor.keep_only({row["pid"] for row in rows if row["alive"]})
         return rows
 
     def control_info(self) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import uuid
 from typing import Any
 
 import cloudpickle
-import psutil
 import pykka
 
 from actors import (
@@ -33,6 +32,7 @@ from actors._replicated import Replica, ReplicatedState
 from actors._services import service_clients, start_services
 from runtime._host import BootSpec
 from runtime._launcher import Started, Zygote, reap, start_agent_process
+from runtime._monitor import ProcessMonitor, info_row
 from runtime._node import Node
 from runtime._ref import AgentRef, check_agent_id
 from runtime._serialization import dumps
@@ -99,7 +99,7 @@ class Runtime:
         self._closed = False
         self._services: list[pykka.ActorRef[Any]] = []
         self._seq = itertools.count(1)
-        self._psutil: dict[int, psutil.Process] = {}
+        self._monitor = ProcessMonitor()
         self._replicated: dict[str, ReplicatedState] = {}
         try:
             refs = start_services(self._start_service, retire=self._retire_service, dumps=cloudpickle.dumps,
@@ -399,38 +399,20 @@ class Runtime:
         """One row per process this runtime started (psutil figures included)."""
         with self._lock:
             records = [r for r in self._records.values() if r is not None]
-        return [self._info(r) for r in records]
+        rows = [self._info(r) for r in records]
+        self._monitor.keep_only({row["pid"] for row in rows if row["alive"]})
+        return rows
 
     def _info(self, record: AgentRecord) -> dict[str, Any]:
         process = record.started.process
-        alive = process.is_alive() and record.status == "running"
-        row: dict[str, Any] = {
-            "name": record.name,
-            "kind": record.kind,
-            "pid": process.pid,
-            "alive": alive,
-            "status": record.status,
-            "restarts": record.restarts,
-            "capabilities": list(record.capabilities),
-            "cpu_percent": None,
-            "rss_bytes": None,
-            "mailbox": None,
-        }
-        if not alive:
-            return row
-        try:
-            proc = self._psutil.get(process.pid)
-            if proc is None:
-                proc = self._psutil[process.pid] = psutil.Process(process.pid)
-            row["cpu_percent"] = proc.cpu_percent(None)
-            row["rss_bytes"] = proc.memory_info().rss
-        except psutil.Error:
-            pass
-        try:
-            depths = self._node.request(record.started.address, STATS, "", b"", 5.0)
-            row["mailbox"] = depths.get(record.name)
-        except Exception:  # noqa: BLE001 - it may be dying right now
-            pass
+        row = info_row(record, process.pid, process.is_alive() and record.status == "running")
+        if row["alive"]:
+            self._monitor.read(row, process.pid)
+            try:
+                depths = self._node.request(record.started.address, STATS, "", b"", 5.0)
+                row["mailbox"] = depths.get(record.name)
+            except Exception:  # noqa: BLE001 - it may be dying right now
+                pass
         return row
 
     def control_info(self) -> dict[str, Any]:
