@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
@@ -43,18 +44,24 @@ class AgentProcess:
             self.sentinel = os.pidfd_open(pid)
         except ProcessLookupError:  # already gone (and reaped by the zygote)
             self.sentinel = os.open(os.devnull, os.O_RDONLY)  # always readable
+        # Closed once, when nothing can be waiting on it any more: closing a
+        # descriptor another thread waits on could hand it a reused number.
+        self._closer = weakref.finalize(self, os.close, self.sentinel)
 
     @property
     def exitcode(self) -> int | None:
         return self._zygote.exitcode(self.pid)
 
     def is_alive(self) -> bool:
+        if self.sentinel < 0:
+            return False
         return self.exitcode is None and not wait([self.sentinel], 0)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the process ended and its exit status is known."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        wait([self.sentinel], timeout)
+        if self.sentinel >= 0:
+            wait([self.sentinel], timeout)
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
         self._zygote.wait_exit(self.pid, remaining)
 
@@ -66,10 +73,9 @@ class AgentProcess:
                 pass
 
     def close(self) -> None:
-        try:
-            os.close(self.sentinel)
-        except OSError:
-            pass
+        """Close the pidfd now (once); only when no thread can wait on it."""
+        self.sentinel = -1
+        self._closer()
 
 
 class Zygote:

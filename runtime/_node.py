@@ -30,7 +30,8 @@ from actors import ActorDeadError
 from runtime._channel import Channel, PeerGone
 from runtime._serialization import dumps, exception_payload, loads
 from runtime._wire import (
-    INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, write_all,
+    INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
+    write_all,
 )
 
 __all__ = ["Node", "RemoteReply", "node_for"]
@@ -168,7 +169,11 @@ class Node:
                     frame = reader.read()
                 except (EOFError, OSError):
                     return
-                self._dispatch(conn.fileno(), send_lock, frame)
+                try:
+                    self._dispatch(conn.fileno(), send_lock, frame)
+                except Exception:  # a malformed frame: drop this peer, not the node
+                    logger.exception("dropping a connection that sent a malformed frame")
+                    return
         finally:
             self._conns.discard(conn)
             conn.close()
@@ -235,12 +240,16 @@ class Node:
         self._closed = True
         if _NODES.get(self.runtime_id) is self:
             del _NODES[self.runtime_id]
+        # shutdown() wakes the threads blocked in accept() and read(); each
+        # reader then closes its own connection. Closing a descriptor under a
+        # thread that reads it could hand that thread a reused one.
         try:
-            self._sock.close()
+            self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self._sock.close()
         for conn in list(self._conns):
-            conn.close()
+            shutdown_fd(conn.fileno())
         try:
             os.unlink(self.address)
         except OSError:

@@ -159,7 +159,6 @@ class Supervisor:
         process.join(5)
         record.started.control.close()
         exitcode = process.exitcode
-        process.close()
         # Exit code 0 only follows a stop request (from the runtime or any
         # ref's stop()): a deliberate stop, never restarted, like OTP's
         # terminate_child. Anything else is a crash.

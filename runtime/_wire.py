@@ -22,7 +22,7 @@ from actors import MessageSerializationError
 
 __all__ = [
     "ASK", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode",
-    "set_read_timeout", "write_all",
+    "set_read_timeout", "shutdown_fd", "write_all",
 ]
 
 TELL = 1  # deliver body to the named actor; no reply
@@ -85,6 +85,17 @@ def set_read_timeout(fd: int, seconds: float | None) -> None:
     view = socket.socket(fileno=fd)
     try:
         view.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((value - whole) * 1e6)))
+    finally:
+        view.detach()
+
+
+def shutdown_fd(fd: int) -> None:
+    """Shut a socket down both ways (its readers see EOF); the fd stays open."""
+    view = socket.socket(fileno=fd)
+    try:
+        view.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
     finally:
         view.detach()
 
