@@ -39,8 +39,8 @@ import psutil
 import pykka
 
 from bench_messaging import MESSAGE, Echo, raw_floor
+from bench_supervision import restart_times
 
-from actors import ActorDeadError
 from runtime import Runtime
 
 ONEWAY = {"oneway": True, "n": 1}
@@ -156,20 +156,7 @@ def framework(n: int, n_tells: int) -> list[dict[str, Any]]:
             spawns.append(time.perf_counter() - t)
             rt.remove_agent(f"s{i}")
         uss = _uss_mb(a.ask("pid", timeout=30))
-        victim = rt.spawn(Echo, "victim", max_restarts=3, restart_window=0.02)
-        restarts = []
-        for _ in range(10):
-            pid = victim.ask("pid", timeout=30)
-            t = time.perf_counter()
-            os.kill(pid, signal.SIGKILL)
-            while True:
-                try:
-                    if victim.ask("pid", timeout=30) != pid:
-                        break
-                except ActorDeadError:
-                    time.sleep(0.0005)
-            restarts.append(time.perf_counter() - t)
-            time.sleep(0.05)
+        restarts = restart_times(rt, 10, "victim")
     common = {"tells_per_s": rate, "spawn_ms": statistics.median(spawns) * 1e3,
               "restart_ms": statistics.median(restarts) * 1e3, "idle_uss_mb": uss}
     return [_row("actors: runtime -> agent", times, **common), _row("actors: agent -> agent", peer_times)]

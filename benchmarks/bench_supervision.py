@@ -29,27 +29,33 @@ class Echo(Agent):
         return os.getpid()
 
 
+def restart_times(rt: Runtime, rounds: int, name: str = "echo") -> list[float]:
+    """Seconds from SIGKILL to the restarted agent's first answer, per round."""
+    ref = rt.spawn(Echo, name, max_restarts=3, restart_window=0.02)
+    times = []
+    for _ in range(rounds):
+        pid = ref.ask("pid", timeout=30)
+        t = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+        while True:
+            try:
+                if ref.ask("pid", timeout=30) != pid:
+                    break
+            except ActorDeadError:
+                time.sleep(0.0005)
+        times.append(time.perf_counter() - t)
+        time.sleep(0.05)  # past the restart window: each restart is a first (2 ms back-off)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rounds = 5 if args.quick else 30
-    times = []
     with Runtime() as rt:
-        ref = rt.spawn(Echo, "echo", max_restarts=3, restart_window=0.02)
-        for _ in range(rounds):
-            pid = ref.ask("pid", timeout=30)
-            t = time.perf_counter()
-            os.kill(pid, signal.SIGKILL)
-            while True:
-                try:
-                    if ref.ask("pid", timeout=30) != pid:
-                        break
-                except ActorDeadError:
-                    time.sleep(0.0005)
-            times.append(time.perf_counter() - t)
-            time.sleep(0.05)  # past the restart window: each restart is a first (2 ms back-off)
+        times = restart_times(rt, rounds)
     report = {"restart_median_ms": statistics.median(times) * 1e3, "restart_max_ms": max(times) * 1e3,
               "rounds": rounds}
     if args.json:
