@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 import pykka
 
-from bench_messaging import MESSAGE, Echo, raw_floor
+from bench_messaging import MESSAGE, Echo, raw_floor, timed
 from bench_supervision import restart_times
 
 from runtime import Runtime
@@ -48,17 +48,6 @@ ONEWAY = {"oneway": True, "n": 1}
 
 def _p99(values: list[float]) -> float:
     return sorted(values)[max(int(len(values) * 0.99) - 1, 0)]
-
-
-def _timed(call: Any, n: int, warm: int = 100) -> list[float]:
-    for _ in range(warm):
-        call()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def _row(name: str, times: list[float] | None = None, **figures: Any) -> dict[str, Any]:
@@ -99,7 +88,7 @@ def raw_os_pipe(n: int, n_tells: int) -> dict[str, Any]:
         os.write(to_child_w, message)
         os.read(to_parent_r, 64)
 
-    times = _timed(round_trip, n)
+    times = timed(round_trip, n)
     tell = b"t" * 64
     t = time.perf_counter()
     for _ in range(n_tells):
@@ -142,7 +131,7 @@ def raw_pipe(n: int, n_tells: int) -> dict[str, Any]:
 def framework(n: int, n_tells: int) -> list[dict[str, Any]]:
     with Runtime() as rt:
         a, b = rt.spawn(Echo, "a"), rt.spawn(Echo, "b")
-        times = _timed(lambda: a.ask(MESSAGE), n)
+        times = timed(lambda: a.ask(MESSAGE), n)
         peer_times = a.proxy().ask_peer(b, n).get(timeout=600)
         t = time.perf_counter()
         for _ in range(n_tells):
@@ -180,7 +169,7 @@ class PykkaEcho(pykka.ThreadingActor):
 
 def plain_pykka(n: int, n_tells: int) -> dict[str, Any]:
     ref = PykkaEcho.start()
-    times = _timed(lambda: ref.ask(MESSAGE), n)
+    times = timed(lambda: ref.ask(MESSAGE), n)
     t = time.perf_counter()
     for _ in range(n_tells):
         ref.tell(ONEWAY)
@@ -226,7 +215,7 @@ def ray_actors(n: int, n_tells: int) -> dict[str, Any] | None:
         actor = RayEcho.remote()
         ray.get(actor.echo.remote(MESSAGE))
         spawn = time.perf_counter() - t
-        times = _timed(lambda: ray.get(actor.echo.remote(MESSAGE)), n, warm=20)
+        times = timed(lambda: ray.get(actor.echo.remote(MESSAGE)), n, warm=20)
         t = time.perf_counter()
         for _ in range(n_tells):
             actor.oneway.remote(ONEWAY)
@@ -262,7 +251,7 @@ def thespian_actors(base: str, n: int, n_tells: int) -> dict[str, Any] | None:
         addr = system.createActor(TEcho)
         system.ask(addr, "pid", 30)
         spawn = time.perf_counter() - t
-        times = _timed(lambda: system.ask(addr, MESSAGE, 30), n, warm=20)
+        times = timed(lambda: system.ask(addr, MESSAGE, 30), n, warm=20)
         t = time.perf_counter()
         for _ in range(n_tells):
             system.tell(addr, ONEWAY)

@@ -45,20 +45,29 @@ def _raw_echo(conn):
         conn.send_bytes(cloudpickle.dumps(message))
 
 
+def timed(call, n: int, warm: int = 200) -> list[float]:
+    """Seconds each of `n` calls took, after `warm` calls not counted."""
+    for _ in range(warm):
+        call()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def raw_floor(n_rtt: int, n_tells: int) -> dict[str, float]:
     ctx = mp.get_context("forkserver")
     here, there = ctx.Pipe()
     proc = ctx.Process(target=_raw_echo, args=(there,))
     proc.start()
-    for _ in range(200):
+
+    def round_trip():
         here.send_bytes(cloudpickle.dumps(MESSAGE))
         cloudpickle.loads(here.recv_bytes())
-    times = []
-    for _ in range(n_rtt):
-        t = time.perf_counter()
-        here.send_bytes(cloudpickle.dumps(MESSAGE))
-        cloudpickle.loads(here.recv_bytes())
-        times.append(time.perf_counter() - t)
+
+    times = timed(round_trip, n_rtt)
     oneway = {"oneway": True, "n": 1}
     t = time.perf_counter()
     for _ in range(n_tells):
@@ -90,27 +99,14 @@ class Echo(Agent):
         return message
 
     def ask_peer(self, peer, n):
-        for _ in range(200):
-            peer.ask(MESSAGE)
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            peer.ask(MESSAGE)
-            times.append(time.perf_counter() - t)
-        return times
+        return timed(lambda: peer.ask(MESSAGE), n)
 
 
 def framework(n_rtt: int, n_tells: int, n_spawn: int) -> dict[str, float]:
     with Runtime() as rt:
         a = rt.spawn(Echo, "a")
         b = rt.spawn(Echo, "b")
-        for _ in range(200):
-            a.ask(MESSAGE)
-        times = []
-        for _ in range(n_rtt):
-            t = time.perf_counter()
-            a.ask(MESSAGE)
-            times.append(time.perf_counter() - t)
+        times = timed(lambda: a.ask(MESSAGE), n_rtt)
         peer_times = a.proxy().ask_peer(b, n_rtt).get(timeout=300)
         oneway = {"oneway": True, "n": 1}
         t = time.perf_counter()

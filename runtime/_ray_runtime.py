@@ -62,6 +62,7 @@ class RayRecord:
     pid: int
     sentinel: Any
     kind: str = "agent"
+    ref: Any = None  # the runtime's ref to it (it follows the name)
     restarts: int = 0
     status: str = "running"
     restart_times: deque[float] = field(default_factory=deque)
@@ -170,12 +171,12 @@ class RayRuntime(Runtime):
                 self._records.pop(name, None)
             raise
         record = RayRecord(name, spec, caps, restart, max_restarts, restart_window, handle, host, pid,
-                           handle.wait_forever.remote(), kind=kind)
+                           handle.wait_forever.remote(), kind=kind, ref=self._peer(name))
         with self._lock:
             self._records[name] = record
         self.events.emit(name, EventType.AGENT_JOINED,
                          {"agent_id": name, "capabilities": caps, "restarts": 0, "kind": kind})
-        return self._peer(name)
+        return record.ref
 
     # -- supervision -----------------------------------------------------------
 
@@ -234,30 +235,13 @@ class RayRuntime(Runtime):
 
     # -- the rest of the runtime's surface ---------------------------------------
 
-    @property
-    def agents(self) -> dict[str, RayRef]:
-        with self._lock:
-            return {n: self._peer(n) for n, r in self._records.items()
-                    if r is not None and r.kind == "agent" and r.status == "running"}
-
-    def _capable(self, task_type: str) -> tuple[list[str], list[str]]:
-        with self._lock:
-            running = [r for r in self._records.values() if r is not None and r.status == "running"]
-        names = [r.name for r in running if task_type in r.capabilities]
-        return names, sorted({c for r in running for c in r.capabilities})
-
-    def remove_agent(self, agent_id: str, timeout: float = 10.0) -> bool:
-        with self._lock:
-            record = self._records.get(agent_id)
-        if record is None or record.status != "running":
-            return False
-        self._stop_record(record, timeout)
-        return True
+    def _still_alive(self, record: Any) -> bool:
+        return True  # the sentinel call tells the supervisor; nothing cheaper to ask
 
     def _stop_record(self, record: Any, timeout: float) -> None:
         record.status = "stopping"
         try:
-            self._peer(record.name).stop(timeout=timeout)
+            record.ref.stop(timeout=timeout)
         except Exception:  # noqa: BLE001
             pass
         record.exit_handled.wait(timeout)
@@ -293,7 +277,7 @@ class RayRuntime(Runtime):
             records = [r for r in self._records.values() if r is not None and r.status == "running"]
         for record in records:
             record.status = "stopping"
-        futures = [self._peer(r.name).stop(block=False) for r in records]
+        futures = [r.ref.stop(block=False) for r in records]
         for record, future in zip(records, futures):
             try:
                 future.get(timeout=timeout)

@@ -60,11 +60,12 @@ class AgentRef:
     pickled.
     """
 
-    __slots__ = ("_address", "_attrs", "_name_bytes", "_node", "_runtime_id", "name")
+    __slots__ = ("_address", "_attrs", "_name_bytes", "_node", "_runtime_id", "_what", "name")
 
     def __init__(self, name: str, address: str | None, runtime_id: str) -> None:
         self.name = name
         self._name_bytes = name.encode()
+        self._what = f"agent {name!r}"  # for error messages; built once, not per ask
         self._address = address
         self._runtime_id = runtime_id
         self._node: Node | None = None  # bound on first use, in this process
@@ -143,7 +144,7 @@ class AgentRef:
     def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
         """Send `message` and wait for the reply (or get a future if not `block`)."""
         node = self._bound()
-        what = f"agent {self.name!r}"
+        what = self._what
         local = node.local.get(self.name)
         if local is not None:
             future = AskFuture(local_waiter(local.ask(message, block=False), what))

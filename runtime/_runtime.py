@@ -386,12 +386,15 @@ class Runtime:
     def _capable(self, task_type: str) -> tuple[list[str], list[str]]:
         """Names of running agents with `task_type`, and every capability seen."""
         with self._lock:
-            running = [r for r in self._records.values() if r is not None and r.status == "running"]
-        # A process that just died is not "running" any more, even before the
-        # supervisor has handled its exit (its pidfd says so at once).
-        running = [r for r in running if r.started.process.is_alive()]
+            running = [r for r in self._records.values()
+                       if r is not None and r.status == "running" and self._still_alive(r)]
         names = [r.name for r in running if task_type in r.capabilities]
         return names, sorted({c for r in running for c in r.capabilities})
+
+    def _still_alive(self, record: AgentRecord) -> bool:
+        # A process that just died is not "running" any more, even before the
+        # supervisor has handled its exit (its pidfd says so at once).
+        return record.started.process.is_alive()
 
     # -- introspection -----------------------------------------------------
 

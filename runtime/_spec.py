@@ -122,7 +122,7 @@ def load_spec(source: str) -> LaunchSpec:
         if "args" in table:
             options["args"] = tuple(table["args"])
         agent = AgentSpec(table["name"], cls, caps, replicas, options)
-        for name in _replica_names(agent):
+        for name in agent_names(agent):
             if name in names:
                 raise SpecError(f"{where}: agent name {name!r} is used twice")
             names.add(name)
@@ -136,12 +136,8 @@ def load_spec(source: str) -> LaunchSpec:
     return spec
 
 
-def _replica_names(agent: AgentSpec) -> list[str]:
+def agent_names(agent: AgentSpec) -> list[str]:
+    """The names the agent's replicas run under (`name-0`, `name-1`, ...)."""
     if agent.replicas == 1:
         return [agent.name]
     return [f"{agent.name}-{i}" for i in range(agent.replicas)]
-
-
-def agent_names(agent: AgentSpec) -> list[str]:
-    """The names the agent's replicas run under (`name-0`, `name-1`, ...)."""
-    return _replica_names(agent)
