@@ -33,6 +33,7 @@ __all__ = [
     "Introspect",
     "find_handler_id",
     "register_handler",
+    "set_idle_hook",
     "unregister_handler",
 ]
 
@@ -78,6 +79,19 @@ def find_handler_id(handler: Callable[..., Any]) -> str | None:
     return None
 
 
+_idle_hook: Callable[[], None] | None = None
+
+
+def set_idle_hook(hook: Callable[[], None] | None) -> None:
+    """Run `hook` in an actor's thread each time its mailbox runs empty.
+
+    A host sets it to write out what the actor queued for sending (tells
+    batched by the process runtime) before the actor sleeps.
+    """
+    global _idle_hook
+    _idle_hook = hook
+
+
 class _Inbox:
     """A FIFO mailbox that remembers the envelope being handled.
 
@@ -95,6 +109,8 @@ class _Inbox:
         self._queue.put(envelope)
 
     def get(self) -> Envelope[Any]:
+        if _idle_hook is not None and self._queue.empty():
+            _idle_hook()
         envelope = self._queue.get()
         self.current = envelope
         return envelope

@@ -3,12 +3,14 @@
 A thread that asks and then waits reads its own reply off its own
 connection, so a blocking ask costs no hop through a reader thread. Futures
 handed to other threads still work: whoever waits first reads for everyone
-(leader/follower), parking replies that belong to others.
+(leader/follower), parking replies that belong to others. Tells that follow
+each other closely are batched into one write (see `runtime._batching`).
 """
 
 from __future__ import annotations
 
 import itertools
+import socket
 import sys
 import threading
 import time
@@ -20,6 +22,7 @@ from typing import Any
 import pykka
 
 from actors import ActorDeadError, AskTimeout
+from runtime._batching import BATCH_BYTES, BURST, flush_thread, queued
 from runtime._serialization import loads
 from runtime._wire import REPLY, FrameReader, decode_header, set_read_timeout, write_all
 
@@ -33,7 +36,11 @@ class PeerGone(ConnectionError):
 
 
 class Channel:
-    """One connection to one peer process, used by one thread to send."""
+    """One connection to one peer process, used by one thread to send.
+
+    Only the owning thread sends; the flusher thread may write queued tells
+    too, under `_send_lock`, so frames leave in the order they were sent.
+    """
 
     def __init__(self, address: str, authkey: bytes) -> None:
         self.address = address
@@ -52,19 +59,100 @@ class Channel:
         self._reading = False
         self._replies: dict[int, tuple[bool, Any]] = {}
         self._abandoned: set[int] = set()
+        self._send_lock = threading.Lock()
+        self._queued = bytearray()  # whole TELL frames not yet written
+        self._last_write = 0.0
         self.closed = False
 
     def next_id(self) -> int:
         return next(_request_ids)
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame: bytes | tuple[bytes, bytes]) -> None:
+        """Write `frame` now, after every tell this thread queued anywhere."""
+        flush_thread()
+        with self._send_lock:
+            self._write(frame)
+
+    def tell(self, frame: bytes | tuple[bytes, bytes]) -> None:
+        """Write a TELL frame, or queue it if it follows the last one closely."""
+        now = time.perf_counter()
+        with self._send_lock:
+            queue = self._queued
+            if not queue and (now - self._last_write > BURST or isinstance(frame, tuple)):
+                self._write(frame)  # a lone tell (or a large one) goes at once
+                return
+            if self.closed:
+                raise PeerGone(f"connection to {self.address} is closed")
+            if isinstance(frame, tuple):
+                self._write(frame)
+                return
+            first = not queue
+            queue += frame
+            self._last_write = now
+            if len(queue) >= BATCH_BYTES:
+                self._write(b"")
+                return
+        if first:
+            queued(self)
+
+    def _write(self, frame: bytes | tuple[bytes, bytes]) -> None:
+        # Called with _send_lock held: queued tells first, then `frame`.
         if self.closed:
             raise PeerGone(f"connection to {self.address} is closed")
+        queue = self._queued
         try:
-            write_all(self._fd, frame)
+            if queue:
+                if isinstance(frame, tuple):
+                    write_all(self._fd, bytes(queue))
+                    write_all(self._fd, frame)
+                else:
+                    write_all(self._fd, (bytes(queue), frame))
+                queue.clear()
+            elif frame:
+                write_all(self._fd, frame)
         except OSError as exc:
+            queue.clear()
             self._close()
             raise PeerGone(f"lost connection to {self.address}: {exc}") from exc
+        self._last_write = time.perf_counter()
+
+    def flush(self) -> None:
+        """Write the queued tells now (owning thread; blocks if the peer lags)."""
+        with self._send_lock:
+            if self._queued:
+                try:
+                    self._write(b"")
+                except PeerGone:
+                    pass  # the next send on this channel reports it
+
+    def try_flush(self) -> bool:
+        """Write what the socket takes without waiting; True once none is left.
+
+        Called by the flusher thread; a busy owner writes its queue itself.
+        """
+        if not self._send_lock.acquire(blocking=False):
+            return False
+        try:
+            queue = self._queued
+            if not queue or self.closed:
+                queue.clear()
+                return True
+            view = socket.socket(fileno=self._fd)
+            try:
+                sent = view.send(queue, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return False
+            except OSError:
+                queue.clear()  # lost with the peer, as tells in its socket would be
+                self._close()
+                return True
+            finally:
+                view.detach()
+            del queue[:sent]
+            self._last_write = time.perf_counter()
+            return not queue
+        finally:
+            self._send_lock.release()
 
     def _close(self) -> None:
         self.closed = True
@@ -163,6 +251,7 @@ class AskFuture(pykka.Future[Any]):
         if self._get_hook is not None:
             return super().get(timeout=timeout)
         if self._outcome is None:
+            flush_thread()  # what this thread told goes out before it waits
             if self._waiter is None:
                 msg = "this future has nothing to wait for"
                 raise RuntimeError(msg)

@@ -27,6 +27,8 @@ import pykka
 from pykka._envelope import Envelope
 
 from actors import ActorDeadError
+from actors._base import set_idle_hook
+from runtime._batching import flush_all, flush_thread
 from runtime._channel import Channel, PeerGone
 from runtime._serialization import dumps, exception_payload, loads
 from runtime._wire import (
@@ -120,6 +122,7 @@ class Node:
             os.umask(old_umask)
         self._sock.listen(128)
         _NODES[runtime_id] = self
+        set_idle_hook(flush_thread)  # an actor about to sleep sends its batched tells
         threading.Thread(target=self._accept_loop, name="node-accept", daemon=True).start()
 
     @property
@@ -236,7 +239,12 @@ class Node:
             raise ActorDeadError(msg) from exc
 
     def close(self) -> None:
-        """Stop listening and drop every connection (peers see EOF)."""
+        """Stop listening and drop every connection (peers see EOF).
+
+        Tells still batched are written first, as far as sockets take them.
+        """
+        flush_thread()
+        flush_all()
         self._closed = True
         if _NODES.get(self.runtime_id) is self:
             del _NODES[self.runtime_id]

@@ -116,8 +116,12 @@ class AgentRef:
         for attempt in (1, 2):
             try:
                 channel = node.channel(address)
-                request_id = channel.next_id() if kind == ASK else 0
-                channel.send(encode(kind, request_id, self._name_bytes, body))
+                if kind == ASK:
+                    request_id = channel.next_id()
+                    channel.send(encode(ASK, request_id, self._name_bytes, body))
+                else:
+                    request_id = 0
+                    channel.tell(encode(kind, 0, self._name_bytes, body))
             except PeerGone:
                 node.forget_channel(address)
                 if attempt == 2:
