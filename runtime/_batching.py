@@ -1,7 +1,8 @@
 """Batching of tells: frames that follow each other closely share one write.
 
-A tell sent within `BURST` seconds of the previous write on its connection
-is queued instead of written (as Erlang's ``delay_send``). Queued tells go
+A tell sent within `BURST` seconds of the previous tell on its connection,
+with no request in between, is queued instead of written (as Erlang's
+``delay_send``). A lone tell, or one that follows an ask, goes at once. Queued tells go
 out, in order and ahead of anything sent after them, when the first of
 these happens:
 
@@ -27,7 +28,7 @@ from typing import Protocol
 
 __all__ = ["BATCH_BYTES", "BURST", "LINGER", "flush_all", "flush_thread", "queued"]
 
-BURST = 100e-6  # a tell this soon after the last write joins a batch
+BURST = 100e-6  # a tell this soon after the previous one joins a batch
 BATCH_BYTES = 8192  # small enough that the receiver works while we fill the next
 LINGER = 0.0005  # the longest a queued tell waits when its sender goes quiet
 _MAX_RETRY = 0.02  # back-off cap while a receiver's socket stays full
@@ -55,12 +56,19 @@ def queued(channel: Batched) -> None:
     _FLUSHER.schedule(channel)
 
 
-def flush_thread() -> None:
-    """Write this thread's queued tells now (before it blocks or asks)."""
+def flush_thread(sending: Batched | None = None) -> None:
+    """Write this thread's queued tells now (before it blocks or asks).
+
+    `sending` is left alone: it is about to write its queue together with
+    the frame being sent, in one system call, so the receiver reads both at
+    once rather than waking for the tells and again for the request.
+    """
     dirty = _local.__dict__.get("dirty")
     if dirty:
         while dirty:
-            dirty.pop().flush()
+            channel = dirty.pop()
+            if channel is not sending:
+                channel.flush()
 
 
 def flush_all() -> None:
@@ -70,12 +78,18 @@ def flush_all() -> None:
 
 
 class _Flusher:
-    """One daemon thread per process, writing tails left by quiet senders."""
+    """One daemon thread per process, writing tails left by quiet senders.
+
+    It is woken only from its sleep on the condition; while it is between
+    passes new work just joins the list, so a busy sender costs no wake-up
+    per batch.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._waiting: list[Batched] = []
         self._thread: threading.Thread | None = None
+        self._asleep = False
 
     def schedule(self, channel: Batched) -> None:
         with self._cond:
@@ -83,7 +97,8 @@ class _Flusher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tell-flusher", daemon=True)
                 self._thread.start()
-            elif len(self._waiting) == 1:
+            elif self._asleep:
+                self._asleep = False
                 self._cond.notify()
 
     def _take(self) -> list[Batched]:
@@ -96,6 +111,7 @@ class _Flusher:
         while True:
             with self._cond:
                 while not self._waiting:
+                    self._asleep = True
                     self._cond.wait()
             time.sleep(pause)
             stuck = [channel for channel in self._take() if not channel.try_flush()]

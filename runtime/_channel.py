@@ -24,6 +24,7 @@ import pykka
 from actors import ActorDeadError, AskTimeout
 from runtime._batching import BATCH_BYTES, BURST, flush_thread, queued
 from runtime._serialization import loads
+from runtime._spin import Spinner, socket_view
 from runtime._wire import REPLY, FrameReader, decode_header, set_read_timeout, write_all
 
 __all__ = ["AskFuture", "Channel", "PeerGone", "local_waiter"]
@@ -52,6 +53,7 @@ class Channel:
             raise PeerGone(f"can't connect to {address}: {exc}") from exc
         self._fd = self._conn.fileno()
         self._reader = FrameReader(self._fd)
+        self._spinner = Spinner()
         # Waiting with a timeout sleeps in read() under SO_RCVTIMEO: one
         # system call, where poll() then read() cost two wake-ups (~25 us).
         self._read_timeout: float | None = None
@@ -61,7 +63,7 @@ class Channel:
         self._abandoned: set[int] = set()
         self._send_lock = threading.Lock()
         self._queued = bytearray()  # whole TELL frames not yet written
-        self._last_write = 0.0
+        self._last_tell = 0.0  # when this thread last told through here
         self.closed = False
 
     def next_id(self) -> int:
@@ -69,16 +71,20 @@ class Channel:
 
     def send(self, frame: bytes | tuple[bytes, bytes]) -> None:
         """Write `frame` now, after every tell this thread queued anywhere."""
-        flush_thread()
+        flush_thread(self)
         with self._send_lock:
             self._write(frame)
+            # A tell after a request is not part of a burst (ask, tell, ask,
+            # tell: queueing each tell would only delay it to the next ask).
+            self._last_tell = 0.0
 
     def tell(self, frame: bytes | tuple[bytes, bytes]) -> None:
         """Write a TELL frame, or queue it if it follows the last one closely."""
         now = time.perf_counter()
         with self._send_lock:
             queue = self._queued
-            if not queue and (now - self._last_write > BURST or isinstance(frame, tuple)):
+            last, self._last_tell = self._last_tell, now
+            if not queue and (now - last > BURST or isinstance(frame, tuple)):
                 self._write(frame)  # a lone tell (or a large one) goes at once
                 return
             if self.closed:
@@ -88,7 +94,6 @@ class Channel:
                 return
             first = not queue
             queue += frame
-            self._last_write = now
             if len(queue) >= BATCH_BYTES:
                 self._write(b"")
                 return
@@ -114,7 +119,6 @@ class Channel:
             queue.clear()
             self._close()
             raise PeerGone(f"lost connection to {self.address}: {exc}") from exc
-        self._last_write = time.perf_counter()
 
     def flush(self) -> None:
         """Write the queued tells now (owning thread; blocks if the peer lags)."""
@@ -137,7 +141,7 @@ class Channel:
             if not queue or self.closed:
                 queue.clear()
                 return True
-            view = socket.socket(fileno=self._fd)
+            view = socket_view(self._fd)
             try:
                 sent = view.send(queue, socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -149,7 +153,6 @@ class Channel:
             finally:
                 view.detach()
             del queue[:sent]
-            self._last_write = time.perf_counter()
             return not queue
         finally:
             self._send_lock.release()
@@ -197,7 +200,8 @@ class Channel:
     def _read_one(self, timeout: float | None) -> None:
         # Called without the condition held; only one thread at a time.
         try:
-            if not self._reader.buffered():
+            reader = self._reader
+            if not reader.buffered() and not self._spinner.read(self._fd, reader):
                 self._set_read_timeout(timeout)
             frame = self._reader.read()
         except BlockingIOError:

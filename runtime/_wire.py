@@ -138,6 +138,12 @@ class FrameReader:
                 return memoryview(self._buf)[start:start + size]
             self._fill()
 
+    def feed(self, chunk: bytes) -> None:
+        """Add bytes read elsewhere (a non-blocking read) to the buffer."""
+        rest = self._buf[self._pos:]
+        self._buf = rest + chunk if rest else chunk
+        self._pos = 0
+
     def _fill(self) -> None:
         rest = self._buf[self._pos:]
         if len(rest) >= _LENGTH.size:
