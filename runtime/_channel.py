@@ -25,7 +25,7 @@ from actors import ActorDeadError, AskTimeout
 from runtime._batching import BATCH_BYTES, BURST, flush_thread, queued
 from runtime._serialization import loads
 from runtime._spin import Spinner, socket_view
-from runtime._wire import REPLY, FrameReader, decode_header, set_read_timeout, write_all
+from runtime._wire import REPLY, FrameReader, decode_header, set_read_timeout, shutdown_fd, write_all
 
 __all__ = ["AskFuture", "Channel", "PeerGone", "local_waiter"]
 
@@ -116,9 +116,16 @@ class Channel:
             elif frame:
                 write_all(self._fd, frame)
         except OSError as exc:
-            queue.clear()
-            self._close()
+            self._broken()
             raise PeerGone(f"lost connection to {self.address}: {exc}") from exc
+
+    def _broken(self) -> None:
+        # A write failed: the queued tells are lost with the peer, as tells in
+        # its socket would be. Shut down rather than close: another thread
+        # may be reading replies off this descriptor; it sees EOF and closes.
+        self._queued.clear()
+        self.closed = True
+        shutdown_fd(self._fd)
 
     def flush(self) -> None:
         """Write the queued tells now (owning thread; blocks if the peer lags)."""
@@ -147,8 +154,7 @@ class Channel:
             except BlockingIOError:
                 return False
             except OSError:
-                queue.clear()  # lost with the peer, as tells in its socket would be
-                self._close()
+                self._broken()
                 return True
             finally:
                 view.detach()

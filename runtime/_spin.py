@@ -12,7 +12,7 @@ Only askers spin. A receiving node's reader thread spinning for the next
 request was measured too: it took the CPU from whoever was about to ask
 and made asks slower, not faster.
 
-``ACTORS_SPIN_US`` sets the budget in microseconds (default 50; 0 turns
+``ACTORS_SPIN_US`` sets the budget in microseconds (default 200; 0 turns
 spinning off). Agent processes inherit it from the runtime's environment.
 """
 
@@ -28,7 +28,7 @@ __all__ = ["SPIN", "Spinner", "socket_view"]
 
 
 def _budget() -> float:
-    raw = os.environ.get("ACTORS_SPIN_US", "50")
+    raw = os.environ.get("ACTORS_SPIN_US", "200")
     try:
         value = float(raw)
     except ValueError:

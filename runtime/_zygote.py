@@ -13,6 +13,7 @@ The loop wakes on its socket or on SIGCHLD (through a wakeup fd).
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import select
@@ -83,6 +84,11 @@ def main(fd: int) -> None:
 
     import runtime._host  # noqa: F401
 
+    # Everything imported so far lives as long as the process: keep it out
+    # of the collector's sight, or the first full collection in each agent
+    # writes to every object's header and copies the pages it shares.
+    gc.collect()
+    gc.freeze()
     sock = socket.socket(fileno=fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
