@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -17,6 +18,9 @@ class Recorder(Agent):
         self.seen = []
 
     def on_receive(self, message):
+        if isinstance(message, tuple) and message[0] == "sleep":
+            time.sleep(message[1])
+            return None
         if message == "seen":
             return list(self.seen)
         if message == "count":
@@ -96,3 +100,30 @@ def test_tells_to_an_agent_whose_process_died_end_in_actor_dead_error(rt):
     wait_for(tell_fails)
     with pytest.raises(ActorDeadError):
         r.tell("after")
+
+
+def test_a_receiver_that_stopped_reading_does_not_hold_up_tells_to_others(rt):
+    stuck = rt.spawn(Recorder, "stuck", restart="temporary")
+    other = rt.spawn(Recorder, "other")
+    stuck.tell(("sleep", 120))
+    refused = []
+
+    def stuff():
+        # Far more than a socket holds: this thread blocks in its write.
+        try:
+            for _ in range(5000):
+                stuck.tell("x" * 1000)
+        except ActorDeadError as exc:
+            refused.append(exc)
+
+    stuffer = threading.Thread(target=stuff)
+    stuffer.start()
+    try:
+        for i in range(50):
+            other.tell(i)
+        wait_for(lambda: ask_from_another_thread(other, "count") == 50, timeout=30)
+    finally:
+        os.kill(next(row["pid"] for row in rt.agent_info() if row["name"] == "stuck"), signal.SIGKILL)
+        stuffer.join(30)
+    assert not stuffer.is_alive()
+    assert refused  # the blocked sender learnt that its receiver died
