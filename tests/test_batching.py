@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import pytest
 
@@ -18,9 +17,6 @@ class Recorder(Agent):
         self.seen = []
 
     def on_receive(self, message):
-        if isinstance(message, tuple) and message[0] == "sleep":
-            time.sleep(message[1])
-            return None
         if message == "seen":
             return list(self.seen)
         if message == "count":
@@ -49,13 +45,6 @@ def ask_from_another_thread(ref, message):
     thread.start()
     thread.join(15)
     return answer[0]
-
-
-def test_a_burst_of_tells_arrives_whole_and_in_order(rt):
-    r = rt.spawn(Recorder, "r")
-    for i in range(5000):
-        r.tell(i)
-    assert r.ask("seen", timeout=30) == list(range(5000))
 
 
 def test_tells_left_queued_by_a_quiet_sender_arrive_without_any_ask(rt):
@@ -105,11 +94,12 @@ def test_tells_to_an_agent_whose_process_died_end_in_actor_dead_error(rt):
 def test_a_receiver_that_stopped_reading_does_not_hold_up_tells_to_others(rt):
     stuck = rt.spawn(Recorder, "stuck", restart="temporary")
     other = rt.spawn(Recorder, "other")
-    stuck.tell(("sleep", 120))
+    stuck_pid = next(row["pid"] for row in rt.agent_info() if row["name"] == "stuck")
+    os.kill(stuck_pid, signal.SIGSTOP)  # nothing in that process reads any more
     refused = []
 
     def stuff():
-        # Far more than a socket holds: this thread blocks in its write.
+        # Far more than a socket holds: this thread ends up blocked in a write.
         try:
             for _ in range(5000):
                 stuck.tell("x" * 1000)
@@ -122,8 +112,9 @@ def test_a_receiver_that_stopped_reading_does_not_hold_up_tells_to_others(rt):
         for i in range(50):
             other.tell(i)
         wait_for(lambda: ask_from_another_thread(other, "count") == 50, timeout=30)
+        assert stuffer.is_alive()  # still blocked: the stopped receiver took its fill
     finally:
-        os.kill(next(row["pid"] for row in rt.agent_info() if row["name"] == "stuck"), signal.SIGKILL)
+        os.kill(stuck_pid, signal.SIGKILL)
         stuffer.join(30)
     assert not stuffer.is_alive()
     assert refused  # the blocked sender learnt that its receiver died
