@@ -207,9 +207,11 @@ class Channel:
         # Called without the condition held; only one thread at a time.
         try:
             reader = self._reader
-            if not reader.buffered() and not self._spinner.read(self._fd, reader):
-                self._set_read_timeout(timeout)
-            frame = self._reader.read()
+            if not reader.buffered():
+                self._spinner.read(self._fd, reader)
+                if not reader.buffered():
+                    self._set_read_timeout(timeout)
+            frame = reader.read()
         except BlockingIOError:
             return  # the timeout ran out with nothing read
         except (EOFError, OSError):

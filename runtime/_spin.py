@@ -42,6 +42,7 @@ def _budget() -> float:
 
 SPIN = _budget()
 _MAX_SKIP = 8
+_POLL_BYTES = 4096
 
 
 def socket_view(fd: int) -> socket.socket:
@@ -66,10 +67,12 @@ class Spinner:
         self._skipped = 0
 
     def read(self, fd: int, reader: FrameReader) -> bool:
-        """Poll `fd` for up to SPIN seconds; True once `reader` holds a whole frame.
+        """Poll `fd` for up to SPIN seconds; True once bytes arrived (fed to `reader`).
 
-        False at once while backing off (or with spinning off), and on
-        timeout, EOF or error: the caller's blocking read then finds out which.
+        The rest of a frame that started arriving follows at memory speed,
+        so the caller's blocking read takes it from there. False at once
+        while backing off (or with spinning off), and on timeout, EOF or
+        error: the caller's blocking read then finds out which.
         """
         if not SPIN:
             return False
@@ -81,7 +84,8 @@ class Spinner:
             end = time.perf_counter() + SPIN
             while True:
                 try:
-                    chunk = view.recv(1 << 16, socket.MSG_DONTWAIT)
+                    # Small: recv() allocates its whole buffer on every poll.
+                    chunk = view.recv(_POLL_BYTES, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     if time.perf_counter() < end:
                         # The answering process may share our CPU (the
@@ -97,8 +101,7 @@ class Spinner:
                 if not chunk:
                     return False
                 reader.feed(chunk)
-                if reader.buffered():
-                    self._skip = 0
-                    return True
+                self._skip = 0
+                return True
         finally:
             view.detach()

@@ -154,8 +154,7 @@ class FrameReader:
         chunk = os.read(self._fd, 1 << 16)
         if not chunk:
             raise EOFError("connection closed")
-        self._buf = rest + chunk if rest else chunk
-        self._pos = 0
+        self.feed(chunk)
 
     def _read_large(self, rest: bytes, size: int) -> None:
         # A large frame is read straight into a buffer of its own size:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PROGRAM = """
@@ -20,6 +22,8 @@ class Echo(Agent):
 with Runtime() as rt:
     echo = rt.spawn(Echo, "echo")
     assert [echo.ask(i, timeout=30) for i in range(300)] == list(range(300))
+    big = bytes(range(256)) * 12_000  # a reply that arrives over many reads
+    assert [echo.ask(big, timeout=60) == big for _ in range(3)] == [True] * 3
 print("ok")
 """
 
@@ -31,14 +35,9 @@ def run_with_spin(value: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_asks_are_answered_with_spinning_turned_off():
-    result = run_with_spin("0")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
-
-
-def test_asks_are_answered_with_a_long_spin():
-    result = run_with_spin("2000")
+@pytest.mark.parametrize("spin", ["0", "200", "2000"], ids=["off", "default", "long"])
+def test_asks_are_answered_whatever_the_spin(spin):
+    result = run_with_spin(spin)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
