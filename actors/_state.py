@@ -44,9 +44,10 @@ def _check_key(key: Any) -> None:
 class StateStore(ActorBase):
     """Actor holding every namespace's keys as `StateVersion`s.
 
-    `dumps` turns a value into bytes for its checksum (and proves it can
-    travel); `events` is an optional ref of the event bus, told of every
-    write as STATE_CHANGED. With `path` the store is durable (SQLite, see
+    `dumps` turns a value into bytes for its checksum and the durable file
+    (and so proves it can travel; the runtime passes its own, which carries
+    classes from `__main__` by value). Once `set_event_bus` gave it the bus,
+    every write is announced as STATE_CHANGED. With `path` the store is durable (SQLite, see
     `_durable`): a write is answered only once its transaction committed,
     and writes that queue up while one commits share the next commit.
     """
@@ -56,13 +57,12 @@ class StateStore(ActorBase):
         *,
         dumps: Callable[[Any], bytes] = pickle.dumps,
         max_history: int = 1000,
-        events: Any = None,
         path: str | None = None,
         synchronous: str = "NORMAL",
     ) -> None:
         super().__init__()
         self._dumps = dumps
-        self._events = events
+        self._events: Any = None
         self._max_history = max_history
         # Keys are (namespace, key) tuples: no formatting, so no collisions.
         self._data: dict[tuple[str | None, str], StateVersion] = {}
@@ -239,15 +239,9 @@ class StateStore(ActorBase):
 
     def _write(self, ns: str | None, key: str, value: Any, updater: str, current: StateVersion | None) -> None:
         try:
-            if self._backend is not None:
-                blob = self._dumps(value)  # by value, so another process can load it
-            else:
-                try:
-                    blob = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)  # for the checksum: C speed
-                except Exception:  # noqa: BLE001 - lambdas, classes from __main__, ...
-                    blob = self._dumps(value)
+            blob = self._dumps(value)  # the checksum's input, and by value for the durable file
         except Exception as exc:
-            msg = f"value for {ns}/{key} can't be pickled: {exc}"
+            msg = f"value for {ns}/{key} can't be pickled: {exc.__cause__ or exc}"
             raise MessageSerializationError(msg) from exc
         version = 1 if current is None else current.version + 1
         checksum = hashlib.blake2b(blob, digest_size=16).hexdigest()

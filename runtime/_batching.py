@@ -64,11 +64,10 @@ def flush_thread(sending: Batched | None = None) -> None:
     once rather than waking for the tells and again for the request.
     """
     dirty = _local.__dict__.get("dirty")
-    if dirty:
-        while dirty:
-            channel = dirty.pop()
-            if channel is not sending:
-                channel.flush()
+    while dirty:
+        channel = dirty.pop()
+        if channel is not sending:
+            channel.flush()
 
 
 def flush_all() -> None:
@@ -82,7 +81,8 @@ class _Flusher:
 
     It is woken only from its sleep on the condition; while it is between
     passes new work just joins the list, so a busy sender costs no wake-up
-    per batch.
+    per batch. New work goes out within LINGER even while a stuck receiver
+    is retried less and less often.
     """
 
     def __init__(self) -> None:
@@ -107,20 +107,22 @@ class _Flusher:
         return taken
 
     def _run(self) -> None:
-        pause = LINGER
+        stuck: list[Batched] = []  # receivers whose socket was full last time
+        pause = LINGER  # how long stuck ones wait for their next try
         while True:
             with self._cond:
-                while not self._waiting:
+                while not self._waiting and not stuck:
                     self._asleep = True
                     self._cond.wait()
-            time.sleep(pause)
-            stuck = [channel for channel in self._take() if not channel.try_flush()]
-            if stuck:  # a receiver's socket is full: try again, less often
-                with self._cond:
-                    self._waiting.extend(stuck)
-                pause = min(pause * 2, _MAX_RETRY)
-            else:
-                pause = LINGER
+                if not self._waiting:  # only stuck ones: new work wakes us early
+                    self._asleep = True
+                    self._cond.wait(pause)
+                self._asleep = False
+                fresh = bool(self._waiting)
+            if fresh:
+                time.sleep(LINGER)  # let the sender's burst finish first
+            stuck = [channel for channel in self._take() + stuck if not channel.try_flush()]
+            pause = min(pause * 2, _MAX_RETRY) if stuck else LINGER
 
     def drain(self) -> None:
         stuck = [channel for channel in self._take() if not channel.try_flush()]

@@ -24,8 +24,8 @@ import pykka
 from actors import ActorDeadError, AskTimeout
 from runtime._batching import BATCH_BYTES, BURST, flush_thread, queued
 from runtime._serialization import loads
-from runtime._spin import Spinner, socket_view
-from runtime._wire import REPLY, FrameReader, decode_header, set_read_timeout, shutdown_fd, write_all
+from runtime._spin import Spinner
+from runtime._wire import REPLY, FrameReader, decode_header, set_read_timeout, shutdown_fd, socket_view, write_all
 
 __all__ = ["AskFuture", "Channel", "PeerGone", "local_waiter"]
 
@@ -84,14 +84,11 @@ class Channel:
         with self._send_lock:
             queue = self._queued
             last, self._last_tell = self._last_tell, now
-            if not queue and (now - last > BURST or isinstance(frame, tuple)):
-                self._write(frame)  # a lone tell (or a large one) goes at once
+            if isinstance(frame, tuple) or (not queue and now - last > BURST):
+                self._write(frame)  # a large or a lone tell goes at once, after any queued
                 return
             if self.closed:
                 raise PeerGone(f"connection to {self.address} is closed")
-            if isinstance(frame, tuple):
-                self._write(frame)
-                return
             first = not queue
             queue += frame
             if len(queue) >= BATCH_BYTES:
@@ -107,11 +104,11 @@ class Channel:
         queue = self._queued
         try:
             if queue:
-                if isinstance(frame, tuple):
-                    write_all(self._fd, bytes(queue))
+                if isinstance(frame, tuple):  # rare: tells queued before a large frame
+                    write_all(self._fd, queue)
                     write_all(self._fd, frame)
                 else:
-                    write_all(self._fd, (bytes(queue), frame))
+                    write_all(self._fd, (queue, frame))
                 queue.clear()
             elif frame:
                 write_all(self._fd, frame)

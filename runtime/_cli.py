@@ -77,7 +77,7 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
 
     try:
         rt = Runtime(**spec.runtime)
-    except (TypeError, ValueError, NotImplementedError) as exc:
+    except (TypeError, ValueError, NotImplementedError, ImportError, OSError) as exc:
         raise SpecError(f"{spec.source} [runtime]: {exc}") from None
     stop = threading.Event()
     running_tasks = False

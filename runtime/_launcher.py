@@ -172,12 +172,18 @@ def start_agent_process(zygote: Zygote, boot: bytes, name: str, timeout: float) 
     control = Connection(ours.detach())
     try:
         pid = zygote.fork(theirs.fileno())
+    except BaseException:
+        control.close()
+        raise
     finally:
         theirs.close()
     process = AgentProcess(pid, zygote)
-    control.send_bytes(boot)
-    deadline = time.monotonic() + timeout
     outcome = None
+    try:
+        control.send_bytes(boot)
+    except OSError:  # it died before reading its boot spec
+        outcome = ("died", None)
+    deadline = time.monotonic() + timeout
     while outcome is None:
         remaining = deadline - time.monotonic()
         ready = wait([control, process.sentinel], max(remaining, 0))

@@ -257,7 +257,10 @@ class Node:
             pass
         self._sock.close()
         for conn in list(self._conns):
-            shutdown_fd(conn.fileno())
+            try:
+                shutdown_fd(conn.fileno())
+            except OSError:
+                pass  # its reader closed it just now
         try:
             os.unlink(self.address)
         except OSError:

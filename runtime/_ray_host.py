@@ -15,7 +15,6 @@ import sys
 import threading
 from typing import Any
 
-import cloudpickle
 import pykka
 from pykka._envelope import Envelope
 from pykka.messages import ProxyCall
@@ -24,7 +23,10 @@ from actors import ActorDeadError
 from actors._base import ActorBase, Deliver
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from actors._services import start_services
+from runtime._host import EXIT_FAILED
 from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
+from runtime._serialization import dumps
+from runtime._supervisor import exit_reason
 
 __all__ = ["EXITS", "DriverInbox", "Host", "Registry", "host_class"]
 
@@ -148,7 +150,7 @@ class Host:
                        sys_path: list[str]) -> None:
         _extend_path(sys_path)
         start_services(self.spawn_service, retire=lambda name: self._actors.pop(name, None),
-                       dumps=cloudpickle.dumps, max_history=max_history, state_path=state_path,
+                       dumps=dumps, max_history=max_history, state_path=state_path,
                        synchronous=synchronous)
         self.spawn_service(DriverInbox, DRIVER_INBOX)
         self.spawn_service(ExitLog, EXITS)
@@ -178,13 +180,13 @@ class Host:
     def _exit_with(self, name: str, ref: pykka.ActorRef[Any], hosted: type) -> None:
         # The process lives as long as its agent, as on the local backend.
         ref.actor_stopped.wait()
-        reason = "crashed: a told message raised" if hosted._failed else "stopped"
+        reason = f"crashed: {exit_reason(EXIT_FAILED)}" if hosted._failed else "stopped"
         try:
             RayRef(EXITS, SERVICES, self._namespace).ask(ProxyCall(("note",), (name, reason), {}), timeout=10)
         except Exception:  # noqa: BLE001 - the runtime is going away too
             pass
         sys.stdout.flush()
-        os._exit(3 if hosted._failed else 0)
+        os._exit(EXIT_FAILED if hosted._failed else 0)
 
     # -- messages ----------------------------------------------------------
 

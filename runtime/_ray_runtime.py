@@ -18,7 +18,6 @@ import logging
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,7 @@ from pykka.messages import ProxyCall
 from actors import Agent, AgentContext, AgentStartError, EventType
 from actors._base import HandlerActor
 from actors._services import service_clients
-from runtime._monitor import ProcessMonitor, info_row
+from runtime._monitor import info_row
 from runtime._ray_host import EXITS, host_class
 from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
 from runtime._ref import check_agent_id
@@ -89,15 +88,9 @@ class RayRuntime(Runtime):
         if self._owns_ray:
             ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
-        self.id = uuid.uuid4().hex
+        self._init_bookkeeping(start_timeout)
         self.namespace = f"actors-{self.id}"
-        self.start_timeout = start_timeout
-        self._records: dict[str, RayRecord] = {}
-        self._lock = threading.RLock()
-        self._closed = False
         self._no_restarts = False
-        self._replicated = {}
-        self._monitor = ProcessMonitor()
         self._services_host = host_class().options(
             name=SERVICES, namespace=self.namespace, max_concurrency=1000, num_cpus=0
         ).remote(self.namespace, SERVICES)

@@ -89,20 +89,13 @@ class Runtime:
             msg = f"unknown backend {backend!r}; use 'local' or 'ray'"
             raise ValueError(msg)
         _raise_open_files_limit()
-        self.id = uuid.uuid4().hex
-        self.start_timeout = start_timeout
+        self._init_bookkeeping(start_timeout)
         self._authkey = os.urandom(32)
         self._rundir = tempfile.mkdtemp(prefix="actors-")  # mode 0700
         self._node = Node(self.id, self._authkey, self._rundir)
-        self._records: dict[str, AgentRecord] = {}
-        self._lock = threading.RLock()
-        self._closed = False
         self._services: list[pykka.ActorRef[Any]] = []
-        self._seq = itertools.count(1)
-        self._monitor = ProcessMonitor()
-        self._replicated: dict[str, ReplicatedState] = {}
         try:
-            refs = start_services(self._start_service, retire=self._retire_service, dumps=cloudpickle.dumps,
+            refs = start_services(self._start_service, retire=self._retire_service, dumps=dumps,
                                   max_history=max_history, state_path=state_path, synchronous=state_synchronous)
         except BaseException:  # e.g. a bad state_path: leave nothing behind
             self._stop_services(5.0)
@@ -115,6 +108,17 @@ class Runtime:
         self._supervisor = Supervisor(self._on_exit, self._restart, self._on_restarted, self._on_gave_up)
         self._node.info = self.agent_info
         atexit.register(self.shutdown)
+
+    def _init_bookkeeping(self, start_timeout: float) -> None:
+        """What every backend keeps about its agents (both call this first)."""
+        self.id = uuid.uuid4().hex
+        self.start_timeout = start_timeout
+        self._records: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+        self._seq = itertools.count(1)  # names for agents spawned without one
+        self._monitor = ProcessMonitor()
+        self._replicated: dict[str, ReplicatedState] = {}
 
     # -- services ----------------------------------------------------------
 

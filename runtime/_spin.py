@@ -5,8 +5,8 @@ tens of microseconds: more than the rest of an ask. So a thread that has
 just sent an ask first polls its socket without blocking for up to `SPIN`
 seconds, yielding the CPU between polls (the agent answering may share
 it), and only then sleeps in `read()`. A spin that finds nothing makes the
-next ones on that connection rarer (1 in 2, 4, then 8), so asks that take
-long waste almost nothing.
+connection pass up its next 1, then 2, 4 and at most 8 chances to spin,
+so asks that take long waste almost nothing.
 
 Only askers spin. A receiving node's reader thread spinning for the next
 request was measured too: it took the CPU from whoever was about to ask
@@ -22,9 +22,9 @@ import os
 import socket
 import time
 
-from runtime._wire import FrameReader
+from runtime._wire import FrameReader, socket_view
 
-__all__ = ["SPIN", "Spinner", "socket_view"]
+__all__ = ["SPIN", "Spinner"]
 
 
 def _budget() -> float:
@@ -45,14 +45,6 @@ _MAX_SKIP = 8
 _POLL_BYTES = 4096
 
 
-def socket_view(fd: int) -> socket.socket:
-    """A socket object over `fd` that must be `detach()`ed, never closed.
-
-    Family and type are given, so making one costs no system call.
-    """
-    return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fd)
-
-
 class Spinner:
     """The spinning state of one connection (used by one reading thread at a time).
 
@@ -66,19 +58,18 @@ class Spinner:
         self._skip = 0  # spins to leave out after the last fruitless one
         self._skipped = 0
 
-    def read(self, fd: int, reader: FrameReader) -> bool:
-        """Poll `fd` for up to SPIN seconds; True once bytes arrived (fed to `reader`).
+    def read(self, fd: int, reader: FrameReader) -> None:
+        """Poll `fd` for up to SPIN seconds; feed the first bytes that come to `reader`.
 
         The rest of a frame that started arriving follows at memory speed,
-        so the caller's blocking read takes it from there. False at once
-        while backing off (or with spinning off), and on timeout, EOF or
-        error: the caller's blocking read then finds out which.
+        so the caller's blocking read takes it from there, as it does after
+        a timeout, EOF or error here (it then finds out which).
         """
         if not SPIN:
-            return False
+            return
         if self._skipped < self._skip:
             self._skipped += 1
-            return False
+            return
         view = socket_view(fd)
         try:
             end = time.perf_counter() + SPIN
@@ -95,13 +86,12 @@ class Spinner:
                         continue
                     self._skip = min(self._skip * 2 or 1, _MAX_SKIP)
                     self._skipped = 0
-                    return False
+                    return
                 except OSError:
-                    return False
-                if not chunk:
-                    return False
-                reader.feed(chunk)
-                self._skip = 0
-                return True
+                    return
+                if chunk:
+                    reader.feed(chunk)
+                    self._skip = 0
+                return
         finally:
             view.detach()

@@ -22,7 +22,7 @@ from actors import MessageSerializationError
 
 __all__ = [
     "ASK", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode",
-    "set_read_timeout", "shutdown_fd", "write_all",
+    "set_read_timeout", "shutdown_fd", "socket_view", "write_all",
 ]
 
 TELL = 1  # deliver body to the named actor; no reply
@@ -54,7 +54,7 @@ def encode(kind: int, request_id: int, name: bytes, body: bytes) -> bytes | tupl
     return b"".join((head, name, body))
 
 
-def write_all(fd: int, data: bytes | tuple[bytes, bytes]) -> None:
+def write_all(fd: int, data: bytes | bytearray | tuple[bytes | bytearray, bytes]) -> None:
     """Write every byte of a frame to the blocking descriptor `fd`."""
     if isinstance(data, tuple):
         head, body = data
@@ -73,6 +73,14 @@ def write_all(fd: int, data: bytes | tuple[bytes, bytes]) -> None:
             written += os.write(fd, view[written:])
 
 
+def socket_view(fd: int) -> socket.socket:
+    """A socket object over `fd` that must be `detach()`ed, never closed.
+
+    Family and type are given, so CPython need not ask the kernel for them.
+    """
+    return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fd)
+
+
 def set_read_timeout(fd: int, seconds: float | None) -> None:
     """Make blocking reads of `fd` give up after `seconds` (None: never).
 
@@ -82,7 +90,7 @@ def set_read_timeout(fd: int, seconds: float | None) -> None:
     """
     value = 0.0 if seconds is None else max(seconds, 1e-6)  # 0 would mean "forever"
     whole = int(value)
-    view = socket.socket(fileno=fd)
+    view = socket_view(fd)
     try:
         view.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((value - whole) * 1e6)))
     finally:
@@ -91,7 +99,7 @@ def set_read_timeout(fd: int, seconds: float | None) -> None:
 
 def shutdown_fd(fd: int) -> None:
     """Shut a socket down both ways (its readers see EOF); the fd stays open."""
-    view = socket.socket(fileno=fd)
+    view = socket_view(fd)
     try:
         view.shutdown(socket.SHUT_RDWR)
     except OSError:
@@ -154,7 +162,8 @@ class FrameReader:
         chunk = os.read(self._fd, 1 << 16)
         if not chunk:
             raise EOFError("connection closed")
-        self.feed(chunk)
+        self._buf = rest + chunk if rest else chunk
+        self._pos = 0
 
     def _read_large(self, rest: bytes, size: int) -> None:
         # A large frame is read straight into a buffer of its own size:
@@ -167,7 +176,10 @@ class FrameReader:
             try:
                 got = os.readv(self._fd, [view[filled:]])
             except BlockingIOError:
-                continue  # a read timeout mid-frame: the rest is on its way
+                # A read timeout mid-frame: keep what came, and let the
+                # caller's deadline decide whether to wait for the rest.
+                self._buf, self._pos = bytes(view[:filled]), 0
+                raise
             if not got:
                 raise EOFError("connection closed")
             filled += got

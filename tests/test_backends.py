@@ -94,6 +94,13 @@ def test_errors_are_the_same_on_both_backends(any_rt):
         w.ask("count", timeout=60)
 
 
+def test_an_agent_spawned_without_a_name_gets_one(any_rt):
+    ref = any_rt.spawn(Worker)
+    assert ref.name.startswith("worker-")
+    assert ref.name in any_rt.agents
+    assert ref.ask("hi", timeout=60) == {"echo": "hi"}
+
+
 def test_refs_travel_to_other_agents(any_rt):
     a = any_rt.spawn(Worker, "a")
     b = any_rt.spawn(Worker, "b")
