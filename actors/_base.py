@@ -18,7 +18,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
@@ -31,7 +31,6 @@ __all__ = [
     "Deliver",
     "HandlerActor",
     "Introspect",
-    "find_handler_id",
     "register_handler",
     "set_idle_hook",
     "unregister_handler",
@@ -51,32 +50,47 @@ class Deliver(NamedTuple):
     args: tuple[Any, ...]
 
 
+class _Registered(NamedTuple):
+    handler: Callable[..., Any]
+    scope: Hashable  # what it was subscribed to: one handler may serve several
+    actor: Any  # a handler actor started for it alone, stopped with it (or None)
+
+
 # Handlers live in the process that subscribed them; only their id travels.
-_handlers: dict[str, Callable[..., Any]] = {}
+_handlers: dict[str, _Registered] = {}
 _handler_ids = itertools.count()
 _handlers_lock = threading.Lock()
 
 
-def register_handler(handler: Callable[..., Any]) -> str:
-    """Keep `handler` in this process and return the id that reaches it."""
+def register_handler(handler: Callable[..., Any], scope: Hashable, actor: Any = None) -> str:
+    """Keep `handler` in this process under `scope`; return the id that reaches it.
+
+    `actor`, if given, was started to run this handler alone and is stopped
+    (after the deliveries it already holds) when the handler is unregistered.
+    """
     with _handlers_lock:
         handler_id = f"{os.getpid()}:{next(_handler_ids)}"
-        _handlers[handler_id] = handler
+        _handlers[handler_id] = _Registered(handler, scope, actor)
     return handler_id
 
 
-def unregister_handler(handler_id: str) -> None:
-    with _handlers_lock:
-        _handlers.pop(handler_id, None)
+def unregister_handler(handler_or_id: Callable[..., Any] | str, scope: Hashable) -> str | None:
+    """Forget a handler registered under `scope`, given by id or by (==) value.
 
-
-def find_handler_id(handler: Callable[..., Any]) -> str | None:
-    """The id under which `handler` (compared by ==) was registered here."""
+    Returns its id, or None if there was none.
+    """
     with _handlers_lock:
-        for handler_id, known in _handlers.items():
-            if known == handler:
-                return handler_id
-    return None
+        if isinstance(handler_or_id, str):
+            found = handler_or_id if handler_or_id in _handlers else None
+        else:
+            found = next(
+                (hid for hid, known in _handlers.items() if known.scope == scope and known.handler == handler_or_id),
+                None,
+            )
+        registered = _handlers.pop(found, None) if found is not None else None
+    if registered is not None and registered.actor is not None:
+        registered.actor.stop(block=False)
+    return found
 
 
 _idle_hook: Callable[[], None] | None = None
@@ -160,9 +174,10 @@ class ActorBase(pykka.ThreadingActor):
 
     def _handle_receive(self, message: Any) -> Any:
         if isinstance(message, Deliver):
-            handler = _handlers.get(message.handler_id)
-            if handler is None:
+            registered = _handlers.get(message.handler_id)
+            if registered is None:
                 return None  # unsubscribed while the delivery was in flight
+            handler = registered.handler
             try:
                 return handler(*message.args)
             except Exception:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "AgentContext",
     "current_agent_id",
-    "delivery_ref",
+    "register_delivery",
     "set_current_agent_id",
     "set_delivery_ref_factory",
 ]
@@ -50,21 +50,29 @@ def set_delivery_ref_factory(factory: Callable[[], Any] | None) -> None:
     _delivery_ref_factory = factory
 
 
-def delivery_ref(service_ref: Any = None) -> Any:
-    """A ref whose actor runs `Deliver` messages for handlers of this process.
+def register_delivery(handler: Callable[..., Any], scope: Hashable, service_ref: Any = None) -> tuple[str, Any]:
+    """Register `handler` in this process; return its id and the ref of the
+    actor that will run its deliveries.
 
-    In an agent's process: the agent itself. Elsewhere the service's ref may
-    say how its deliveries reach this process (`driver_delivery_ref`, for
-    services that live on another machine); by default a handler actor of
-    its own is started here.
+    In an agent's process that actor is the agent itself. Elsewhere the
+    service's ref may say how its deliveries reach this process
+    (`driver_delivery_ref`, for services that live on another machine); by
+    default a handler actor of its own is started here, and stops when the
+    handler is unregistered.
     """
-    if _delivery_ref_factory is not None:
-        return _delivery_ref_factory()
-    if hasattr(service_ref, "driver_delivery_ref"):
-        return service_ref.driver_delivery_ref()
-    from actors._base import HandlerActor  # noqa: PLC0415 - base imports nothing here
+    if not callable(handler):
+        msg = f"handler must be callable, got {handler!r}"
+        raise TypeError(msg)
+    from actors._base import HandlerActor, register_handler  # noqa: PLC0415 - base imports nothing here
 
-    return HandlerActor.start()
+    own = None
+    if _delivery_ref_factory is not None:
+        ref = _delivery_ref_factory()
+    elif hasattr(service_ref, "driver_delivery_ref"):
+        ref = service_ref.driver_delivery_ref()
+    else:
+        ref = own = HandlerActor.start()
+    return register_handler(handler, scope, own), ref
 
 
 @dataclass

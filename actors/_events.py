@@ -16,9 +16,9 @@ from typing import Any
 
 import pykka
 
-from actors._base import ActorBase, Deliver, HandlerActor, find_handler_id, register_handler, unregister_handler
+from actors._base import ActorBase, Deliver, HandlerActor, unregister_handler
 from actors._client import ServiceClient
-from actors._context import current_agent_id, delivery_ref
+from actors._context import current_agent_id, register_delivery
 from actors._types import Event, EventType
 
 __all__ = ["EventBus", "EventsClient"]
@@ -159,18 +159,16 @@ class EventsClient(ServiceClient):
         Inside an agent the handler runs in the agent's own process, between
         its other messages; elsewhere it runs in an actor of its own.
         """
-        if not callable(handler):
-            msg = f"handler must be callable, got {handler!r}"
-            raise TypeError(msg)
-        handler_id = register_handler(handler)
-        return self._call("subscribe", _as_type(event_type), current_agent_id(), delivery_ref(self._ref), handler_id)
+        event_type = _as_type(event_type)
+        handler_id, ref = register_delivery(handler, ("event", event_type), self._ref)
+        return self._call("subscribe", event_type, current_agent_id(), ref, handler_id)
 
     def unsubscribe(self, event_type: EventType | str | None, handler: Callable[[Event], Any]) -> bool:
-        handler_id = find_handler_id(handler)
+        event_type = _as_type(event_type)
+        handler_id = unregister_handler(handler, ("event", event_type))
         if handler_id is None:
             return False
-        unregister_handler(handler_id)
-        return self._call("unsubscribe", _as_type(event_type), handler_id)
+        return self._call("unsubscribe", event_type, handler_id)
 
     def get_history(
         self, event_type: EventType | str | None = None, source: str | None = None, limit: int = 100

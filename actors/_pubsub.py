@@ -16,9 +16,9 @@ from typing import Any
 
 from pykka.messages import ProxyCall
 
-from actors._base import ActorBase, Deliver, find_handler_id, register_handler, unregister_handler
+from actors._base import ActorBase, Deliver, unregister_handler
 from actors._client import ServiceClient
-from actors._context import current_agent_id, delivery_ref
+from actors._context import current_agent_id, register_delivery
 from actors._errors import ActorDeadError
 from actors._types import Message, MessagePattern
 
@@ -117,18 +117,14 @@ class PubSubClient(ServiceClient):
 
         Returns the subscription id (also accepted by `unsubscribe`).
         """
-        if not callable(handler):
-            msg = f"handler must be callable, got {handler!r}"
-            raise TypeError(msg)
         topic_client = self._topic(topic)
-        handler_id = register_handler(handler)
-        return topic_client._call("subscribe", current_agent_id(), delivery_ref(topic_client._ref), handler_id)
+        handler_id, ref = register_delivery(handler, ("topic", topic), topic_client._ref)
+        return topic_client._call("subscribe", current_agent_id(), ref, handler_id)
 
     def unsubscribe(self, topic: str, handler_or_id: Callable[..., Any] | str) -> bool:
-        handler_id = handler_or_id if isinstance(handler_or_id, str) else find_handler_id(handler_or_id)
+        handler_id = unregister_handler(handler_or_id, ("topic", topic))
         if handler_id is None:
             return False
-        unregister_handler(handler_id)
         return self._topic(topic)._call("unsubscribe", handler_id)
 
     def publish(self, sender: str, topic: str, payload: Any) -> int:

@@ -83,3 +83,17 @@ def test_active_agents_follow_joins_and_leaves(rt):
     wait_for(lambda: rt.state.get("shared", "active_agents") == ["b"])
     joined = rt.events.get_history(EventType.AGENT_JOINED, source="b")
     assert joined[-1].payload["capabilities"] == ["x"]
+
+
+def test_unsubscribing_a_handler_from_one_event_type_keeps_its_other_types(rt):
+    got = []
+
+    def handler(event):
+        got.append(event.type)
+
+    rt.events.subscribe(EventType.TASK_STARTED, handler)
+    rt.events.subscribe(EventType.TASK_FAILED, handler)
+    assert rt.events.unsubscribe(EventType.TASK_FAILED, handler) is True
+    rt.events.emit("me", EventType.TASK_FAILED, {})
+    rt.events.emit("me", EventType.TASK_STARTED, {})
+    wait_for(lambda: got == [EventType.TASK_STARTED])

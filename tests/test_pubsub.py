@@ -90,3 +90,30 @@ def test_subscriptions_of_a_dead_agent_are_dropped_and_remade_after_restart(rt):
 def test_messages_are_marked_as_pub_sub():
     message = Message(sender="a", payload=1, topic="t", pattern=MessagePattern.PUBLISH_SUBSCRIBE)
     assert message.topic == "t"
+
+
+def test_unsubscribing_a_handler_from_one_topic_keeps_its_other_topics(rt):
+    got = []
+
+    def handler(message):
+        got.append(message.topic)
+
+    pub_sub = rt.comm.pub_sub
+    pub_sub.subscribe("a", handler)
+    pub_sub.subscribe("b", handler)
+    assert pub_sub.unsubscribe("b", handler) is True
+    assert pub_sub.subscribers("b") == 0
+    assert pub_sub.publish("me", "a", 1) == 1
+    wait_for(lambda: got == ["a"])
+
+
+def test_handlers_outside_agents_end_their_threads_when_unsubscribed(rt):
+    before = threading.active_count()
+    for _ in range(20):
+
+        def handler(message):
+            return None
+
+        rt.comm.pub_sub.subscribe("t", handler)
+        rt.comm.pub_sub.unsubscribe("t", handler)
+    wait_for(lambda: threading.active_count() < before + 5)
