@@ -38,16 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 import pykka
 
-from bench_messaging import MESSAGE, Echo, raw_floor, timed
+from bench_messaging import MESSAGE, ONEWAY, Echo, message_path, p99, poll_until, raw_floor, spawn_times, timed
 from bench_supervision import restart_times
 
 from runtime import Runtime
-
-ONEWAY = {"oneway": True, "n": 1}
-
-
-def _p99(values: list[float]) -> float:
-    return sorted(values)[max(int(len(values) * 0.99) - 1, 0)]
 
 
 def _row(name: str, times: list[float] | None = None, **figures: Any) -> dict[str, Any]:
@@ -55,7 +49,7 @@ def _row(name: str, times: list[float] | None = None, **figures: Any) -> dict[st
            "spawn_ms": None, "restart_ms": None, "idle_uss_mb": None}
     if times:
         row["ask_median_us"] = statistics.median(times) * 1e6
-        row["ask_p99_us"] = _p99(times) * 1e6
+        row["ask_p99_us"] = p99(times) * 1e6
     row.update(figures)
     return row
 
@@ -108,9 +102,9 @@ def _idle_child(conn: Any) -> None:
 
 
 def raw_pipe(n: int, n_tells: int) -> dict[str, Any]:
-    floor = raw_floor(n, n_tells)
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["pykka", "cloudpickle", "psutil"])
+    ctx.set_forkserver_preload(["pykka", "cloudpickle", "psutil"])  # before the forkserver starts
+    floor = raw_floor(n, n_tells)
     spawns, uss = [], None
     for _ in range(5):
         here, there = ctx.Pipe()
@@ -130,21 +124,9 @@ def raw_pipe(n: int, n_tells: int) -> dict[str, Any]:
 
 def framework(n: int, n_tells: int) -> list[dict[str, Any]]:
     with Runtime() as rt:
-        a, b = rt.spawn(Echo, "a"), rt.spawn(Echo, "b")
-        times = timed(lambda: a.ask(MESSAGE), n)
-        peer_times = a.proxy().ask_peer(b, n).get(timeout=600)
-        t = time.perf_counter()
-        for _ in range(n_tells):
-            b.tell(ONEWAY)
-        b.ask("count", timeout=600)
-        rate = n_tells / (time.perf_counter() - t)
-        spawns = []
-        for i in range(10):
-            t = time.perf_counter()
-            rt.spawn(Echo, f"s{i}").ask("pid", timeout=30)
-            spawns.append(time.perf_counter() - t)
-            rt.remove_agent(f"s{i}")
-        uss = _uss_mb(a.ask("pid", timeout=30))
+        times, peer_times, rate = message_path(rt, n, n_tells)
+        spawns = spawn_times(rt, 10)
+        uss = _uss_mb(rt.agents["a"].ask("pid", timeout=30))
         restarts = restart_times(rt, 10, "victim")
     common = {"tells_per_s": rate, "spawn_ms": statistics.median(spawns) * 1e3,
               "restart_ms": statistics.median(restarts) * 1e3, "idle_uss_mb": uss}
@@ -225,12 +207,7 @@ def ray_actors(n: int, n_tells: int) -> dict[str, Any] | None:
         uss = _uss_mb(pid)
         t = time.perf_counter()
         os.kill(pid, signal.SIGKILL)
-        while True:
-            try:
-                if ray.get(actor.pid.remote(), timeout=60) != pid:
-                    break
-            except Exception:
-                time.sleep(0.001)
+        poll_until(lambda: ray.get(actor.pid.remote(), timeout=60) != pid)
         restart = time.perf_counter() - t
     finally:
         ray.shutdown()

@@ -28,6 +28,7 @@ from actors import Agent
 from runtime import Runtime
 
 MESSAGE = {"op": "echo", "n": 1, "data": [1, 2, 3]}
+ONEWAY = {"oneway": True, "n": 1}
 
 
 def _raw_echo(conn):
@@ -43,6 +44,22 @@ def _raw_echo(conn):
             _raw_echo.count = getattr(_raw_echo, "count", 0) + 1
             continue
         conn.send_bytes(cloudpickle.dumps(message))
+
+
+def poll_until(probe, timeout: float = 60.0, errors=(Exception,)):
+    """Call `probe()` until it returns something truthy (errors in `errors`
+    count as not yet); its value, or RuntimeError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+        except errors:
+            value = None
+        if value:
+            return value
+        time.sleep(0.0005)
+    msg = f"{probe} did not succeed within {timeout} s"
+    raise RuntimeError(msg)
 
 
 def timed(call, n: int, warm: int = 200) -> list[float]:
@@ -68,20 +85,19 @@ def raw_floor(n_rtt: int, n_tells: int) -> dict[str, float]:
         cloudpickle.loads(here.recv_bytes())
 
     times = timed(round_trip, n_rtt)
-    oneway = {"oneway": True, "n": 1}
     t = time.perf_counter()
     for _ in range(n_tells):
-        here.send_bytes(cloudpickle.dumps(oneway))
+        here.send_bytes(cloudpickle.dumps(ONEWAY))
     here.send_bytes(b"count")
     here.recv_bytes()
     rate = n_tells / (time.perf_counter() - t)
     here.send_bytes(b"stop")
     proc.join(10)
-    return {"rtt_median_us": statistics.median(times) * 1e6, "rtt_p99_us": _p99(times) * 1e6, "tells_per_s": rate}
+    return {"rtt_median_us": statistics.median(times) * 1e6, "rtt_p99_us": p99(times) * 1e6, "tells_per_s": rate}
 
 
-def _p99(values):
-    return sorted(values)[int(len(values) * 0.99) - 1]
+def p99(values):
+    return sorted(values)[max(int(len(values) * 0.99) - 1, 0)]
 
 
 class Echo(Agent):
@@ -102,31 +118,41 @@ class Echo(Agent):
         return timed(lambda: peer.ask(MESSAGE), n)
 
 
+def message_path(rt, n_rtt: int, n_tells: int):
+    """Ask times runtime -> agent "a" and agent -> agent, and one-way tells
+    per second to agent "b" (every one checked to have arrived)."""
+    a = rt.spawn(Echo, "a")
+    b = rt.spawn(Echo, "b")
+    times = timed(lambda: a.ask(MESSAGE), n_rtt)
+    peer_times = a.proxy().ask_peer(b, n_rtt).get(timeout=600)
+    t = time.perf_counter()
+    for _ in range(n_tells):
+        b.tell(ONEWAY)
+    assert b.ask("count", timeout=600) == n_tells
+    return times, peer_times, n_tells / (time.perf_counter() - t)
+
+
+def spawn_times(rt, n: int) -> list[float]:
+    """Seconds from spawn to the new agent's first answer, for `n` agents."""
+    spawns = []
+    for i in range(n):
+        t = time.perf_counter()
+        rt.spawn(Echo, f"s{i}").ask(MESSAGE, timeout=30)
+        spawns.append(time.perf_counter() - t)
+        rt.remove_agent(f"s{i}")
+    return spawns
+
+
 def framework(n_rtt: int, n_tells: int, n_spawn: int) -> dict[str, float]:
     with Runtime() as rt:
-        a = rt.spawn(Echo, "a")
-        b = rt.spawn(Echo, "b")
-        times = timed(lambda: a.ask(MESSAGE), n_rtt)
-        peer_times = a.proxy().ask_peer(b, n_rtt).get(timeout=300)
-        oneway = {"oneway": True, "n": 1}
-        t = time.perf_counter()
-        for _ in range(n_tells):
-            b.tell(oneway)
-        assert b.ask("count", timeout=300) == n_tells
-        rate = n_tells / (time.perf_counter() - t)
-        spawn_times = []
-        for i in range(n_spawn):
-            t = time.perf_counter()
-            ref = rt.spawn(Echo, f"s{i}")
-            ref.ask(MESSAGE, timeout=30)
-            spawn_times.append(time.perf_counter() - t)
-            rt.remove_agent(f"s{i}")
+        times, peer_times, rate = message_path(rt, n_rtt, n_tells)
+        spawns = spawn_times(rt, n_spawn)
     return {
         "ask_median_us": statistics.median(times) * 1e6,
-        "ask_p99_us": _p99(times) * 1e6,
+        "ask_p99_us": p99(times) * 1e6,
         "agent_ask_median_us": statistics.median(peer_times) * 1e6,
         "tells_per_s": rate,
-        "spawn_median_ms": statistics.median(spawn_times) * 1e3,
+        "spawn_median_ms": statistics.median(spawns) * 1e3,
     }
 
 

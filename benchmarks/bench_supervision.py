@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_messaging import poll_until
 
 from actors import ActorDeadError, Agent
 from runtime import Runtime
@@ -37,12 +40,7 @@ def restart_times(rt: Runtime, rounds: int, name: str = "echo") -> list[float]:
         pid = ref.ask("pid", timeout=30)
         t = time.perf_counter()
         os.kill(pid, signal.SIGKILL)
-        while True:
-            try:
-                if ref.ask("pid", timeout=30) != pid:
-                    break
-            except ActorDeadError:
-                time.sleep(0.0005)
+        poll_until(lambda old=pid: ref.ask("pid", timeout=30) != old, errors=(ActorDeadError,))
         times.append(time.perf_counter() - t)
         time.sleep(0.05)  # past the restart window: each restart is a first (2 ms back-off)
     return times
