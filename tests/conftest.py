@@ -35,6 +35,11 @@ def stray_processes() -> list[psutil.Process]:
     return strays
 
 
+def pid_of(rt, name: str) -> int:
+    """The pid of agent `name`'s process, from `agent_info()`."""
+    return next(row["pid"] for row in rt.agent_info() if row["name"] == name)
+
+
 def wait_for(condition, timeout: float = 20.0, interval: float = 0.01):
     """Poll `condition()` until it is truthy; return its value or fail."""
     deadline = time.monotonic() + timeout

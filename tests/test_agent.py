@@ -14,11 +14,9 @@ class Worker(Agent):
     capabilities = ["compute"]
 
     def on_start(self):
-        self.done = 0
         self.started_in = os.getpid()
 
     def do_work(self, task):
-        self.done += 1
         return {"status": "completed", "output": sum(task["payload"]["data"])}
 
     def on_receive(self, message):

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from actors import ActorDeadError, Agent
-from conftest import wait_for
+from conftest import pid_of, wait_for
 
 
 class Recorder(Agent):
@@ -76,7 +76,7 @@ def test_tells_to_an_agent_whose_process_died_end_in_actor_dead_error(rt):
     r = rt.spawn(Recorder, "r", restart="temporary")
     r.tell("before")
     assert r.ask("count", timeout=10) == 1
-    os.kill(rt.agent_info()[0]["pid"], signal.SIGKILL)
+    os.kill(pid_of(rt, "r"), signal.SIGKILL)
 
     def tell_fails():
         try:
@@ -94,7 +94,7 @@ def test_tells_to_an_agent_whose_process_died_end_in_actor_dead_error(rt):
 def test_a_receiver_that_stopped_reading_does_not_hold_up_tells_to_others(rt):
     stuck = rt.spawn(Recorder, "stuck", restart="temporary")
     other = rt.spawn(Recorder, "other")
-    stuck_pid = next(row["pid"] for row in rt.agent_info() if row["name"] == "stuck")
+    stuck_pid = pid_of(rt, "stuck")
     os.kill(stuck_pid, signal.SIGSTOP)  # nothing in that process reads any more
     refused = []
 

@@ -11,7 +11,7 @@ import pykka
 import pytest
 
 from actors import ActorDeadError, Agent, AskTimeout
-from conftest import wait_for
+from conftest import pid_of, wait_for
 
 
 class Counter(Agent):
@@ -111,7 +111,7 @@ def test_an_ask_pending_when_the_process_dies_fails_at_once(rt):
     c = rt.spawn(Counter, "c", restart="temporary")
     pending = c.ask(("sleep", 30), block=False)
     time.sleep(0.2)
-    os.kill(rt.agent_info()[0]["pid"], signal.SIGKILL)
+    os.kill(pid_of(rt, "c"), signal.SIGKILL)
     started = time.monotonic()
     with pytest.raises(ActorDeadError) as info:
         pending.get(timeout=60)

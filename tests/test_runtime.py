@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from actors import ActorDeadError, Agent, EventType, NoCapableAgentError
-from conftest import wait_for
+from conftest import pid_of, wait_for
 from runtime import MultiAgentSystem, Runtime
 
 
@@ -94,14 +94,15 @@ def test_agent_info_reports_each_process(rt):
     rt.agents["s"].ask(0.3, block=False)
     rt.agents["s"].tell(0)
     rt.agents["s"].tell(0)
-    rows = {row["name"]: row for row in rt.agent_info()}
+    # The busy agent still answers for its mailbox (two tells behind the ask).
+    rows = wait_for(lambda: (r := {row["name"]: row for row in rt.agent_info()})["s"]["mailbox"] == 2 and r)
     assert set(rows) == {"w", "s"}
     w = rows["w"]
     assert w["kind"] == "agent" and w["alive"] is True and w["restarts"] == 0
     assert w["capabilities"] == ["compute", "extra"]
     assert w["pid"] != os.getpid() and psutil.pid_exists(w["pid"])
     assert w["rss_bytes"] > 1_000_000 and w["cpu_percent"] >= 0.0
-    assert rows["s"]["mailbox"] == 2  # the busy agent still answers for its mailbox
+    assert rows["s"]["mailbox"] == 2
 
 
 def test_submit_task_routes_on_capability(rt):
@@ -158,7 +159,7 @@ def test_map_can_return_exceptions_in_place(rt):
 
 def test_a_crash_is_announced_and_a_permanent_agent_comes_back_under_its_name(rt):
     w = rt.spawn(Worker, "w")
-    pid = rt.agent_info()[0]["pid"]
+    pid = pid_of(rt, "w")
     os.kill(pid, signal.SIGKILL)
     joined = wait_for(lambda: [e for e in rt.events.get_history(EventType.AGENT_JOINED, source="w")
                                if e.payload["restarts"] == 1])
@@ -166,12 +167,12 @@ def test_a_crash_is_announced_and_a_permanent_agent_comes_back_under_its_name(rt
     assert "crashed" in left.payload["reason"] and "SIGKILL" in left.payload["reason"]
     assert joined
     assert w.proxy().do_work({"payload": {"n": 5}}).get(timeout=10)["output"] == 10  # the ref followed
-    assert rt.agent_info()[0]["pid"] != pid and rt.agent_info()[0]["restarts"] == 1
+    assert pid_of(rt, "w") != pid and rt.agent_info()[0]["restarts"] == 1
 
 
 def test_a_temporary_agent_is_not_restarted(rt):
     w = rt.spawn(Worker, "w", restart="temporary")
-    os.kill(rt.agent_info()[0]["pid"], signal.SIGKILL)
+    os.kill(pid_of(rt, "w"), signal.SIGKILL)
     wait_for(lambda: rt.events.get_history(EventType.AGENT_LEFT, source="w"))
     wait_for(lambda: not w.is_alive())
     with pytest.raises(ActorDeadError):

@@ -100,8 +100,8 @@ def test_a_task_whose_agent_died_before_answering_is_sent_again(rt):
     rt.spawn(Fragile, "f1")
     result = rt.submit_task({"id": "retry-me", "type": "work", "payload": "die-once"}, retries=2)
     assert result["output"] == "die-once"
+    rt.state.delete("shared", "died-once")
     with pytest.raises(ActorDeadError):
-        rt.state.delete("shared", "died-once")
         rt.submit_task({"id": "no-retry", "type": "work", "payload": "die-once"}, retries=0)
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from actors import Agent, BrokenBarrierError, EventType, LockTimeout
-from conftest import wait_for
+from conftest import pid_of, wait_for
 
 
 class Holder(Agent):
@@ -104,7 +104,7 @@ def test_locks_of_an_agent_that_dies_are_released_at_once(rt):
     assert lock.holder() == "holder"
     waiter = threading.Thread(target=lambda: lock.acquire("next", timeout=30))
     waiter.start()
-    os.kill(rt.agent_info()[0]["pid"], signal.SIGKILL)
+    os.kill(pid_of(rt, "holder"), signal.SIGKILL)
     waiter.join(10)
     assert lock.holder() == "next"
     left = wait_for(lambda: rt.events.get_history(EventType.AGENT_LEFT, source="holder"))
@@ -221,7 +221,7 @@ def test_sigkill_of_a_lock_holder_frees_the_lock_within_a_second(rt):
     holder = rt.spawn(Holder, "holder", restart="temporary")
     holder.proxy().grab("res").get(timeout=10)
     lock = rt.sync.get_lock("res")
-    os.kill(rt.agent_info()[0]["pid"], signal.SIGKILL)
+    os.kill(pid_of(rt, "holder"), signal.SIGKILL)
     started = time.monotonic()
     assert lock.acquire("next", timeout=30) is True
     assert time.monotonic() - started < 5  # typically a few ms; generous on a loaded machine
@@ -233,7 +233,7 @@ def test_sigkill_of_a_party_breaks_the_barrier_for_the_others(rt):
     waiting = [p.proxy().wait_once("b", 3, 60) for p in parties[:2]]
     barrier = rt.sync.get_barrier("b", 3)
     wait_for(lambda: barrier.waiting() == 2)
-    victim = next(r["pid"] for r in rt.agent_info() if r["name"] == "p2")
+    victim = pid_of(rt, "p2")
     started = time.monotonic()
     os.kill(victim, signal.SIGKILL)
     for future in waiting:
@@ -243,21 +243,19 @@ def test_sigkill_of_a_party_breaks_the_barrier_for_the_others(rt):
 
 
 def test_free_locks_beyond_the_limit_are_retired_and_come_back_with_their_tokens(rt):
-    import threading as _threading
-
     first = rt.sync.get_lock("task:0")
     assert first.acquire("a") is True
     token = first.token()
     first.release("a")
     held = rt.sync.get_lock("held")
     held.acquire("keeper")
-    threads_before = _threading.active_count()
+    threads_before = threading.active_count()
     for i in range(1, 400):  # one lock per task, as execute_task makes them
         with rt.sync.get_lock(f"task:{i}"):
             pass
     stats = rt.sync.statistics()
     assert stats["retired_locks"] > 0 and stats["locks"] <= 256 + 64
-    assert _threading.active_count() < threads_before + 330  # threads don't pile up per lock
+    assert threading.active_count() < threads_before + 330  # threads don't pile up per lock
     assert held.holder() == "keeper"  # a lock in use is never retired
     assert first.acquire("b") is True  # the old client finds the lock made anew
     assert first.token() > token  # and its fencing tokens kept growing
