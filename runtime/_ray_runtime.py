@@ -51,7 +51,7 @@ class RayRecord:
     """What the runtime knows of one agent on Ray, across its restarts."""
 
     name: str
-    spec: tuple[Any, ...]  # agent class, args, kwargs, context
+    boot: bytes  # the pickled (agent class, args, kwargs, context), once for every restart
     capabilities: list[str]
     restart: str
     max_restarts: int
@@ -127,9 +127,8 @@ class RayRuntime(Runtime):
 
     # -- agents --------------------------------------------------------------
 
-    def _start_host(self, name: str, spec: tuple[Any, ...]) -> tuple[Any, str, int]:
+    def _start_host(self, name: str, boot: bytes) -> tuple[Any, str, int]:
         ray = self._ray
-        boot = dumps(spec, f"agent {name!r} (its class or arguments)")
         host = f"agent:{name}:{next(self._incarnations)}"  # a fresh name per process
         handle = host_class().options(
             name=host, namespace=self.namespace, max_concurrency=1000, num_cpus=0
@@ -151,19 +150,19 @@ class RayRuntime(Runtime):
     ) -> RayRef:
         ctx = AgentContext(agent_id=name, state=self.state, store=self.store, sync=self.sync, events=self.events,
                            comm=self.comm, capabilities=caps, _peer=self._peer)
-        spec = (agent_cls, args, kwargs, ctx)
+        boot = dumps((agent_cls, args, kwargs, ctx), f"agent {name!r} (its class or arguments)")
         with self._lock:
             if name in self._records and self._records[name].status not in ("stopped", "gave up"):
                 msg = f"an agent named {name!r} is already running"
                 raise ValueError(msg)
             self._records[name] = None  # type: ignore[assignment]  # reserve the name
         try:
-            handle, host, pid = self._start_host(name, spec)
+            handle, host, pid = self._start_host(name, boot)
         except BaseException:
             with self._lock:
                 self._records.pop(name, None)
             raise
-        record = RayRecord(name, spec, caps, restart, max_restarts, restart_window, handle, host, pid,
+        record = RayRecord(name, boot, caps, restart, max_restarts, restart_window, handle, host, pid,
                            handle.wait_forever.remote(), kind=kind, ref=self._peer(name))
         with self._lock:
             self._records[name] = record
@@ -197,12 +196,12 @@ class RayRuntime(Runtime):
         requested = record.status in ("stopping", "stopped") or noted == "stopped"
         reason = "stopped" if requested else (noted or "crashed: its Ray actor process died")
         record.status = "exited"
-        self._on_exit(record, reason, not requested)
+        self._on_exit(record, reason)
         decision = decide(record, not requested)
         if decision == "restart" and not self._no_restarts and not self._closed:
             time.sleep(min(0.002 * 2 ** (len(record.restart_times) - 1), 1.0))
             try:
-                record.handle, record.host, record.pid = self._start_host(record.name, record.spec)
+                record.handle, record.host, record.pid = self._start_host(record.name, record.boot)
             except Exception as exc:  # noqa: BLE001
                 record.status = "gave up"
                 self._on_gave_up(record, f"gave up: restart failed: {type(exc).__name__}: {exc}")
@@ -219,7 +218,7 @@ class RayRuntime(Runtime):
             record.status = "stopped"
         record.exit_handled.set()
 
-    def _on_exit(self, record: Any, reason: str, abnormal: bool) -> None:
+    def _on_exit(self, record: Any, reason: str) -> None:
         try:
             self._registry.ask(ProxyCall(("unregister",), (record.name, record.host), {}), timeout=30)
         except Exception:  # noqa: BLE001 - the runtime may be closing

@@ -267,7 +267,7 @@ class Runtime:
         self._node.names[record.name] = started.address  # reachable before it counts as running
         return started
 
-    def _on_exit(self, record: AgentRecord, reason: str, abnormal: bool) -> None:
+    def _on_exit(self, record: AgentRecord, reason: str) -> None:
         if self._node.names.get(record.name) == record.started.address:
             del self._node.names[record.name]
         self._announce_exit(record, reason, record.started.process.exitcode)
@@ -363,10 +363,10 @@ class Runtime:
         return_exceptions: bool = False,
     ) -> list[Any]:
         """Run one task per payload over every capable agent; results in input order."""
-        return self._tasks.map(
+        return list(self.imap(
             task_type, payloads, timeout=timeout, retries=retries, progress=progress,
             return_exceptions=return_exceptions,
-        )
+        ))
 
     def imap(
         self,

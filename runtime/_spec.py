@@ -18,7 +18,11 @@ from actors import Agent
 
 __all__ = ["AgentSpec", "LaunchSpec", "SpecError", "load_spec"]
 
-_RUNTIME_KEYS = {"state_path": str, "max_history": int, "backend": str, "start_timeout": (int, float)}
+# Every keyword of Runtime(...), the Ray backend's included.
+_RUNTIME_KEYS = {
+    "state_path": str, "max_history": int, "backend": str, "start_timeout": (int, float),
+    "state_synchronous": str, "address": str, "num_cpus": int,
+}
 _AGENT_KEYS = {
     "name": str, "class": str, "capabilities": list, "replicas": int, "restart": str,
     "max_restarts": int, "restart_window": (int, float), "args": list, "kwargs": dict,

@@ -88,13 +88,13 @@ def exit_reason(exitcode: int | None) -> str:
 class Supervisor:
     """Watches agent processes from one thread of the runtime's process.
 
-    `on_exit(record, reason, abnormal)` is called (in the watcher thread)
+    `on_exit(record, reason)` is called (in the watcher thread)
     for every death; `restart(record)` starts a new process for it.
     """
 
     def __init__(
         self,
-        on_exit: Callable[[AgentRecord, str, bool], None],
+        on_exit: Callable[[AgentRecord, str], None],
         restart: Callable[[AgentRecord], Started],
         on_restarted: Callable[[AgentRecord], None],
         on_gave_up: Callable[[AgentRecord, str], None],
@@ -165,7 +165,7 @@ class Supervisor:
         requested = record.status in ("stopping", "stopped") or exitcode == 0
         abnormal = not requested
         reason = "stopped" if not abnormal else f"crashed: {exit_reason(exitcode)}"
-        self._on_exit(record, reason, abnormal)
+        self._on_exit(record, reason)
         decision = decide(record, abnormal)
         if decision == "stop":
             record.status = "stopped"

@@ -86,7 +86,6 @@ class TaskRouter:
         return_exceptions: bool = False,
         ordered: bool = True,
         progress: bool = False,
-        total: int | None = None,
     ) -> Iterator[Any]:
         """Results of one task per payload, lazily, with a bounded window.
 
@@ -99,8 +98,7 @@ class TaskRouter:
         names, known = self._rt._capable(task_type)
         if not names:
             raise NoCapableAgentError(task_type, known)  # now, not at the first next()
-        if total is None and hasattr(payloads, "__len__"):
-            total = len(payloads)  # type: ignore[arg-type]
+        total = len(payloads) if hasattr(payloads, "__len__") else None  # type: ignore[arg-type]
         window = max(1, 2 * len(names))
         return self._results(task_type, payloads, window, timeout, retries, return_exceptions, ordered,
                              Progress(total) if progress else None)
@@ -156,23 +154,6 @@ class TaskRouter:
                     future.cancel()
                 if bar is not None:
                     bar.close()
-
-    def map(
-        self,
-        task_type: str,
-        payloads: Iterable[Any],
-        *,
-        timeout: float | None,
-        retries: int,
-        progress: bool,
-        return_exceptions: bool,
-    ) -> list[Any]:
-        return list(
-            self.imap(
-                task_type, payloads, timeout=timeout, retries=retries, progress=progress,
-                return_exceptions=return_exceptions,
-            )
-        )
 
 
 class Progress:

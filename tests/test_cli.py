@@ -56,6 +56,7 @@ def test_version_and_help():
         ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nreplicas = "two"', "field 'replicas' must be int"),
         ('[[tasks]]\npayload = 1', "missing field 'type'"),
         ('[runtime]\nbackend = "mars"', "unknown backend 'mars'"),
+        ('[runtime]\naddress = "10.0.0.1:6379"', "unexpected keyword argument 'address'"),
     ],
 )
 def test_a_bad_spec_gets_one_clear_line_and_exit_code_2(tmp_path, spec, expected):
