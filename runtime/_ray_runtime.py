@@ -18,8 +18,7 @@ import logging
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pykka.messages import ProxyCall
@@ -33,7 +32,7 @@ from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_modul
 from runtime._ref import check_agent_id
 from runtime._runtime import Runtime
 from runtime._serialization import dumps
-from runtime._supervisor import decide
+from runtime._supervisor import Restarter, SupervisedRecord
 from runtime._tasks import TaskRouter
 
 __all__ = ["RayRuntime", "ray_peer_ref"]
@@ -47,25 +46,13 @@ def ray_peer_ref(namespace: str, agent_id: str) -> RayRef:
 
 
 @dataclass
-class RayRecord:
-    """What the runtime knows of one agent on Ray, across its restarts."""
+class RayRecord(SupervisedRecord):
+    """An agent in a Ray actor process of its own (a `Host`)."""
 
-    name: str
-    boot: bytes  # the pickled (agent class, args, kwargs, context), once for every restart
-    capabilities: list[str]
-    restart: str
-    max_restarts: int
-    restart_window: float
     handle: Any
     host: str
     pid: int
-    sentinel: Any
-    kind: str = "agent"
-    ref: Any = None  # the runtime's ref to it (it follows the name)
-    restarts: int = 0
-    status: str = "running"
-    restart_times: deque[float] = field(default_factory=deque)
-    exit_handled: threading.Event = field(default_factory=threading.Event)
+    sentinel: Any  # a call that errors when the host's process dies
 
 
 class RayRuntime(Runtime):
@@ -90,7 +77,7 @@ class RayRuntime(Runtime):
                      configure_logging=False)
         self._init_bookkeeping(start_timeout)
         self.namespace = f"actors-{self.id}"
-        self._no_restarts = False
+        self._restarter = Restarter(self._on_restarted, self._on_gave_up)
         self._services_host = host_class().options(
             name=SERVICES, namespace=self.namespace, max_concurrency=1000, num_cpus=0
         ).remote(self.namespace, SERVICES)
@@ -197,26 +184,13 @@ class RayRuntime(Runtime):
         reason = "stopped" if requested else (noted or "crashed: its Ray actor process died")
         record.status = "exited"
         self._on_exit(record, reason)
-        decision = decide(record, not requested)
-        if decision == "restart" and not self._no_restarts and not self._closed:
-            time.sleep(min(0.002 * 2 ** (len(record.restart_times) - 1), 1.0))
-            try:
-                record.handle, record.host, record.pid = self._start_host(record.name, record.boot)
-            except Exception as exc:  # noqa: BLE001
-                record.status = "gave up"
-                self._on_gave_up(record, f"gave up: restart failed: {type(exc).__name__}: {exc}")
-            else:
-                record.sentinel = record.handle.wait_forever.remote()
-                record.restarts += 1
-                record.status = "running"
-                self._on_restarted(record)
-                return
-        elif decision not in ("stop", "restart"):
-            record.status = "gave up"
-            self._on_gave_up(record, decision)
-        else:
-            record.status = "stopped"
-        record.exit_handled.set()
+        self._restarter.after_exit(record, not requested, self._next_incarnation)
+        if record.status != "running":
+            record.exit_handled.set()
+
+    def _next_incarnation(self, record: RayRecord) -> None:
+        record.handle, record.host, record.pid = self._start_host(record.name, record.boot)
+        record.sentinel = record.handle.wait_forever.remote()
 
     def _on_exit(self, record: Any, reason: str) -> None:
         try:
@@ -263,7 +237,7 @@ class RayRuntime(Runtime):
     def shutdown(self, timeout: float = 10.0) -> None:
         if self._closed:
             return
-        self._no_restarts = True
+        self._restarter.stop_restarting()
         atexit.unregister(self.shutdown)
         with self._lock:
             records = [r for r in self._records.values() if r is not None and r.status == "running"]

@@ -16,14 +16,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
 from runtime._host import EXIT_FAILED
 from runtime._launcher import Started
 
-__all__ = ["AgentRecord", "Supervisor", "decide", "exit_reason"]
+__all__ = ["AgentRecord", "Restarter", "SupervisedRecord", "Supervisor", "decide", "exit_reason"]
 
 logger = logging.getLogger("runtime")
 
@@ -31,28 +31,34 @@ RESTART_POLICIES = ("permanent", "transient", "temporary")
 
 
 @dataclass
-class AgentRecord:
-    """What the runtime knows of one agent, across its restarts."""
+class SupervisedRecord:
+    """What a runtime knows of one agent across its restarts, on any backend.
+
+    Each backend adds where the current incarnation runs.
+    """
 
     name: str
-    boot: bytes
+    boot: bytes  # the pickled agent class, arguments and context: once for every restart
     capabilities: list[str]
     restart: str
     max_restarts: int
     restart_window: float
-    started: Started
+    _: KW_ONLY
     kind: str = "agent"
     ref: Any = None  # the runtime's ref to it (it follows the name)
     restarts: int = 0
-    status: str = "running"  # running | stopping | stopped | restarting | gave up
+    status: str = "running"  # running | stopping | stopped | exited | restarting | gave up
     restart_times: deque[float] = field(default_factory=deque)
     # Set once the supervisor has handled the current process's exit
     # (AGENT_LEFT published, policy applied); cleared at each restart.
     exit_handled: threading.Event = field(default_factory=threading.Event)
 
-    @property
-    def pid(self) -> int:
-        return self.started.process.pid
+
+@dataclass
+class AgentRecord(SupervisedRecord):
+    """An agent in a process forked by this machine's zygote."""
+
+    started: Started
 
 
 def decide(record: Any, abnormal: bool) -> str:
@@ -85,6 +91,67 @@ def exit_reason(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+class Restarter:
+    """Applies the restart policy after an exit; both backends use it.
+
+    Invariant: once `stop_restarting()` has returned, no restart is under
+    way and none will start (shutdown relies on it).
+    """
+
+    def __init__(
+        self, on_restarted: Callable[[Any], None], on_gave_up: Callable[[Any, str], None]
+    ) -> None:
+        self._on_restarted = on_restarted
+        self._on_gave_up = on_gave_up
+        self._lock = threading.Lock()  # held for a whole restart
+        self._stopped = False
+
+    def stop_restarting(self) -> None:
+        """No restart from now on; returns once any restart under way is done."""
+        with self._lock:
+            self._stopped = True
+
+    def after_exit(
+        self,
+        record: SupervisedRecord,
+        abnormal: bool,
+        restart: Callable[[Any], None],
+        watch: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Stop, give up on, or restart `record` (whose exit is announced).
+
+        `restart(record)` starts its next incarnation; `watch(record)` then
+        runs, with the record already "running" again.
+        """
+        decision = decide(record, abnormal)
+        if decision == "stop":
+            record.status = "stopped"
+            return
+        if decision != "restart":
+            record.status = "gave up"
+            self._on_gave_up(record, decision)
+            return
+        # Back off exponentially from 2 ms while restarts come close together.
+        time.sleep(min(0.002 * 2 ** (len(record.restart_times) - 1), 1.0))
+        with self._lock:
+            if self._stopped:
+                record.status = "stopped"
+                return
+            record.status = "restarting"
+            try:
+                restart(record)
+            except Exception as exc:  # noqa: BLE001 - on_start failing again
+                record.status = "gave up"
+                self._on_gave_up(record, f"gave up: restart failed: {type(exc).__name__}: {exc}")
+                return
+            record.restarts += 1
+            record.status = "running"
+            record.exit_handled.clear()
+            if watch is not None:
+                watch(record)
+        self._on_restarted(record)
+
+
 class Supervisor:
     """Watches agent processes from one thread of the runtime's process.
 
@@ -101,14 +168,11 @@ class Supervisor:
     ) -> None:
         self._on_exit = on_exit
         self._restart = restart
-        self._on_restarted = on_restarted
-        self._on_gave_up = on_gave_up
+        self._restarter = Restarter(on_restarted, on_gave_up)
         self._records: dict[int, AgentRecord] = {}  # sentinel -> record
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         self._closed = False
-        self._no_restarts = False
-        self._restart_lock = threading.Lock()  # held for a whole restart
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
         self._thread.start()
 
@@ -119,8 +183,7 @@ class Supervisor:
 
     def stop_restarting(self) -> None:
         """No restart from now on; returns once any restart under way is done."""
-        with self._restart_lock:
-            self._no_restarts = True
+        self._restarter.stop_restarting()
 
     def close(self) -> None:
         self._closed = True
@@ -166,29 +229,7 @@ class Supervisor:
         abnormal = not requested
         reason = "stopped" if not abnormal else f"crashed: {exit_reason(exitcode)}"
         self._on_exit(record, reason)
-        decision = decide(record, abnormal)
-        if decision == "stop":
-            record.status = "stopped"
-            return
-        if decision != "restart":
-            record.status = "gave up"
-            self._on_gave_up(record, decision)
-            return
-        # Back off exponentially from 2 ms while restarts come close together.
-        time.sleep(min(0.002 * 2 ** (len(record.restart_times) - 1), 1.0))
-        with self._restart_lock:
-            if self._no_restarts:
-                record.status = "stopped"
-                return
-            record.status = "restarting"
-            try:
-                record.started = self._restart(record)
-            except Exception as exc:  # noqa: BLE001 - on_start failing again
-                record.status = "gave up"
-                self._on_gave_up(record, f"gave up: restart failed: {type(exc).__name__}: {exc}")
-                return
-            record.restarts += 1
-            record.status = "running"
-            record.exit_handled.clear()
-            self.watch(record)
-        self._on_restarted(record)
+        self._restarter.after_exit(record, abnormal, self._next_incarnation, self.watch)
+
+    def _next_incarnation(self, record: AgentRecord) -> None:
+        record.started = self._restart(record)
