@@ -6,11 +6,12 @@ cross-process `AgentRef`), so it pickles into any agent and works there.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from pykka.messages import ProxyCall
 
-__all__ = ["ServiceClient"]
+__all__ = ["ManagerClient", "ServiceClient"]
 
 
 class ServiceClient:
@@ -35,3 +36,40 @@ class ServiceClient:
 
     def _cast(self, method: str, *args: Any, **kwargs: Any) -> None:
         self._ref.tell(ProxyCall((method,), args, kwargs))
+
+
+class ManagerClient(ServiceClient):
+    """Client of a manager actor that hands out one child actor per name
+    (topics, streams, locks): children's refs are remembered in this
+    process, so only the first use of a name asks the manager.
+
+    The memory is bounded (least recently used names are forgotten first):
+    a forgotten name just costs one more ask.
+    """
+
+    __slots__ = ("_children",)
+
+    _LIMIT = 1024
+
+    def __init__(self, ref: Any) -> None:
+        super().__init__(ref)
+        self._children: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+    def __setstate__(self, ref: Any) -> None:
+        super().__setstate__(ref)
+        self._children = OrderedDict()
+
+    def _child(self, method: str, *args: Any) -> Any:
+        """The ref the manager's `method(*args)` answers, asked once."""
+        key = (method, *args)
+        ref = self._children.get(key)
+        if ref is None:
+            return self._remember(key, self._call(method, *args))
+        self._children.move_to_end(key)
+        return ref
+
+    def _remember(self, key: tuple[Any, ...], ref: Any) -> Any:
+        self._children[key] = ref
+        if len(self._children) > self._LIMIT:
+            self._children.popitem(last=False)
+        return ref

@@ -17,7 +17,7 @@ from typing import Any
 from pykka.messages import ProxyCall
 
 from actors._base import ActorBase, Deliver, unregister_handler
-from actors._client import ServiceClient
+from actors._client import ManagerClient, ServiceClient
 from actors._context import current_agent_id, register_delivery
 from actors._errors import ActorDeadError
 from actors._types import Message, MessagePattern
@@ -93,24 +93,13 @@ class PubSubManager(ActorBase):
         return sum(f.get(timeout=10) for f in futures)
 
 
-class PubSubClient(ServiceClient):
+class PubSubClient(ManagerClient):
     """`comm.pub_sub`: subscribe, unsubscribe and publish from any process."""
 
-    __slots__ = ("_topics",)
-
-    def __init__(self, ref: Any) -> None:
-        super().__init__(ref)
-        self._topics: dict[str, Any] = {}
-
-    def __setstate__(self, ref: Any) -> None:
-        super().__setstate__(ref)
-        self._topics = {}
+    __slots__ = ()
 
     def _topic(self, topic: str) -> ServiceClient:
-        ref = self._topics.get(topic)
-        if ref is None:
-            ref = self._topics[topic] = self._call("get_topic", topic)
-        return ServiceClient(ref)
+        return ServiceClient(self._child("get_topic", topic))
 
     def subscribe(self, topic: str, handler: Callable[[Message], Any]) -> str:
         """Call `handler(message)` for each message published on `topic`.

@@ -20,7 +20,7 @@ from typing import Any
 from pykka.messages import ProxyCall
 
 from actors._base import ActorBase
-from actors._client import ServiceClient
+from actors._client import ManagerClient, ServiceClient
 from actors._errors import AskTimeout, StreamClosedError, UnknownStreamError
 
 __all__ = ["END", "StreamActor", "StreamManager", "StreamingClient"]
@@ -155,27 +155,16 @@ class StreamManager(ActorBase):
         return known[0]
 
 
-class StreamingClient(ServiceClient):
+class StreamingClient(ManagerClient):
     """`comm.streaming`: create, send to, receive from and close streams."""
 
-    __slots__ = ("_streams",)
-
-    def __init__(self, ref: Any) -> None:
-        super().__init__(ref)
-        self._streams: dict[str, ServiceClient] = {}
-
-    def __setstate__(self, ref: Any) -> None:
-        super().__setstate__(ref)
-        self._streams = {}
+    __slots__ = ()
 
     def _stream(self, stream_id: str) -> ServiceClient:
-        client = self._streams.get(stream_id)
-        if client is None:
-            client = self._streams[stream_id] = ServiceClient(self._call("get_stream", stream_id))
-        return client
+        return ServiceClient(self._child("get_stream", stream_id))
 
     def create_stream(self, stream_id: str, maxsize: int = 64) -> None:
-        self._streams[stream_id] = ServiceClient(self._call("create_stream", stream_id, maxsize))
+        self._remember(("get_stream", stream_id), self._call("create_stream", stream_id, maxsize))
 
     def send(self, stream_id: str, data: Any, timeout: float | None = None) -> int:
         """Append a chunk; blocks while `maxsize` chunks are unread. Its sequence number."""

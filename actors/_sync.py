@@ -13,7 +13,7 @@ from typing import Any
 from pykka.messages import ProxyCall
 
 from actors._base import ActorBase
-from actors._client import ServiceClient
+from actors._client import ManagerClient, ServiceClient
 from actors._context import current_agent_id
 from actors._errors import ActorDeadError, AskTimeout, LockTimeout
 from actors._primitives import BarrierActor, LockActor, LockStatistics, SemaphoreActor
@@ -259,38 +259,24 @@ class SyncManager(ActorBase):
         return reclaimed
 
 
-class SyncClient(ServiceClient):
+class SyncClient(ManagerClient):
     """`rt.sync` / `self.ctx.sync`: named primitives, created on first use.
 
     Refs are remembered per process, so only the first `get_lock` of a name
     asks the manager (a lock retired meanwhile is found again on first use).
     """
 
-    __slots__ = ("_known",)
-
-    def __init__(self, ref: Any) -> None:
-        super().__init__(ref)
-        self._known: dict[tuple[Any, ...], Any] = {}
-
-    def __setstate__(self, ref: Any) -> None:
-        super().__setstate__(ref)
-        self._known = {}
-
-    def _ref_of(self, *key: Any) -> Any:
-        ref = self._known.get(key)
-        if ref is None:
-            ref = self._known[key] = self._call(*key)
-        return ref
+    __slots__ = ()
 
     def get_lock(self, lock_id: str) -> LockClient:
-        return LockClient(self._ref_of("get_lock", lock_id), lock_id, self._ref)
+        return LockClient(self._child("get_lock", lock_id), lock_id, self._ref)
 
     def statistics(self) -> dict[str, int]:
         """How many primitives exist, and how many free locks were retired."""
         return self._call("statistics")
 
     def get_semaphore(self, sem_id: str, permits: int) -> SemaphoreClient:
-        return SemaphoreClient(self._ref_of("get_semaphore", sem_id, permits), sem_id)
+        return SemaphoreClient(self._child("get_semaphore", sem_id, permits), sem_id)
 
     def get_barrier(self, barrier_id: str, count: int) -> BarrierClient:
-        return BarrierClient(self._ref_of("get_barrier", barrier_id, count), barrier_id)
+        return BarrierClient(self._child("get_barrier", barrier_id, count), barrier_id)
