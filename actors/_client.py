@@ -6,12 +6,19 @@ cross-process `AgentRef`), so it pickles into any agent and works there.
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
 from typing import Any
 
 from pykka.messages import ProxyCall
 
-__all__ = ["ManagerClient", "ServiceClient"]
+from actors._errors import AskTimeout
+
+__all__ = ["ManagerClient", "ServiceClient", "ask_parked"]
+
+# Extra time a caller waits beyond the actor's own timeout, so that the
+# actor's answer (grant, chunk or expiry) is the one that counts.
+_GRACE = 5.0
 
 
 class ServiceClient:
@@ -73,3 +80,16 @@ class ManagerClient(ServiceClient):
         if len(self._children) > self._LIMIT:
             self._children.popitem(last=False)
         return ref
+
+
+def ask_parked(client: ServiceClient, method: str, *args: Any, timeout: float | None) -> Any:
+    """Ask `method(*args, timeout, request_id)` of an actor that may park the
+    request for up to `timeout` s (see `_parking`). None if even the grace
+    beyond that passed: the request is then withdrawn, so it never leaks."""
+    request_id = uuid.uuid4().hex
+    wait = None if timeout is None else timeout + _GRACE
+    try:
+        return client._call(method, *args, timeout, request_id, timeout=wait)
+    except AskTimeout:
+        client._cast("cancel", request_id)
+        return None

@@ -11,87 +11,13 @@ its locks and permits are released and barriers it belonged to break.
 
 from __future__ import annotations
 
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
-from pykka.messages import ProxyCall
-
-from actors._base import ActorBase
 from actors._errors import BrokenBarrierError
+from actors._parking import ParkingActor, answer, fail
 
 __all__ = ["BarrierActor", "LockActor", "LockStatistics", "SemaphoreActor"]
-
-
-class _Waiter(NamedTuple):
-    holder: str
-    reply: Any
-    timer: threading.Timer | None
-
-
-class _Parked:
-    """FIFO of parked requests, each with its deferred reply and timer.
-
-    Timers run in their own threads; they only tell the actor to cancel the
-    request, so every decision is taken in the actor's thread.
-    """
-
-    def __init__(self, actor: ActorBase) -> None:
-        self._actor = actor
-        self._queue: OrderedDict[str, _Waiter] = OrderedDict()
-
-    def park(self, request_id: str, holder: str, timeout: float | None) -> None:
-        reply = self._actor._defer_reply()
-        timer = None
-        if timeout is not None:
-            timer = threading.Timer(timeout, self._expire, (request_id,))
-            timer.daemon = True
-            timer.start()
-        self._queue[request_id] = _Waiter(holder, reply, timer)
-
-    def _expire(self, request_id: str) -> None:
-        try:
-            self._actor.actor_ref.tell(ProxyCall(("cancel",), (request_id,), {}))
-        except Exception:  # noqa: BLE001 - the actor has stopped
-            pass
-
-    def take(self, request_id: str) -> _Waiter | None:
-        waiter = self._queue.pop(request_id, None)
-        if waiter is not None and waiter.timer is not None:
-            waiter.timer.cancel()
-        return waiter
-
-    def first(self) -> tuple[str, _Waiter] | None:
-        return next(iter(self._queue.items()), None)
-
-    def of(self, holder: str) -> list[str]:
-        return [r for r, w in self._queue.items() if w.holder == holder]
-
-    def holders(self) -> tuple[str, ...]:
-        return tuple(w.holder for w in self._queue.values())
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-
-def _answer(waiter: _Waiter, value: Any) -> bool:
-    """Answer a parked request; False if its asker is already gone."""
-    if waiter.reply is None:
-        return True
-    try:
-        waiter.reply.set(value)
-    except Exception:  # noqa: BLE001
-        return False
-    return True
-
-
-def _fail(waiter: _Waiter, exc: BaseException) -> None:
-    if waiter.reply is not None:
-        try:
-            waiter.reply.set_exception((type(exc), exc, None))
-        except Exception:  # noqa: BLE001
-            pass
 
 
 @dataclass(frozen=True)
@@ -106,25 +32,7 @@ class LockStatistics:
     """Holders queued for the lock, first come first."""
 
 
-class _ParkingActor(ActorBase):
-    """A primitive with parked requests; `cancel` answers one `expired`."""
-
-    expired: Any = False  # what a withdrawn or timed-out request gets
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._parked = _Parked(self)
-
-    def cancel(self, request_id: str) -> bool:
-        """Withdraw a parked request (its timer ran out, or its asker gave up)."""
-        waiter = self._parked.take(request_id)
-        if waiter is None:
-            return False
-        _answer(waiter, self.expired)
-        return True
-
-
-class LockActor(_ParkingActor):
+class LockActor(ParkingActor):
     """One named lock. Grants carry a fencing token that only ever grows."""
 
     expired = 0  # a token of 0: not granted
@@ -175,7 +83,7 @@ class LockActor(_ParkingActor):
             request_id, _ = first
             waiter = self._parked.take(request_id)
             token = self._grant(waiter.holder, request_id)
-            if not _answer(waiter, token):  # the asker vanished: pass it on
+            if not answer(waiter, token):  # the asker vanished: pass it on
                 self._holder = self._request = None
         return True
 
@@ -200,7 +108,7 @@ class LockActor(_ParkingActor):
         return LockStatistics(self._holder, self._token, self._parked.holders())
 
 
-class SemaphoreActor(_ParkingActor):
+class SemaphoreActor(ParkingActor):
     """`permits` concurrent holders, FIFO; a holder may hold several permits."""
 
     def __init__(self, sem_id: str, permits: int) -> None:
@@ -234,7 +142,7 @@ class SemaphoreActor(_ParkingActor):
         while self._free() > 0 and (first := self._parked.first()) is not None:
             waiter = self._parked.take(first[0])
             self._held[waiter.holder] += 1
-            if not _answer(waiter, True):
+            if not answer(waiter, True):
                 self._held[waiter.holder] -= 1
                 self._held += Counter()
 
@@ -252,7 +160,7 @@ class SemaphoreActor(_ParkingActor):
         return dict(self._held)
 
 
-class BarrierActor(_ParkingActor):
+class BarrierActor(ParkingActor):
     """Releases `count` waiting parties together, then re-arms for the next round.
 
     Parties seen in any round are its members: if one of them dies, the
@@ -272,13 +180,13 @@ class BarrierActor(_ParkingActor):
         if len(self._parked) >= self._count:
             self._rounds += 1
             while (first := self._parked.first()) is not None:
-                _answer(self._parked.take(first[0]), True)
+                answer(self._parked.take(first[0]), True)
         return False  # not sent: every reply was deferred
 
     def _break(self, why: str) -> None:
         error = BrokenBarrierError(f"barrier {self._barrier_id!r} broke: {why}")
         while (first := self._parked.first()) is not None:
-            _fail(self._parked.take(first[0]), error)
+            fail(self._parked.take(first[0]), error)
 
     def reset(self) -> None:
         """Break the current round (its waiters get `BrokenBarrierError`) and re-arm."""

@@ -11,33 +11,32 @@ order; one writer's chunks arrive in the order it sent them.
 
 from __future__ import annotations
 
-import threading
-import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pykka.messages import ProxyCall
 
 from actors._base import ActorBase
-from actors._client import ManagerClient, ServiceClient
-from actors._errors import AskTimeout, StreamClosedError, UnknownStreamError
+from actors._parking import ParkingActor, answer
+from actors._client import ManagerClient, ServiceClient, ask_parked
+from actors._errors import StreamClosedError, UnknownStreamError
 
 __all__ = ["END", "StreamActor", "StreamManager", "StreamingClient"]
 
 END = "__actors_end_of_stream__"  # what `take` answers once closed and drained
 
 
-class StreamActor(ActorBase):
+class StreamActor(ParkingActor):
     """One stream's buffer, its parked writers and its parked readers."""
 
+    expired = None  # what a reader whose timeout ran out gets
+
     def __init__(self, stream_id: str, maxsize: int) -> None:
-        super().__init__()
+        super().__init__()  # self._parked: the readers waiting for a chunk
         self._stream_id = stream_id
         self._maxsize = maxsize
         self._chunks: deque[tuple[int, Any]] = deque()
         self._writers: deque[tuple[Any, Any]] = deque()  # (reply, data) waiting for room
-        self._readers: OrderedDict[str, tuple[Any, threading.Timer | None]] = OrderedDict()
         self._next_seq = 0
         self._closed = False
 
@@ -61,16 +60,11 @@ class StreamActor(ActorBase):
 
     def take(self, timeout: float | None, request_id: str) -> Any:
         """The next chunk as (seq, data); END once closed and drained."""
-        if self._chunks and not self._readers:
+        if self._chunks and not self._parked:
             return self._pop()
         if self._closed and not self._chunks:
             return END
-        timer = None
-        if timeout is not None:
-            timer = threading.Timer(timeout, self._expire, (request_id,))
-            timer.daemon = True
-            timer.start()
-        self._readers[request_id] = (self._defer_reply(), timer)
+        self._parked.park(request_id, "", timeout)
         return None  # not sent: the reply was deferred
 
     def _pop(self) -> tuple[int, Any]:
@@ -83,29 +77,9 @@ class StreamActor(ActorBase):
         return chunk
 
     def _serve_readers(self) -> None:
-        while self._readers and (self._chunks or self._closed):
-            _request_id, (reply, timer) = self._readers.popitem(last=False)
-            if timer is not None:
-                timer.cancel()
-            if reply is not None:
-                reply.set(self._pop() if self._chunks else END)
-
-    def _expire(self, request_id: str) -> None:
-        try:
-            self.actor_ref.tell(ProxyCall(("cancel",), (request_id,), {}))
-        except Exception:  # noqa: BLE001 - the stream has stopped
-            pass
-
-    def cancel(self, request_id: str) -> bool:
-        entry = self._readers.pop(request_id, None)
-        if entry is None:
-            return False
-        reply, timer = entry
-        if timer is not None:
-            timer.cancel()
-        if reply is not None:
-            reply.set(None)
-        return True
+        while self._parked and (self._chunks or self._closed):
+            request_id, _waiter = self._parked.first()
+            answer(self._parked.take(request_id), self._pop() if self._chunks else END)
 
     def close(self) -> None:
         """No more chunks; readers get END after the last one."""
@@ -119,7 +93,7 @@ class StreamActor(ActorBase):
     def statistics(self) -> dict[str, Any]:
         return {
             "buffered": len(self._chunks), "maxsize": self._maxsize, "writers_waiting": len(self._writers),
-            "readers_waiting": len(self._readers), "sent": self._next_seq, "closed": self._closed,
+            "readers_waiting": len(self._parked), "sent": self._next_seq, "closed": self._closed,
         }
 
 
@@ -180,14 +154,7 @@ class StreamingClient(ManagerClient):
         return count
 
     def _take(self, stream_id: str, timeout: float | None) -> Any:
-        request_id = uuid.uuid4().hex
-        client = self._stream(stream_id)
-        wait = None if timeout is None else timeout + 5.0
-        try:
-            return client._call("take", timeout, request_id, timeout=wait)
-        except AskTimeout:
-            client._cast("cancel", request_id)
-            return None
+        return ask_parked(self._stream(stream_id), "take", timeout=timeout)
 
     def receive(self, stream_id: str, timeout: float | None = None) -> Any:
         """The next chunk's data, or None on timeout or at the end of the stream."""

@@ -6,14 +6,13 @@ use by the `SyncManager` actor; the clients here only ask and tell.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from pykka.messages import ProxyCall
 
 from actors._base import ActorBase
-from actors._client import ManagerClient, ServiceClient
+from actors._client import ManagerClient, ServiceClient, ask_parked
 from actors._context import current_agent_id
 from actors._errors import ActorDeadError, AskTimeout, LockTimeout
 from actors._primitives import BarrierActor, LockActor, LockStatistics, SemaphoreActor
@@ -21,22 +20,6 @@ from actors._primitives import BarrierActor, LockActor, LockStatistics, Semaphor
 __all__ = [
     "BarrierClient", "LockClient", "LockStatistics", "SemaphoreClient", "SyncClient", "SyncManager",
 ]
-
-# Extra time a caller waits beyond the primitive's own timeout, so that the
-# actor's answer (grant or expiry) is the one that counts.
-_GRACE = 5.0
-
-
-def _acquire(client: ServiceClient, holder: str | None, timeout: float | None, what: str) -> Any:
-    """Ask for a grant; on a client-side timeout withdraw it, never leak it."""
-    request_id = uuid.uuid4().hex
-    wait = None if timeout is None else timeout + _GRACE
-    try:
-        return client._call(what, holder or current_agent_id(), timeout, request_id, timeout=wait)
-    except AskTimeout:
-        client._cast("cancel", request_id)
-        return None
-
 
 class _PrimitiveClient(ServiceClient):
     """A named primitive's client: it pickles with its name."""
@@ -58,7 +41,7 @@ class _Acquirable(_PrimitiveClient):
     """`acquire`/`release` and `with`, shared by locks and semaphores."""
 
     def acquire(self, holder: str | None = None, timeout: float | None = 30.0) -> bool:
-        return bool(_acquire(self, holder, timeout, "acquire"))
+        return bool(ask_parked(self, "acquire", holder or current_agent_id(), timeout=timeout))
 
     def release(self, holder: str | None = None) -> bool:
         return self._call("release", holder or current_agent_id())
@@ -151,7 +134,7 @@ class BarrierClient(_PrimitiveClient):
 
     def wait(self, party: str | None = None, timeout: float | None = 60.0) -> bool:
         """True when all parties arrived; False on timeout; raises `BrokenBarrierError`."""
-        return bool(_acquire(self, party, timeout, "wait"))
+        return bool(ask_parked(self, "wait", party or current_agent_id(), timeout=timeout))
 
     def reset(self) -> None:
         self._call("reset")
