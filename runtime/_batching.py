@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Protocol
 
-__all__ = ["BATCH_BYTES", "BURST", "LINGER", "flush_all", "flush_thread", "queued"]
+__all__ = ["BATCH_BYTES", "BURST", "LINGER", "flush_all", "flush_thread", "queued", "retry_later"]
 
 BURST = 100e-6  # a tell this soon after the previous one joins a batch
 BATCH_BYTES = 8192  # small enough that the receiver works while we fill the next
@@ -54,6 +54,11 @@ def queued(channel: Batched) -> None:
         dirty = _local.dirty = set()
     dirty.add(channel)  # a set: a thread that never flushes keeps one entry per channel
     _FLUSHER.schedule(channel)
+
+
+def retry_later(pending: Batched) -> None:
+    """Have the flusher write what `pending` holds once its socket takes it."""
+    _FLUSHER.schedule(pending)
 
 
 def flush_thread(sending: Batched | None = None) -> None:

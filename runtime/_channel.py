@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
@@ -60,7 +61,8 @@ class Channel:
         self._cond = threading.Condition(threading.Lock())
         self._reading = False
         self._replies: dict[int, tuple[bool, Any]] = {}
-        self._abandoned: set[int] = set()
+        self._abandoned: set[int] = set()  # ids whose replies nobody will read
+        self._dropped: deque[int] = deque()  # ids abandoned, not yet moved to _abandoned
         self._send_lock = threading.Lock()
         self._queued = bytearray()  # whole TELL frames not yet written
         self._last_tell = 0.0  # when this thread last told through here
@@ -176,7 +178,6 @@ class Channel:
         """Block until the reply to `request_id` arrives; return or raise it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            self._abandoned.discard(request_id)
             while True:
                 if request_id in self._replies:
                     return _outcome(self._replies.pop(request_id))
@@ -185,7 +186,8 @@ class Channel:
                     raise ActorDeadError(msg)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    self._abandoned.add(request_id)  # drop its reply if it comes late
+                    # Its reply, if it comes late, is kept for a later wait
+                    # (until the future is dropped: see `abandon`).
                     msg = f"{what} did not answer within {timeout} s"
                     raise AskTimeout(msg)
                 if self._reading:  # another thread reads for us: wait for news
@@ -199,6 +201,21 @@ class Channel:
                     self._cond.acquire()
                     self._reading = False
                     self._cond.notify_all()
+
+    def abandon(self, request_id: int) -> None:
+        """Nobody will wait for `request_id` any more: drop its reply, now or when it comes.
+
+        Takes no lock (it runs from a future's `__del__`, which may happen in
+        any thread, even one holding `_cond`); the next read settles it.
+        """
+        self._dropped.append(request_id)
+
+    def _forget_dropped(self) -> None:
+        # Called with _cond held.
+        while self._dropped:
+            request_id = self._dropped.popleft()
+            if self._replies.pop(request_id, None) is None:
+                self._abandoned.add(request_id)
 
     def _read_one(self, timeout: float | None) -> None:
         # Called without the condition held; only one thread at a time.
@@ -222,6 +239,7 @@ class Channel:
         except Exception as exc:  # noqa: BLE001 - report it to the asker
             outcome = (False, exc)
         with self._cond:
+            self._forget_dropped()
             if request_id in self._abandoned:
                 self._abandoned.discard(request_id)
             else:
@@ -246,21 +264,34 @@ def _outcome(outcome: tuple[bool, Any]) -> Any:
 class AskFuture(pykka.Future[Any]):
     """A pykka future whose value comes from `waiter(timeout)`.
 
-    The outcome is kept once known, so `get()` may be called again. Built
-    without a waiter (as pykka's `map`/`join`/`filter` do) it is a plain
-    future driven by its get hook.
+    The outcome is kept once known, so `get()` may be called again (also
+    after an `AskTimeout`: a late reply still counts). `on_drop` runs if
+    the future is dropped before its outcome was known, so a reply nobody
+    can wait for any more is not kept. Built without a waiter (as pykka's
+    `map`/`join`/`filter` do) it is a plain future driven by its get hook.
     """
 
-    def __init__(self, waiter: Callable[[float | None], Any] | None = None) -> None:
+    def __init__(
+        self,
+        waiter: Callable[[float | None], Any] | None = None,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self._waiter = waiter
+        self._on_drop = on_drop
         self._outcome: tuple[bool, Any] | None = None
+
+    def __del__(self) -> None:
+        if self._outcome is None and self._on_drop is not None:
+            try:
+                self._on_drop()
+            except Exception:  # noqa: BLE001 - at interpreter exit, or the channel is gone
+                pass
 
     def get(self, *, timeout: float | None = None) -> Any:
         if self._get_hook is not None:
             return super().get(timeout=timeout)
         if self._outcome is None:
-            flush_thread()  # what this thread told goes out before it waits
             if self._waiter is None:
                 msg = "this future has nothing to wait for"
                 raise RuntimeError(msg)
@@ -293,6 +324,7 @@ def local_waiter(future: pykka.Future[Any], what: str) -> Callable[[float | None
     """Wait on a pykka future of an actor in this process, with our errors."""
 
     def wait(timeout: float | None) -> Any:
+        flush_thread()  # what this thread told goes out before it waits (a remote ask's send did so)
         try:
             return future.get(timeout=timeout)
         except pykka.Timeout as exc:

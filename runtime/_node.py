@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -30,13 +29,13 @@ from actors import ActorDeadError
 from actors._base import set_idle_hook
 from runtime._batching import flush_all, flush_thread
 from runtime._channel import Channel, PeerGone
-from runtime._serialization import dumps, exception_payload, loads
+from runtime._reply import Outbox, RemoteReply
+from runtime._serialization import loads
 from runtime._wire import (
-    INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
-    write_all,
+    INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
 )
 
-__all__ = ["Node", "RemoteReply", "node_for"]
+__all__ = ["Node", "node_for"]
 
 logger = logging.getLogger("runtime")
 
@@ -50,47 +49,6 @@ def node_for(runtime_id: str) -> Node:
         msg = f"runtime {runtime_id} is not running in or reachable from this process"
         raise ActorDeadError(msg)
     return node
-
-
-class RemoteReply(pykka.Future[Any]):
-    """The reply future of an ask that came from another process.
-
-    Setting it sends a REPLY frame back on the connection the ask came in
-    on; a value that can't be pickled is answered with the pickling error.
-    """
-
-    __slots__ = ("_fd", "_lock", "_request_id", "_sent")
-
-    def __init__(self, fd: int, lock: threading.Lock, request_id: int) -> None:
-        super().__init__()
-        self._fd, self._lock, self._request_id = fd, lock, request_id
-        self._sent = False
-
-    def set(self, value: Any = None) -> None:
-        try:
-            body = dumps((True, value), "reply")
-        except Exception as exc:  # noqa: BLE001 - the asker gets the reason
-            body = dumps((False, exc))
-        self._send(body)
-
-    def set_exception(self, exc_info: Any = None) -> None:
-        exc = (exc_info or sys.exc_info())[1]
-        try:
-            body = dumps((False, exception_payload(exc)), "exception")
-        except Exception as error:  # noqa: BLE001
-            body = dumps((False, error))
-        self._send(body)
-
-    def _send(self, body: bytes) -> None:
-        if self._sent:
-            raise pykka.Timeout("reply already sent")  # as pykka: set twice is an error
-        self._sent = True
-        frame = encode(REPLY, self._request_id, b"", body)
-        try:
-            with self._lock:
-                write_all(self._fd, frame)
-        except OSError:
-            pass  # the asker's process is gone; nobody is waiting
 
 
 class Node:
@@ -164,7 +122,7 @@ class Node:
             return
         set_read_timeout(conn.fileno(), None)  # the conversation itself may idle
         self._conns.add(conn)
-        send_lock = threading.Lock()
+        outbox = Outbox(conn.fileno())
         reader = FrameReader(conn.fileno())
         try:
             while True:
@@ -173,17 +131,18 @@ class Node:
                 except (EOFError, OSError):
                     return
                 try:
-                    self._dispatch(conn.fileno(), send_lock, frame)
+                    self._dispatch(outbox, frame)
                 except Exception:  # a malformed frame: drop this peer, not the node
                     logger.exception("dropping a connection that sent a malformed frame")
                     return
         finally:
             self._conns.discard(conn)
+            outbox.close()  # replies still to come are dropped, never written to a reused fd
             conn.close()
 
-    def _dispatch(self, fd: int, send_lock: threading.Lock, frame: memoryview) -> None:
+    def _dispatch(self, outbox: Outbox, frame: memoryview) -> None:
         kind, request_id, name, body = decode_header(frame)
-        reply = RemoteReply(fd, send_lock, request_id) if kind != TELL else None
+        reply = RemoteReply(outbox, request_id) if kind != TELL else None
         try:
             if kind == LOOKUP:
                 reply.set(self.names.get(name))

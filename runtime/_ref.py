@@ -159,7 +159,7 @@ class AgentRef:
             except ActorDeadError as exc:
                 future = AskFuture.failed(exc)
             else:
-                future = AskFuture(lambda t: channel.wait(request_id, t, what))
+                future = AskFuture(lambda t: channel.wait(request_id, t, what), lambda: channel.abandon(request_id))
         return future.get(timeout=timeout) if block else future
 
     def stop(self, *, block: bool = True, timeout: float | None = None) -> Any:

@@ -107,6 +107,15 @@ def test_ask_times_out_with_ask_timeout_which_is_a_pykka_timeout(rt):
     assert c.ask("count", timeout=10) == 0  # the late reply didn't confuse anything
 
 
+def test_a_reply_that_comes_after_a_timeout_is_there_for_the_next_get(rt):
+    c = rt.spawn(Counter, "c")
+    future = c.ask(("sleep", 1), block=False)
+    with pytest.raises(AskTimeout):
+        future.get(timeout=0.05)
+    assert c.ask("count", timeout=10) == 0  # another ask on the same connection meanwhile
+    assert future.get(timeout=30) == "slept"
+
+
 def test_an_ask_pending_when_the_process_dies_fails_at_once(rt):
     c = rt.spawn(Counter, "c", restart="temporary")
     pending = c.ask(("sleep", 30), block=False)
