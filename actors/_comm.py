@@ -37,8 +37,8 @@ class CommHub:
     def __init__(
         self,
         peer: Callable[[str], Any],
-        pub_sub: PubSubClient | None = None,
-        streaming: StreamingClient | None = None,
+        pub_sub: PubSubClient,
+        streaming: StreamingClient,
     ) -> None:
         self._peer = peer
         self.request_reply = RequestReply(peer)

@@ -51,7 +51,6 @@ class SqliteBackend:
         if level not in _SYNCHRONOUS:
             msg = f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
             raise ValueError(msg)
-        self.path = path
         # Opened by whoever builds the store; used only by the store's thread.
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)

@@ -11,7 +11,6 @@ wall clock does, and two writes never tie (the writer's id breaks ties).
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import threading
 import time
@@ -23,6 +22,7 @@ from pykka.messages import ProxyCall
 from actors._agent import Agent
 from actors._context import current_agent_id
 from actors._errors import ActorDeadError, AskTimeout
+from actors._state import check_key, checksum
 from actors._types import StateVersion
 
 __all__ = ["HybridClock", "ReplicatedState", "Replica", "last_write_wins"]
@@ -158,15 +158,13 @@ class ReplicatedState:
 
     def set_replicated(self, key: str, value: Any, updater: str | None = None, quorum: int | None = None) -> bool:
         """Write to every replica; True once `quorum` of them acknowledged."""
-        if not isinstance(key, str):
-            msg = f"keys must be str, got {type(key).__name__}: {key!r}"
-            raise TypeError(msg)
+        check_key(key)
         needed = self.quorum if quorum is None else quorum
         if not 1 <= needed <= len(self.replicas):
             msg = f"quorum must be between 1 and {len(self.replicas)}, got {needed}"
             raise ValueError(msg)
-        checksum = hashlib.blake2b(self._dumps(value), digest_size=16).hexdigest()
-        version = StateVersion(value, _clock.now(), time.time(), updater or current_agent_id(), checksum)
+        digest = checksum(self._dumps(value))
+        version = StateVersion(value, _clock.now(), time.time(), updater or current_agent_id(), digest)
         acks = sum(ok for ok, _ in self._fan_out("put", key, version))
         return acks >= needed
 

@@ -35,10 +35,15 @@ SHARED = "shared"
 FLAT = None  # the namespace of `rt.store`; keys never meet a named namespace's
 
 
-def _check_key(key: Any) -> None:
+def check_key(key: Any) -> None:
     if not isinstance(key, str):
         msg = f"state keys must be str, got {type(key).__name__}: {key!r}"
         raise TypeError(msg)
+
+
+def checksum(blob: bytes) -> str:
+    """The checksum a `StateVersion` carries: of the value's pickle."""
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 class StateStore(ActorBase):
@@ -136,7 +141,7 @@ class StateStore(ActorBase):
 
     def create_namespace(self, ns: str, writers: list[str] | None = None) -> bool:
         """Create `ns`; False if it already existed (its writers are kept)."""
-        _check_key(ns)
+        check_key(ns)
         if ns in self._namespaces:
             return False
         if ns == FLAT_NS:
@@ -162,7 +167,7 @@ class StateStore(ActorBase):
 
     def get_version(self, ns: str | None, key: str) -> StateVersion | None:
         self._readable(ns)
-        _check_key(key)
+        check_key(key)
         return self._data.get((ns, key))
 
     def get(self, ns: str | None, key: str) -> Any:
@@ -201,7 +206,7 @@ class StateStore(ActorBase):
     ) -> bool:
         """Write unless `expected_version` disagrees (0: only if absent)."""
         self._writable(ns, updater)
-        _check_key(key)
+        check_key(key)
         current = self._data.get((ns, key))
         if expected_version is not None:
             have = 0 if current is None else current.version
@@ -212,7 +217,7 @@ class StateStore(ActorBase):
 
     def compare_and_swap(self, ns: str | None, key: str, expected: Any, new: Any, updater: str) -> bool:
         self._writable(ns, updater)
-        _check_key(key)
+        check_key(key)
         current = self._data.get((ns, key))
         if (None if current is None else current.value) != expected:
             return False
@@ -222,7 +227,7 @@ class StateStore(ActorBase):
     def update(self, ns: str | None, key: str, fn: Callable[[Any], Any], updater: str) -> Any:
         """Replace the value by `fn(old)`; if `fn` raises, nothing changes."""
         self._writable(ns, updater)
-        _check_key(key)
+        check_key(key)
         current = self._data.get((ns, key))
         new = fn(None if current is None else current.value)
         self._write(ns, key, new, updater, current)
@@ -230,7 +235,7 @@ class StateStore(ActorBase):
 
     def delete(self, ns: str | None, key: str, updater: str) -> bool:
         self._writable(ns, updater)
-        _check_key(key)
+        check_key(key)
         current = self._data.pop((ns, key), None)
         if current is None:
             return False
@@ -244,10 +249,10 @@ class StateStore(ActorBase):
             msg = f"value for {ns}/{key} can't be pickled: {exc.__cause__ or exc}"
             raise MessageSerializationError(msg) from exc
         version = 1 if current is None else current.version + 1
-        checksum = hashlib.blake2b(blob, digest_size=16).hexdigest()
+        digest = checksum(blob)
         stamp = time.time()
-        self._data[(ns, key)] = StateVersion(value, version, stamp, updater, checksum)
-        self._record(ns, key, "set", version, value, updater, blob, checksum, stamp)
+        self._data[(ns, key)] = StateVersion(value, version, stamp, updater, digest)
+        self._record(ns, key, "set", version, value, updater, blob, digest, stamp)
 
     def _record(
         self, ns: str | None, key: str, op: str, version: int, value: Any, updater: str,

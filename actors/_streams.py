@@ -166,9 +166,7 @@ class StreamingClient(ManagerClient):
         while True:
             chunk = self._take(stream_id, timeout)
             if chunk is None:
-                if timeout is not None:
-                    return  # nothing arrived in time
-                continue
+                return  # nothing arrived in time (without a timeout, a chunk or END always does)
             if chunk == END:
                 return
             yield chunk[1]

@@ -247,9 +247,18 @@ class Channel:
 
 
     def _set_read_timeout(self, timeout: float | None) -> None:
-        if timeout != self._read_timeout:
-            set_read_timeout(self._fd, timeout)
-            self._read_timeout = timeout
+        # A read may end early (the wait loop then reads again), and at most
+        # 1% + 1 ms late. So a timeout already set between half the remaining
+        # time and a hair over it is kept: asks that all use the same timeout
+        # cost no system call each.
+        current = self._read_timeout
+        if timeout is None:
+            if current is None:
+                return
+        elif current is not None and timeout / 2 <= current <= timeout * 1.01 + 0.001:
+            return
+        set_read_timeout(self._fd, timeout)
+        self._read_timeout = timeout
 
 
 def _outcome(outcome: tuple[bool, Any]) -> Any:

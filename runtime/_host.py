@@ -12,7 +12,6 @@ EOF the runtime's process is gone, and the agent process exits by itself.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ from runtime._ref import AgentRef
 from runtime._serialization import dumps, exception_payload, loads
 
 __all__ = ["BootSpec", "ProcessHost", "agent_main"]
-
-logger = logging.getLogger("runtime")
 
 EXIT_FAILED = 3  # the actor stopped because a told message raised
 

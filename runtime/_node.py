@@ -171,14 +171,21 @@ class Node:
 
     def channel(self, address: str) -> Channel:
         """This thread's connection to the node at `address`."""
-        channels = self._tls.__dict__.setdefault("channels", {})
+        channels = self._channels()
         channel = channels.get(address)
         if channel is None or channel.closed:
             channel = channels[address] = Channel(address, self.authkey)
         return channel
 
+    def _channels(self) -> dict[str, Channel]:
+        try:
+            return self._tls.channels
+        except AttributeError:  # this thread's first connection
+            self._tls.channels = {}
+            return self._tls.channels
+
     def forget_channel(self, address: str) -> None:
-        self._tls.__dict__.setdefault("channels", {}).pop(address, None)
+        self._channels().pop(address, None)
 
     def request(self, address: str, kind: int, name: str, body: bytes, timeout: float | None) -> Any:
         """Send one ASK-like frame and wait for its reply (registry, stats)."""
