@@ -48,8 +48,8 @@ class TopicActor(ActorBase):
             del self._subs[handler_id]
         return len(gone)
 
-    def publish(self, message: Message) -> int:
-        """Tell every subscriber; the number reached."""
+    def publish(self, message: Message) -> None:
+        """Tell every subscriber; an ask is answered with how many there are."""
         reply = self._defer_reply()
         if reply is not None:
             # Answer before the fan-out, so the publisher's next message
@@ -57,16 +57,12 @@ class TopicActor(ActorBase):
             # the fan-out are dropped (the runtime drops them at their death
             # anyway); only that rare race makes the count one too high.
             reply.set(len(self._subs))
-        reached = 0
         for handler_id, (owner, ref) in list(self._subs.items()):
             try:
                 ref.tell(Deliver(handler_id, (message,)))
             except ActorDeadError:
                 logger.info("dropping subscriber %s (%s) of topic %r", handler_id, owner, self._topic)
                 self._subs.pop(handler_id, None)
-            else:
-                reached += 1
-        return reached
 
     def subscribers(self) -> int:
         return len(self._subs)
