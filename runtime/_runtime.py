@@ -9,34 +9,29 @@ from __future__ import annotations
 
 import atexit
 import functools
-import itertools
 import logging
 import os
 import resource
 import shutil
 import tempfile
-import threading
-import uuid
 from typing import Any
 
-import cloudpickle
 import pykka
 
 from actors import (
-    ActorDeadError,
     Agent,
     AgentContext,
     EventType,
 )
-from actors._replicated import Replica, ReplicatedState
 from actors._services import service_clients, start_services
 from runtime._host import BootSpec
 from runtime._launcher import Started, Zygote, reap, start_agent_process
-from runtime._monitor import ProcessMonitor, info_row
+from runtime._monitor import info_row
 from runtime._node import Node
+from runtime._runtime_base import RuntimeBase
 from runtime._ref import AgentRef, check_agent_id
 from runtime._serialization import dumps
-from runtime._supervisor import RESTART_POLICIES, AgentRecord, Supervisor
+from runtime._supervisor import AgentRecord, Supervisor
 from runtime._tasks import TaskRouter
 from runtime._wire import STATS
 
@@ -62,7 +57,7 @@ def _raise_open_files_limit(wanted: int = 16384) -> None:
             pass
 
 
-class Runtime:
+class Runtime(RuntimeBase):
     """A team of agents, each in its own OS process, and their services.
 
     Use it as a context manager, or call `shutdown()`: either way every
@@ -109,17 +104,6 @@ class Runtime:
         self._node.info = self.agent_info
         atexit.register(self.shutdown)
 
-    def _init_bookkeeping(self, start_timeout: float) -> None:
-        """What every backend keeps about its agents (both call this first)."""
-        self.id = uuid.uuid4().hex
-        self.start_timeout = start_timeout
-        self._records: dict[str, Any] = {}
-        self._lock = threading.RLock()
-        self._closed = False
-        self._seq = itertools.count(1)  # names for agents spawned without one
-        self._monitor = ProcessMonitor()
-        self._replicated: dict[str, ReplicatedState] = {}
-
     # -- services ----------------------------------------------------------
 
     def _start_service(self, cls: type[pykka.Actor], name: str, *args: Any, **kwargs: Any) -> AgentRef:
@@ -136,40 +120,6 @@ class Runtime:
             self._services.remove(ref)
 
     # -- agents ------------------------------------------------------------
-
-    def spawn(
-        self,
-        agent_cls: type[Agent],
-        name: str | None = None,
-        *,
-        capabilities: list[str] | None = None,
-        restart: str = "permanent",
-        max_restarts: int = 3,
-        restart_window: float = 5.0,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> AgentRef:
-        """Start `agent_cls` in a process of its own; return once `on_start` ran.
-
-        Raises what the agent's `__init__` or `on_start` raised, and
-        `MessageSerializationError` if the class or arguments can't travel.
-        """
-        self._check_open()
-        if not (isinstance(agent_cls, type) and issubclass(agent_cls, Agent)):
-            msg = f"spawn needs a subclass of actors.Agent, got {agent_cls!r}"
-            raise TypeError(msg)
-        if restart not in RESTART_POLICIES:
-            msg = f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}"
-            raise ValueError(msg)
-        if name is None:
-            name = f"{agent_cls.__name__.lower()}-{next(self._seq)}"
-        if not isinstance(name, str) or not name or name.startswith("_"):
-            msg = f"agent names are non-empty str not starting with '_', got {name!r}"
-            raise ValueError(msg)
-        caps = list(agent_cls.capabilities if capabilities is None else capabilities)
-        return self._launch(
-            agent_cls, name, caps, restart, max_restarts, restart_window, tuple(args), dict(kwargs or {}), "agent"
-        )
 
     def _launch(
         self,
@@ -219,49 +169,6 @@ class Runtime:
         )
         return record.ref
 
-    def replicated_state(
-        self,
-        name: str,
-        replicas: int = 3,
-        quorum: int = 2,
-        conflict_resolver: Any = None,
-    ) -> ReplicatedState:
-        """A key-value store kept by `replicas` supervised replica processes.
-
-        Writes succeed once `quorum` replicas acknowledge them; reads resolve
-        what the replicas hold with `conflict_resolver` (default:
-        last-write-wins on a hybrid logical clock). The same name returns the
-        same store.
-        """
-        self._check_open()
-        if not isinstance(name, str) or not name or name.startswith("_"):
-            msg = f"replicated state names are non-empty str not starting with '_', got {name!r}"
-            raise ValueError(msg)
-        if not (isinstance(replicas, int) and replicas >= 1):
-            msg = f"replicas must be a positive int, got {replicas!r}"
-            raise ValueError(msg)
-        if not (isinstance(quorum, int) and 1 <= quorum <= replicas):
-            msg = f"quorum must be between 1 and replicas ({replicas}), got {quorum!r}"
-            raise ValueError(msg)
-        if conflict_resolver is not None and not callable(conflict_resolver):
-            msg = f"conflict_resolver must be callable, got {conflict_resolver!r}"
-            raise TypeError(msg)
-        with self._lock:
-            existing = self._replicated.get(name)
-        if existing is not None:
-            return existing
-        names = [f"{name}.replica{i}" for i in range(replicas)]
-        refs = [
-            self._launch(
-                Replica, replica, [], "permanent", 10, 5.0, (tuple(n for n in names if n != replica),), {}, "service"
-            )
-            for replica in names
-        ]
-        store = ReplicatedState(name, refs, quorum, conflict_resolver, dumps=cloudpickle.dumps)
-        with self._lock:
-            self._replicated[name] = store
-        return store
-
     def _restart(self, record: AgentRecord) -> Started:
         started = start_agent_process(self._zygote, record.boot, record.name, self.start_timeout)
         self._node.names[record.name] = started.address  # reachable before it counts as running
@@ -272,67 +179,6 @@ class Runtime:
             del self._node.names[record.name]
         self._announce_exit(record, reason, record.started.process.exitcode)
 
-    def _announce_exit(self, record: Any, reason: str, exit_code: int | None) -> None:
-        """Release what the agent held, then publish AGENT_LEFT (both backends)."""
-        reclaimed = []
-        try:
-            reclaimed = self.sync._call("holder_died", record.name, timeout=30)
-            self.comm.pub_sub._call("owner_died", record.name, timeout=30)
-        except Exception:  # noqa: BLE001 - the runtime may be closing
-            logger.debug("could not reclaim what %s held", record.name)
-        payload = {
-            "agent_id": record.name, "reason": reason, "exit_code": exit_code,
-            "kind": record.kind, "reclaimed": reclaimed,
-        }
-        try:
-            if reclaimed:
-                self.events.emit(
-                    "supervisor", EventType.ERROR_OCCURRED,
-                    {"agent_id": record.name, "error": f"{record.name} {reason}", "reclaimed": reclaimed},
-                )
-            self.events.emit(record.name, EventType.AGENT_LEFT, payload)
-        except Exception:  # noqa: BLE001
-            logger.debug("could not publish AGENT_LEFT for %s", record.name)
-
-    def _on_restarted(self, record: Any) -> None:
-        self.events.emit(
-            record.name,
-            EventType.AGENT_JOINED,
-            {
-                "agent_id": record.name, "capabilities": record.capabilities, "restarts": record.restarts,
-                "kind": record.kind,
-            },
-        )
-
-    def _on_gave_up(self, record: Any, reason: str) -> None:
-        logger.warning("agent %s: %s", record.name, reason)
-        self.events.emit(
-            record.name, EventType.AGENT_LEFT, {"agent_id": record.name, "reason": reason, "kind": record.kind}
-        )
-
-    @property
-    def agents(self) -> dict[str, AgentRef]:
-        """Running agents by id."""
-        with self._lock:
-            return {
-                name: r.ref
-                for name, r in self._records.items()
-                if r is not None and r.kind == "agent" and r.status in ("running", "restarting")
-            }
-
-    def add_agent(self, agent_id: str, capabilities: list[str], agent_cls: type[Agent] = Agent) -> AgentRef:
-        """The design's name for `spawn(agent_cls, agent_id, capabilities=...)`."""
-        return self.spawn(agent_cls, agent_id, capabilities=list(capabilities))
-
-    def remove_agent(self, agent_id: str, timeout: float = 10.0) -> bool:
-        """Stop an agent (its `on_stop` runs); False if it was not running."""
-        with self._lock:
-            record = self._records.get(agent_id)
-        if record is None or record.status not in ("running", "restarting"):
-            return False
-        self._stop_record(record, timeout)
-        return True
-
     def _stop_record(self, record: AgentRecord, timeout: float) -> None:
         record.status = "stopping"
         try:
@@ -342,58 +188,6 @@ class Runtime:
         reap(record.started.process, timeout)
         record.exit_handled.wait(timeout)  # AGENT_LEFT is out when this returns
         record.status = "stopped"
-
-    def get_agent(self, agent_id: str) -> AgentRef:
-        return self._peer(agent_id)
-
-    # -- tasks -------------------------------------------------------------
-
-    def submit_task(self, task: dict[str, Any], *, retries: int = 1, timeout: float | None = None) -> Any:
-        """Run `task` on a live agent with capability `task["type"]`."""
-        return self._tasks.submit(task, retries=retries, timeout=timeout)
-
-    def map(
-        self,
-        task_type: str,
-        payloads: Any,
-        *,
-        timeout: float | None = None,
-        retries: int = 1,
-        progress: bool = False,
-        return_exceptions: bool = False,
-    ) -> list[Any]:
-        """Run one task per payload over every capable agent; results in input order."""
-        return list(self.imap(
-            task_type, payloads, timeout=timeout, retries=retries, progress=progress,
-            return_exceptions=return_exceptions,
-        ))
-
-    def imap(
-        self,
-        task_type: str,
-        payloads: Any,
-        *,
-        timeout: float | None = None,
-        retries: int = 1,
-        return_exceptions: bool = False,
-        ordered: bool = True,
-        progress: bool = False,
-    ) -> Any:
-        """Like `map`, as a generator: payloads are read lazily, a bounded
-        number are in flight, and results come in input order (or as they
-        complete with `ordered=False`). For pipelines larger than memory."""
-        return self._tasks.imap(
-            task_type, payloads, timeout=timeout, retries=retries, return_exceptions=return_exceptions,
-            ordered=ordered, progress=progress,
-        )
-
-    def _capable(self, task_type: str) -> tuple[list[str], list[str]]:
-        """Names of running agents with `task_type`, and every capability seen."""
-        with self._lock:
-            running = [r for r in self._records.values()
-                       if r is not None and r.status == "running" and self._still_alive(r)]
-        names = [r.name for r in running if task_type in r.capabilities]
-        return names, sorted({c for r in running for c in r.capabilities})
 
     def _still_alive(self, record: AgentRecord) -> bool:
         # A process that just died is not "running" any more, even before the
@@ -432,11 +226,6 @@ class Runtime:
                 "runtime_id": self.id}
 
     # -- lifecycle ---------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            msg = "this runtime has been shut down"
-            raise ActorDeadError(msg)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every agent (running `on_stop`), every service, and reap all.
@@ -483,12 +272,6 @@ class Runtime:
         self._node.close()
 
     close = shutdown
-
-    def __enter__(self) -> Runtime:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
 
     def __repr__(self) -> str:
         return f"<Runtime {self.id[:8]} agents={sorted(self.agents)}>"
