@@ -38,7 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 import pykka
 
-from bench_messaging import MESSAGE, ONEWAY, Echo, message_path, p99, poll_until, raw_floor, spawn_times, timed
+from bench_messaging import (
+    MESSAGE, ONEWAY, Echo, message_path, p99, parse_args, poll_until, raw_floor, spawn_times, timed,
+)
 from bench_supervision import restart_times
 
 from runtime import Runtime
@@ -255,11 +257,7 @@ def scale(counts: tuple[int, ...]) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--scale", action="store_true", help="also spawn 50/100/250/500 agents")
-    args = parser.parse_args()
+    args = parse_args(__doc__, ("--scale", "also spawn 50/100/250/500 agents"))
     # Peers (Ray) print to stdout on their own; keep it clean for the report.
     sys.stdout.flush()
     report_fd = os.dup(1)

@@ -10,7 +10,6 @@ against a raw `multiprocessing.Pipe` moving the same chunks.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -22,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cloudpickle
-from bench_messaging import raw_floor
+from bench_messaging import parse_args, raw_floor
 
 from actors import Agent
 from runtime import Runtime
@@ -132,10 +131,7 @@ def stream(n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     m, n = (200, 20) if args.quick else (3000, 300)
     raw_tells = raw_floor(m, 10 * m)["tells_per_s"]
     report = {

@@ -46,6 +46,17 @@ def _raw_echo(conn):
         conn.send_bytes(cloudpickle.dumps(message))
 
 
+def parse_args(doc: str | None, *flags: tuple[str, str]) -> argparse.Namespace:
+    """`--quick` and `--json`, as every benchmark here takes them, plus
+    `flags` as (flag, help) pairs of further switches."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    for flag, text in flags:
+        parser.add_argument(flag, action="store_true", help=text)
+    return parser.parse_args()
+
+
 def poll_until(probe, timeout: float = 60.0, errors=(Exception,)):
     """Call `probe()` until it returns something truthy (errors in `errors`
     count as not yet); its value, or RuntimeError after `timeout` seconds."""
@@ -157,10 +168,7 @@ def framework(n_rtt: int, n_tells: int, n_spawn: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     n_rtt, n_tells, n_spawn = (300, 2000, 3) if args.quick else (5000, 50000, 20)
     raw = raw_floor(n_rtt, n_tells)
     ours = framework(n_rtt, n_tells, n_spawn)

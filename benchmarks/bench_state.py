@@ -10,7 +10,6 @@ SQLite sets from four agents, where group commit shares each fsync.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_messaging import raw_floor
+from bench_messaging import parse_args, raw_floor
 
 from actors import Agent
 from runtime import Runtime
@@ -67,10 +66,7 @@ def measure(state_path: str | None, n: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     n = 300 if args.quick else 5000
     raw = raw_floor(n, n)
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,6 @@ just before the kill to the first reply of the restarted agent.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_messaging import poll_until
+from bench_messaging import parse_args, poll_until
 
 from actors import ActorDeadError, Agent
 from runtime import Runtime
@@ -47,10 +46,7 @@ def restart_times(rt: Runtime, rounds: int, name: str = "echo") -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     rounds = 5 if args.quick else 30
     with Runtime() as rt:
         times = restart_times(rt, rounds)

@@ -9,7 +9,6 @@ between two agent processes, next to the raw pipe round trip.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_messaging import raw_floor
+from bench_messaging import parse_args, raw_floor
 
 from actors import Agent
 from runtime import Runtime
@@ -48,10 +47,7 @@ class Locker(Agent):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     n = 300 if args.quick else 3000
     raw = raw_floor(n, n)["rtt_median_us"]
     with Runtime() as rt:

@@ -163,11 +163,15 @@ class Channel:
             self._send_lock.release()
 
     def _close(self) -> None:
-        self.closed = True
-        try:
-            self._conn.close()
-        except OSError:
-            pass
+        # Under the send lock: the owner or the flusher may be writing to
+        # this descriptor, and must never write to a number reused after it.
+        with self._send_lock:
+            self.closed = True
+            self._queued.clear()
+            try:
+                self._conn.close()
+            except OSError:
+                pass
 
     def close(self) -> None:
         with self._cond:

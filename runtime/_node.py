@@ -189,10 +189,18 @@ class Node:
 
     def request(self, address: str, kind: int, name: str, body: bytes, timeout: float | None) -> Any:
         """Send one ASK-like frame and wait for its reply (registry, stats)."""
+        return self.start_request(address, kind, name, body)(timeout)
+
+    def start_request(self, address: str, kind: int, name: str, body: bytes) -> Callable[[float | None], Any]:
+        """Send one ASK-like frame now; wait for its reply with what this returns.
+
+        Requests to several nodes started first and waited for after
+        overlap, instead of costing a round trip each.
+        """
         channel = self.channel(address)
         request_id = channel.next_id()
         channel.send(encode(kind, request_id, name.encode(), body))
-        return channel.wait(request_id, timeout, f"node {address}")
+        return lambda timeout: channel.wait(request_id, timeout, f"node {address}")
 
     def lookup(self, name: str) -> str | None:
         """The address of the node hosting `name`, or None if none does."""

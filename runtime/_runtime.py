@@ -14,6 +14,7 @@ import os
 import resource
 import shutil
 import tempfile
+import time
 from typing import Any
 
 import pykka
@@ -197,24 +198,31 @@ class Runtime(RuntimeBase):
     # -- introspection -----------------------------------------------------
 
     def agent_info(self) -> list[dict[str, Any]]:
-        """One row per process this runtime started (psutil figures included)."""
+        """One row per process this runtime started (psutil figures included).
+
+        The mailbox depths are asked of every live agent at once, then read.
+        """
         with self._lock:
             records = [r for r in self._records.values() if r is not None]
-        rows = [self._info(r) for r in records]
-        self._monitor.keep_only({row["pid"] for row in rows if row["alive"]})
-        return rows
-
-    def _info(self, record: AgentRecord) -> dict[str, Any]:
-        process = record.started.process
-        row = info_row(record, process.pid, process.is_alive() and record.status == "running")
-        if row["alive"]:
-            self._monitor.read(row, process.pid)
+        rows, asked = [], []
+        for record in records:
+            process = record.started.process
+            row = info_row(record, process.pid, process.is_alive() and record.status == "running")
+            rows.append(row)
+            if row["alive"]:
+                self._monitor.read(row, process.pid)
+                try:
+                    asked.append((row, record.name, self._node.start_request(record.started.address, STATS, "", b"")))
+                except Exception:  # noqa: BLE001 - it may be dying right now
+                    pass
+        deadline = time.monotonic() + 5.0
+        for row, name, answer in asked:
             try:
-                depths = self._node.request(record.started.address, STATS, "", b"", 5.0)
-                row["mailbox"] = depths.get(record.name)
+                row["mailbox"] = answer(max(deadline - time.monotonic(), 0.001)).get(name)
             except Exception:  # noqa: BLE001 - it may be dying right now
                 pass
-        return row
+        self._monitor.keep_only({row["pid"] for row in rows if row["alive"]})
+        return rows
 
     def control_info(self) -> dict[str, Any]:
         """How another process reaches this runtime's control channel.
