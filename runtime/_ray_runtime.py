@@ -204,14 +204,10 @@ class RayRuntime(Runtime):
     def _still_alive(self, record: Any) -> bool:
         return True  # the sentinel call tells the supervisor; nothing cheaper to ask
 
-    def _stop_record(self, record: Any, timeout: float) -> None:
-        record.status = "stopping"
-        try:
-            record.ref.stop(timeout=timeout)
-        except Exception:  # noqa: BLE001
-            pass
+    def _reap(self, record: Any, timeout: float) -> None:
+        # Ray ends the host's process itself; its exit is handled once the
+        # sentinel call fails (and the hosts left are killed at shutdown).
         record.exit_handled.wait(timeout)
-        record.status = "stopped"
 
     def agent_info(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -239,17 +235,7 @@ class RayRuntime(Runtime):
             return
         self._restarter.stop_restarting()
         atexit.unregister(self.shutdown)
-        with self._lock:
-            records = [r for r in self._records.values() if r is not None and r.status == "running"]
-        for record in records:
-            record.status = "stopping"
-        futures = [r.ref.stop(block=False) for r in records]
-        for record, future in zip(records, futures):
-            try:
-                future.get(timeout=timeout)
-            except Exception:  # noqa: BLE001
-                pass
-            record.exit_handled.wait(timeout)
+        self._stop_all(timeout)  # the supervisor thread runs on, handling these exits
         self._closed = True
         for record in self._records.values():
             if record is not None:

@@ -180,15 +180,8 @@ class Runtime(RuntimeBase):
             del self._node.names[record.name]
         self._announce_exit(record, reason, record.started.process.exitcode)
 
-    def _stop_record(self, record: AgentRecord, timeout: float) -> None:
-        record.status = "stopping"
-        try:
-            record.ref.stop(timeout=timeout)
-        except Exception:  # noqa: BLE001 - dead or stuck: reaped below
-            pass
+    def _reap(self, record: AgentRecord, timeout: float) -> None:
         reap(record.started.process, timeout)
-        record.exit_handled.wait(timeout)  # AGENT_LEFT is out when this returns
-        record.status = "stopped"
 
     def _still_alive(self, record: AgentRecord) -> bool:
         # A process that just died is not "running" any more, even before the
@@ -245,24 +238,7 @@ class Runtime(RuntimeBase):
         self._closed = True
         atexit.unregister(self.shutdown)
         self._supervisor.stop_restarting()
-        with self._lock:
-            records = [r for r in self._records.values() if r is not None and r.status not in ("stopped", "gave up")]
-        for record in records:
-            record.status = "stopping"
-        stops = []
-        for record in records:
-            try:
-                stops.append(record.ref.stop(block=False))
-            except Exception:  # noqa: BLE001
-                stops.append(None)
-        for record, future in zip(records, stops):
-            try:
-                if future is not None:
-                    future.get(timeout=timeout)
-            except Exception:  # noqa: BLE001
-                pass
-            reap(record.started.process, timeout)
-            record.status = "stopped"
+        records = self._stop_all(timeout)
         self._supervisor.close()
         self._stop_services(timeout)
         for record in records:

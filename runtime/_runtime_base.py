@@ -44,8 +44,8 @@ class RuntimeBase:
         """Start one agent (or service agent) and keep its record; its ref."""
         raise NotImplementedError
 
-    def _stop_record(self, record: Any, timeout: float) -> None:
-        """Stop one agent, running its `on_stop`; AGENT_LEFT is out on return."""
+    def _reap(self, record: Any, timeout: float) -> None:
+        """Wait up to `timeout` for a stopped agent's process to end (or end it)."""
         raise NotImplementedError
 
     def _still_alive(self, record: Any) -> bool:
@@ -56,6 +56,40 @@ class RuntimeBase:
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------
+
+    def _stop_record(self, record: Any, timeout: float) -> None:
+        """Stop one agent, running its `on_stop`; AGENT_LEFT is out on return."""
+        record.status = "stopping"
+        try:
+            record.ref.stop(timeout=timeout)
+        except Exception:  # noqa: BLE001 - dead or stuck: reaped below
+            pass
+        self._reap(record, timeout)
+        record.exit_handled.wait(timeout)  # AGENT_LEFT is out when this returns
+        record.status = "stopped"
+
+    def _stop_all(self, timeout: float) -> list[Any]:
+        """Stop every agent at once (each runs `on_stop`), then reap each;
+        the records stopped. Restarts must already be stopped."""
+        with self._lock:
+            records = [r for r in self._records.values() if r is not None and r.status not in ("stopped", "gave up")]
+        for record in records:
+            record.status = "stopping"
+        stops = []
+        for record in records:
+            try:
+                stops.append(record.ref.stop(block=False))
+            except Exception:  # noqa: BLE001 - already gone
+                stops.append(None)
+        for record, future in zip(records, stops):
+            try:
+                if future is not None:
+                    future.get(timeout=timeout)
+            except Exception:  # noqa: BLE001 - dead or stuck: reaped below
+                pass
+            self._reap(record, timeout)
+            record.status = "stopped"
+        return records
 
     def _init_bookkeeping(self, start_timeout: float) -> None:
         """What every backend keeps about its agents (both call this first)."""
