@@ -172,14 +172,20 @@ class ReplicatedState:
         """What each replica holds for `key` (None: nothing, or unreachable)."""
         return [reply if ok else None for ok, reply in self._fan_out("read", key)]
 
-    def get_version(self, key: str) -> StateVersion | None:
-        """The resolved version; replicas holding something else are repaired."""
+    def _resolve(self, key: str) -> tuple[StateVersion | None, list[StateVersion | None]]:
+        """The winning version of `key`, and what each replica holds."""
         versions = self.versions(key)
         held = [v for v in versions if v is not None]
         if not held:
-            return None
-        winner = self.conflict_resolver(held)
+            return None, versions
         _clock.observe(max(v.version for v in held))
+        return self.conflict_resolver(held), versions
+
+    def get_version(self, key: str) -> StateVersion | None:
+        """The resolved version; replicas holding something else are repaired."""
+        winner, versions = self._resolve(key)
+        if winner is None:
+            return None
         for ref, version in zip(self.replicas, versions):
             if version != winner:  # read repair, without waiting for it
                 try:
@@ -194,8 +200,8 @@ class ReplicatedState:
 
     def sync_stores(self, key: str) -> Any:
         """Resolve `key` and write the winner to every replica; return its value."""
-        winner = self.get_version(key)
+        winner, _versions = self._resolve(key)
         if winner is None:
             return None
-        self._fan_out("put", key, winner, True)
+        self._fan_out("put", key, winner, True)  # acknowledged, unlike a read's repair
         return winner.value
