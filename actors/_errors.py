@@ -26,7 +26,18 @@ __all__ = [
 
 
 class ActorsError(Exception):
-    """Root of every error this project raises."""
+    """Root of every error this project raises.
+
+    An error with `_fields` travels between processes rebuilt from those
+    attributes (its constructor's arguments, in order), so they stay intact.
+    """
+
+    _fields: tuple[str, ...] = ()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        if not self._fields:
+            return super().__reduce__()
+        return (type(self), tuple(getattr(self, name) for name in self._fields))
 
 
 class ActorDeadError(ActorsError, pykka.ActorDeadError):
@@ -52,8 +63,7 @@ class NoCapableAgentError(ActorsError):
             f"no live agent has capability {task_type!r} (capabilities present: {have})"
         )
 
-    def __reduce__(self):  # travels between processes with its fields intact
-        return (type(self), (self.task_type, self.known))
+    _fields = ("task_type", "known")
 
 
 class UnknownNamespaceError(ActorsError, ValueError):
@@ -63,8 +73,7 @@ class UnknownNamespaceError(ActorsError, ValueError):
         self.namespace = namespace
         super().__init__(f"unknown namespace {namespace!r}; create it first")
 
-    def __reduce__(self):
-        return (type(self), (self.namespace,))
+    _fields = ("namespace",)
 
 
 class NamespacePermissionError(ActorsError, PermissionError):
@@ -75,8 +84,7 @@ class NamespacePermissionError(ActorsError, PermissionError):
         self.writer = writer
         super().__init__(f"{writer!r} may not write to namespace {namespace!r}")
 
-    def __reduce__(self):
-        return (type(self), (self.namespace, self.writer))
+    _fields = ("namespace", "writer")
 
 
 class LockTimeout(ActorsError, TimeoutError):
@@ -102,16 +110,13 @@ class RemoteError(ActorsError):
     holds the traceback text as formatted in the process that raised it.
     """
 
+    _fields = ("remote_type", "message", "remote_traceback")
+
     def __init__(self, remote_type: str, message: str, remote_traceback: str) -> None:
         self.remote_type = remote_type
+        self.message = message
         self.remote_traceback = remote_traceback
         super().__init__(f"{remote_type}: {message}")
-
-    def __reduce__(self):  # keep all three fields when pickled again
-        return (
-            type(self),
-            (self.remote_type, str(self.args[0]).partition(": ")[2], self.remote_traceback),
-        )
 
 
 class UnknownStreamError(ActorsError, LookupError):
@@ -121,8 +126,7 @@ class UnknownStreamError(ActorsError, LookupError):
         self.stream_id = stream_id
         super().__init__(f"unknown stream {stream_id!r}; create it first")
 
-    def __reduce__(self):
-        return (type(self), (self.stream_id,))
+    _fields = ("stream_id",)
 
 
 class StreamClosedError(ActorsError):
