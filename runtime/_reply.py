@@ -68,7 +68,10 @@ class Outbox:
         poller = None
         while parts:
             try:
-                sent = self._view.sendmsg(parts, [], socket.MSG_DONTWAIT)
+                if len(parts) == 1:  # the usual small reply: one plain send
+                    sent = self._view.send(parts[0], socket.MSG_DONTWAIT)
+                else:
+                    sent = self._view.sendmsg(parts, [], socket.MSG_DONTWAIT)
             except BlockingIOError:
                 sent = 0
             while sent and parts:
