@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from actors._base import ActorBase
 from actors._context import AgentContext
-from actors._types import EventType, Message
+from actors._types import EventType, Message, MessagePattern
 
 __all__ = ["Agent"]
 
@@ -96,7 +96,22 @@ class Agent(ActorBase):
             body["task"] = payload
         return self.ctx.comm.request_reply.request(self.agent_id, peer_id, body, timeout=timeout)
 
+    def on_receive(self, message: Any) -> Any:
+        """Plain tells and asks, and the `Message`s of `comm.send`.
+
+        Runs in the agent's process, one message at a time. By default a
+        fire-and-forget `Message` goes on to `handle_request` (so its actions
+        work either way); anything else is logged as unexpected, as in pykka.
+        """
+        if isinstance(message, Message):
+            return self.handle_request(message)
+        return super().on_receive(message)
+
     def _handle_receive(self, message: Any) -> Any:
         if isinstance(message, Message):
+            # A fire-and-forget message is a plain tell, so it reaches
+            # `on_receive`; one that expects an answer is a request.
+            if message.pattern is MessagePattern.FIRE_AND_FORGET:
+                return self.on_receive(message)
             return self.handle_request(message)
         return super()._handle_receive(message)

@@ -19,7 +19,7 @@ import pykka
 from actors._base import ActorBase, Deliver, HandlerActor, unregister_handler
 from actors._client import ServiceClient
 from actors._context import current_agent_id, register_delivery
-from actors._types import Event, EventType
+from actors._types import Event, EventType, event_type_of
 
 __all__ = ["EventBus", "EventsClient"]
 
@@ -27,17 +27,7 @@ logger = logging.getLogger("actors")
 
 
 def _as_type(event_type: EventType | str | None) -> EventType | None:
-    if event_type is None or isinstance(event_type, EventType):
-        return event_type
-    try:
-        return EventType(event_type)
-    except ValueError:
-        try:
-            return EventType[str(event_type).upper()]
-        except KeyError:
-            names = ", ".join(t.name for t in EventType)
-            msg = f"unknown event type {event_type!r}; one of {names}"
-            raise ValueError(msg) from None
+    return None if event_type is None else event_type_of(event_type)
 
 
 class EventBus(ActorBase):

@@ -74,17 +74,43 @@ class Message:
 
 @dataclass(frozen=True)
 class Event:
-    """Something that happened, as kept in the event bus's history."""
+    """Something that happened, as kept in the event bus's history.
 
-    type: EventType
-    source: str
+    Fields are in the design's order, `Event(id, type, source, timestamp,
+    payload, metadata)`; all but `type` have defaults, so
+    `Event(type=EventType.TASK_CREATED, source="me")` is enough. `type` may be
+    given as an `EventType` or its value or name (`"task_created"`).
+    """
+
+    id: str = field(default_factory=_new_id)
+    type: EventType = None  # type: ignore[assignment]  # required: checked in __post_init__
+    source: str = ""
+    timestamp: float = field(default_factory=time.time)
     payload: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
-    id: str = field(default_factory=_new_id)
-    timestamp: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.type is None:
+            raise TypeError("Event needs a type, e.g. Event(type=EventType.TASK_CREATED, source=...)")
+        if not isinstance(self.type, EventType):
+            object.__setattr__(self, "type", event_type_of(self.type))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Event, (self.type, self.source, self.payload, self.metadata, self.id, self.timestamp))
+        return (Event, (self.id, self.type, self.source, self.timestamp, self.payload, self.metadata))
+
+
+def event_type_of(value: EventType | str) -> EventType:
+    """`value` as an `EventType`: the member itself, its value or its name."""
+    if isinstance(value, EventType):
+        return value
+    try:
+        return EventType(value)
+    except ValueError:
+        try:
+            return EventType[str(value).upper()]
+        except KeyError:
+            names = ", ".join(t.name for t in EventType)
+            raise ValueError(f"unknown event type {value!r}; one of {names}") from None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,23 @@ def test_fire_and_forget_is_a_tell(rt):
     assert svc.proxy().get_notes().get(timeout=10) == [("me", "note")]
 
 
+class Inbox(Agent):
+    def on_start(self):
+        self.received = []
+
+    def on_receive(self, message):
+        self.received.append((message.pattern, message.sender, message.payload))
+
+    def messages(self):
+        return list(self.received)
+
+
+def test_fire_and_forget_reaches_an_agents_own_on_receive(rt):
+    inbox = rt.spawn(Inbox, "inbox")
+    rt.comm.send("me", "inbox", {"n": 1})
+    assert inbox.proxy().messages().get(timeout=10) == [(MessagePattern.FIRE_AND_FORGET, "me", {"n": 1})]
+
+
 def test_request_timeouts_and_unknown_recipients_fail_clearly(rt):
     rt.spawn(Service, "svc")
     with pytest.raises(AskTimeout):

@@ -36,6 +36,16 @@ def test_an_unknown_event_type_names_the_choices(rt):
         rt.events.emit("a", "party", {})
 
 
+def test_an_event_is_built_in_the_designs_field_order_or_by_keyword():
+    event = Event("e1", EventType.TASK_CREATED, "planner", 12.5, {"n": 1}, {"trace": "x"})
+    assert (event.id, event.type, event.source, event.timestamp) == ("e1", EventType.TASK_CREATED, "planner", 12.5)
+    assert (event.payload, event.metadata) == ({"n": 1}, {"trace": "x"})
+    by_keyword = Event(type="task_failed", source="worker")
+    assert by_keyword.type is EventType.TASK_FAILED and by_keyword.id and by_keyword.payload == {}
+    with pytest.raises(TypeError, match="Event needs a type"):
+        Event(source="worker")
+
+
 def test_history_keeps_at_most_max_history():
     from runtime import Runtime
 
