@@ -38,9 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 import pykka
 
-from bench_messaging import (
-    MESSAGE, ONEWAY, Echo, message_path, p99, parse_args, poll_until, raw_floor, spawn_times, timed,
-)
+from bench_agents import MESSAGE, ONEWAY, Echo, idle_child, timed
+from bench_messaging import message_path, p99, parse_args, poll_until, raw_floor, spawn_times
 from bench_supervision import restart_times
 
 from runtime import Runtime
@@ -98,11 +97,6 @@ def raw_os_pipe(n: int, n_tells: int) -> dict[str, Any]:
     return _row("raw os.pipe, 64 fixed bytes", times, tells_per_s=rate)
 
 
-def _idle_child(conn: Any) -> None:
-    conn.send_bytes(b"up")
-    conn.recv_bytes()
-
-
 def raw_pipe(n: int, n_tells: int) -> dict[str, Any]:
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["pykka", "cloudpickle", "psutil"])  # before the forkserver starts
@@ -111,7 +105,7 @@ def raw_pipe(n: int, n_tells: int) -> dict[str, Any]:
     for _ in range(5):
         here, there = ctx.Pipe()
         t = time.perf_counter()
-        proc = ctx.Process(target=_idle_child, args=(there,))
+        proc = ctx.Process(target=idle_child, args=(there,))
         proc.start()
         here.recv_bytes()
         spawns.append(time.perf_counter() - t)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import statistics
 import sys
 import time
@@ -24,26 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cloudpickle
 
-from actors import Agent
+from bench_agents import MESSAGE, ONEWAY, Echo, raw_echo, timed
 from runtime import Runtime
 
-MESSAGE = {"op": "echo", "n": 1, "data": [1, 2, 3]}
-ONEWAY = {"oneway": True, "n": 1}
-
-
-def _raw_echo(conn):
-    while True:
-        data = conn.recv_bytes()
-        if data == b"stop":
-            return
-        if data == b"count":
-            conn.send_bytes(cloudpickle.dumps(_raw_echo.count))
-            continue
-        message = cloudpickle.loads(data)
-        if isinstance(message, dict) and message.get("oneway"):
-            _raw_echo.count = getattr(_raw_echo, "count", 0) + 1
-            continue
-        conn.send_bytes(cloudpickle.dumps(message))
 
 
 def parse_args(doc: str | None, *flags: tuple[str, str]) -> argparse.Namespace:
@@ -73,22 +55,10 @@ def poll_until(probe, timeout: float = 60.0, errors=(Exception,)):
     raise RuntimeError(msg)
 
 
-def timed(call, n: int, warm: int = 200) -> list[float]:
-    """Seconds each of `n` calls took, after `warm` calls not counted."""
-    for _ in range(warm):
-        call()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return times
-
-
 def raw_floor(n_rtt: int, n_tells: int) -> dict[str, float]:
     ctx = mp.get_context("forkserver")
     here, there = ctx.Pipe()
-    proc = ctx.Process(target=_raw_echo, args=(there,))
+    proc = ctx.Process(target=raw_echo, args=(there,))
     proc.start()
 
     def round_trip():
@@ -109,24 +79,6 @@ def raw_floor(n_rtt: int, n_tells: int) -> dict[str, float]:
 
 def p99(values):
     return sorted(values)[max(int(len(values) * 0.99) - 1, 0)]
-
-
-class Echo(Agent):
-    def on_start(self):
-        self.count = 0
-
-    def on_receive(self, message):
-        if message == "count":
-            return self.count
-        if message == "pid":
-            return os.getpid()
-        if isinstance(message, dict) and message.get("oneway"):
-            self.count += 1
-            return None
-        return message
-
-    def ask_peer(self, peer, n):
-        return timed(lambda: peer.ask(MESSAGE), n)
 
 
 def message_path(rt, n_rtt: int, n_tells: int):

@@ -20,15 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_agents import Echo
 from bench_messaging import parse_args, poll_until
 
-from actors import ActorDeadError, Agent
+from actors import ActorDeadError
 from runtime import Runtime
-
-
-class Echo(Agent):
-    def on_receive(self, message):
-        return os.getpid()
 
 
 def restart_times(rt: Runtime, rounds: int, name: str = "echo") -> list[float]:

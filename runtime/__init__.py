@@ -4,9 +4,10 @@ Agents run one per OS process (forked by a clean zygote); the runtime's
 process hosts the registry, the supervisor and the shared services.
 """
 
+from runtime._launcher import PreloadError
 from runtime._ref import AgentProxy, AgentRef
 from runtime._runtime import MultiAgentSystem, Runtime
 
 __version__ = "0.1.0"
 
-__all__ = ["AgentProxy", "AgentRef", "MultiAgentSystem", "Runtime", "__version__"]
+__all__ = ["AgentProxy", "AgentRef", "MultiAgentSystem", "PreloadError", "Runtime", "__version__"]

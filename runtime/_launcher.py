@@ -20,18 +20,47 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from typing import Any
 
 from actors import ActorsError, AgentStartError
 from runtime._serialization import loads
 from runtime._zygote import BOOT_CODE
 
-__all__ = ["AgentProcess", "Started", "Zygote", "reap"]
+__all__ = ["AgentProcess", "LauncherGoneError", "PreloadError", "Started", "Zygote", "preload_modules", "reap"]
 
 
 class LauncherGoneError(ActorsError):
     """The runtime's zygote process is gone, so no agent can be started."""
+
+
+class PreloadError(ActorsError, ImportError):
+    """A module named in the runtime's `preload` failed to import."""
+
+    _fields = ("module", "reason")
+
+    def __init__(self, module: str, reason: str) -> None:
+        super().__init__(f"preloading {module!r} for the agents failed: {reason}")
+        self.module = module
+        self.reason = reason
+
+
+def preload_modules(preload: Sequence[str] | str) -> tuple[str, ...]:
+    """The runtime's `preload` argument as a tuple of module names (one name
+    alone may be given as a string); TypeError or ValueError naming a bad one."""
+    names = (preload,) if isinstance(preload, str) else preload
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"preload must be a list of module names, got {preload!r}") from None
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"preload must be a list of module names, got {name!r} in it")
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"preload: {name!r} is not a module name (e.g. 'my_agents' or 'pkg.agents')")
+    return names
 
 
 class AgentProcess:
@@ -81,11 +110,11 @@ class AgentProcess:
 class Zygote:
     """The runtime's side of its zygote: fork requests and exit reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: Sequence[str] = ()) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", BOOT_CODE, str(theirs.fileno()), json.dumps(sys.path)],
+            [sys.executable, "-c", BOOT_CODE, str(theirs.fileno()), json.dumps(sys.path), json.dumps(list(preload))],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
         )
@@ -94,6 +123,7 @@ class Zygote:
         self._cond = threading.Condition()
         self._pids: list[int] = []
         self._exits: dict[int, int] = {}
+        self._ready: tuple[Any, ...] | None = None  # ("ready",) or ("preload_failed", module, reason)
         self._gone = False
         threading.Thread(target=self._read, name="zygote-reader", daemon=True).start()
 
@@ -108,12 +138,25 @@ class Zygote:
                     self._gone = True
                     self._cond.notify_all()
                     return
-                kind, pid, *rest = pickle.loads(data)
-                if kind == "pid":
-                    self._pids.append(pid)
+                kind, *rest = pickle.loads(data)
+                if kind in ("ready", "preload_failed"):
+                    self._ready = (kind, *rest)
+                elif kind == "pid":
+                    self._pids.append(rest[0])
                 else:
-                    self._exits[pid] = rest[0]
+                    self._exits[rest[0]] = rest[1]
                 self._cond.notify_all()
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until the zygote has imported its modules; PreloadError naming
+        the one that failed, LauncherGoneError if it died or took too long."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ready or self._gone, timeout):
+                raise LauncherGoneError(f"the agent launcher (zygote) was not ready within {timeout} s")
+            if self._ready is None:
+                raise LauncherGoneError("the agent launcher (zygote) exited while starting")
+            if self._ready[0] == "preload_failed":
+                raise PreloadError(*self._ready[1:])
 
     def fork(self, control_fd: int) -> int:
         """Have the zygote fork an agent holding `control_fd`; return its pid."""

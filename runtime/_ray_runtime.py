@@ -18,6 +18,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from pykka.messages import ProxyCall
 from actors import Agent, AgentContext, AgentStartError, EventType
 from actors._base import HandlerActor
 from actors._services import service_clients
+from runtime._launcher import preload_modules
 from runtime._monitor import info_row
 from runtime._ray_host import EXITS, host_class
 from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
@@ -68,7 +70,11 @@ class RayRuntime(Runtime):
         state_synchronous: str = "NORMAL",
         address: str | None = None,
         num_cpus: int | None = None,
+        preload: Sequence[str] | str = (),
     ) -> None:
+        # Ray's workers import what they run themselves; `preload` is only
+        # checked, so one spec serves both backends.
+        preload_modules(preload)
         ray = ray_module()
         self._ray = ray
         self._owns_ray = not ray.is_initialized()

@@ -15,6 +15,7 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pykka
@@ -26,7 +27,7 @@ from actors import (
 )
 from actors._services import service_clients, start_services
 from runtime._host import BootSpec
-from runtime._launcher import Started, Zygote, reap, start_agent_process
+from runtime._launcher import Started, Zygote, preload_modules, reap, start_agent_process
 from runtime._monitor import info_row
 from runtime._node import Node
 from runtime._runtime_base import RuntimeBase
@@ -63,6 +64,11 @@ class Runtime(RuntimeBase):
 
     Use it as a context manager, or call `shutdown()`: either way every
     agent's `on_stop` runs and no agent process is left behind.
+
+    `preload` names modules (your agents' modules, and what they import) to
+    import once in the zygote that forks every agent: each agent then shares
+    their memory instead of holding a copy, and starts without importing
+    them. A module that fails to import raises `PreloadError` here.
     """
 
     def __new__(cls, *args: Any, backend: str = "local", **kwargs: Any) -> Runtime:
@@ -80,24 +86,30 @@ class Runtime(RuntimeBase):
         backend: str = "local",
         start_timeout: float = 60.0,
         state_synchronous: str = "NORMAL",
+        preload: Sequence[str] | str = (),
     ) -> None:
         if backend != "local":
             msg = f"unknown backend {backend!r}; use 'local' or 'ray'"
             raise ValueError(msg)
+        preload = preload_modules(preload)
         _raise_open_files_limit()
         self._init_bookkeeping(start_timeout)
         self._authkey = os.urandom(32)
         self._rundir = tempfile.mkdtemp(prefix="actors-")  # mode 0700
         self._node = Node(self.id, self._authkey, self._rundir)
         self._services: list[pykka.ActorRef[Any]] = []
+        # Started first: it imports its modules while the services start.
+        self._zygote = Zygote(preload)
         try:
             refs = start_services(self._start_service, retire=self._retire_service, dumps=dumps,
                                   max_history=max_history, state_path=state_path, synchronous=state_synchronous)
-        except BaseException:  # e.g. a bad state_path: leave nothing behind
+            if preload:
+                self._zygote.wait_ready(start_timeout)
+        except BaseException:  # e.g. a bad state_path or preload: leave nothing behind
             self._stop_services(5.0)
+            self._zygote.close()
             shutil.rmtree(self._rundir, ignore_errors=True)
             raise
-        self._zygote = Zygote()
         self._peer = functools.partial(peer_ref, self.id)
         self.state, self.store, self.events, self.sync, self.comm = service_clients(refs, self._peer)
         self._tasks = TaskRouter(self)

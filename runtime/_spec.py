@@ -21,7 +21,7 @@ __all__ = ["AgentSpec", "LaunchSpec", "SpecError", "load_spec"]
 # Every keyword of Runtime(...), the Ray backend's included.
 _RUNTIME_KEYS = {
     "state_path": str, "max_history": int, "backend": str, "start_timeout": (int, float),
-    "state_synchronous": str, "address": str, "num_cpus": int,
+    "state_synchronous": str, "address": str, "num_cpus": int, "preload": (list, str),
 }
 _AGENT_KEYS = {
     "name": str, "class": str, "capabilities": list, "replicas": int, "restart": str,

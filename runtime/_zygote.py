@@ -2,7 +2,9 @@
 
 It is started once per runtime (`python -c`, not a fork of the runtime, so
 it holds none of the runtime's threads, sockets or `__main__`), imports
-pykka, cloudpickle, psutil and the agent host once, then waits. Each
+pykka, cloudpickle, psutil, the agent host and the runtime's `preload`
+modules once, reports ("ready",) or ("preload_failed", module, reason), then
+waits. Pages imported here are shared by every agent (copy-on-write). Each
 request carries one file descriptor, the agent's control pipe; the zygote
 forks, and the child reads its boot spec from that pipe and becomes the
 agent. The zygote reaps its children and reports each exit status.
@@ -20,13 +22,14 @@ import select
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 
 __all__ = ["BOOT_CODE", "main"]
 
 # What `python -c` runs: set the runtime's sys.path, then serve.
 BOOT_CODE = (
     "import json, sys; sys.path[:0] = json.loads(sys.argv[2]); "
-    "from runtime._zygote import main; main(int(sys.argv[1]))"
+    "from runtime._zygote import main; main(int(sys.argv[1]), json.loads(sys.argv[3]))"
 )
 
 _MAX_REQUEST = 1 << 16
@@ -76,20 +79,35 @@ def _become_agent(sock: socket.socket, wake_r: int, wake_w: int, control_fd: int
         os._exit(code)
 
 
-def main(fd: int) -> None:
-    """Serve fork requests on the SOCK_SEQPACKET socket `fd` until EOF."""
+def _preload(sock: socket.socket, modules: list[str]) -> None:
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except BaseException as exc:  # noqa: BLE001 - any failure is the user's to see
+            _send(sock, ("preload_failed", module, f"{type(exc).__name__}: {exc}"))
+            sys.exit(1)
+    _send(sock, ("ready",))
+
+
+def main(fd: int, preload: Sequence[str] = ()) -> None:
+    """Serve fork requests on the SOCK_SEQPACKET socket `fd` until EOF,
+    after importing the modules named in `preload`."""
     import cloudpickle  # noqa: F401 - preloaded so each agent starts warm
     import psutil  # noqa: F401
     import pykka  # noqa: F401
 
     import runtime._host  # noqa: F401
 
+    sock = socket.socket(fileno=fd)
+    _preload(sock, list(preload))
+
     # Everything imported so far lives as long as the process: keep it out
     # of the collector's sight, or the first full collection in each agent
     # writes to every object's header and copies the pages it shares.
     gc.collect()
     gc.freeze()
-    sock = socket.socket(fileno=fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)

@@ -57,6 +57,7 @@ def test_version_and_help():
         ('[[tasks]]\npayload = 1', "missing field 'type'"),
         ('[runtime]\nbackend = "mars"', "unknown backend 'mars'"),
         ('[runtime]\naddress = "10.0.0.1:6379"', "unexpected keyword argument 'address'"),
+        ('[runtime]\npreload = ["nowhere_module"]', "preloading 'nowhere_module' for the agents failed"),
     ],
 )
 def test_a_bad_spec_gets_one_clear_line_and_exit_code_2(tmp_path, spec, expected):
@@ -82,6 +83,9 @@ def test_a_failing_task_makes_the_exit_code_non_zero(tmp_path):
                 return task["payload"]
     """))
     (tmp_path / "spec.toml").write_text(textwrap.dedent("""
+        [runtime]
+        preload = ["team"]
+
         [[agents]]
         name = "p"
         class = "team:Picky"
