@@ -30,6 +30,7 @@ __all__ = [
     "ActorBase",
     "Deliver",
     "HandlerActor",
+    "Inbox",
     "Introspect",
     "register_handler",
     "set_idle_hook",
@@ -106,11 +107,12 @@ def set_idle_hook(hook: Callable[[], None] | None) -> None:
     _idle_hook = hook
 
 
-class _Inbox:
+class Inbox:
     """A FIFO mailbox that remembers the envelope being handled.
 
     Invariant: `current` is the envelope most recently taken by the actor's
-    own loop, so a handler can reach its own reply future.
+    own loop, so a handler can reach its own reply future. A host may
+    subclass it (`_create_actor_inbox`) to change how the actor waits.
     """
 
     __slots__ = ("_queue", "current")
@@ -123,11 +125,17 @@ class _Inbox:
         self._queue.put(envelope)
 
     def get(self) -> Envelope[Any]:
-        if _idle_hook is not None and self._queue.empty():
-            _idle_hook()
+        if self._queue.empty():
+            self._idle()
         envelope = self._queue.get()
         self.current = envelope
         return envelope
+
+    @staticmethod
+    def _idle() -> None:
+        # The mailbox is empty: the actor is about to sleep.
+        if _idle_hook is not None:
+            _idle_hook()
 
     def empty(self) -> bool:
         return self._queue.empty()
@@ -151,8 +159,8 @@ class ActorBase(pykka.ThreadingActor):
     stop_on_failure: bool = False
 
     @staticmethod
-    def _create_actor_inbox() -> _Inbox:
-        return _Inbox()
+    def _create_actor_inbox() -> Inbox:
+        return Inbox()
 
     def _handle_failure(self, *exc_info: Any) -> None:
         if self.stop_on_failure:

@@ -2,9 +2,11 @@
 
 `agent_main` runs in a fresh process forked by the runtime's zygote. It builds the
 process's node, then starts the agent class through pykka's own hooks:
-`_start_actor_loop` runs the loop in this (main) thread, so the process
-lives exactly as long as the actor, and `_actor_loop_setup` reports the
-outcome of `on_start` to the runtime before the first message is handled.
+`_create_actor_inbox` gives it a mailbox that reads the process's sockets
+itself when empty (`_reactor`), `_start_actor_loop` runs the loop in this
+(main) thread, so the process lives exactly as long as the actor, and
+`_actor_loop_setup` reports the outcome of `on_start` to the runtime
+before the first message is handled.
 
 A watchdog thread holds the control pipe from the runtime: when it reads
 EOF the runtime's process is gone, and the agent process exits by itself.
@@ -23,6 +25,7 @@ import pykka
 from actors import AgentContext
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from runtime._node import Node
+from runtime._reactor import ReactorInbox
 from runtime._ref import AgentRef
 from runtime._serialization import dumps, exception_payload, loads
 
@@ -57,6 +60,12 @@ class ProcessHost(pykka.Actor):
     _node: Node
     _control: Connection
     _failed = False
+
+    def _create_actor_inbox(self) -> ReactorInbox:  # type: ignore[override]
+        # Runs in __init__ (main thread). The actor's thread reads the
+        # process's sockets while its mailbox is empty: a message from
+        # another process needs no hand-over between threads.
+        return ReactorInbox(self._node.reactor)
 
     def _start_actor_loop(self) -> None:
         self._actor_loop()  # blocks: this thread is the actor's thread
@@ -101,7 +110,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
     """
     spec: BootSpec = loads(boot)
     set_current_agent_id(spec.name)
-    node = Node(spec.runtime_id, spec.authkey, spec.rundir, spec.registry_address)
+    node = Node(spec.runtime_id, spec.authkey, spec.rundir, spec.registry_address, reactor=True)
     own_ref = AgentRef(spec.name, node.address, spec.runtime_id)
     set_delivery_ref_factory(lambda: own_ref)
     threading.Thread(target=_watch_runtime, args=(control,), name="runtime-watch", daemon=True).start()

@@ -29,6 +29,7 @@ from actors import ActorDeadError
 from actors._base import set_idle_hook
 from runtime._batching import flush_all, flush_thread
 from runtime._channel import Channel, PeerGone
+from runtime._reactor import Reactor
 from runtime._reply import Outbox, RemoteReply
 from runtime._serialization import loads
 from runtime._wire import (
@@ -60,6 +61,7 @@ class Node:
         authkey: bytes,
         rundir: str,
         registry_address: str | None = None,
+        reactor: bool = False,
     ) -> None:
         self.runtime_id = runtime_id
         self.authkey = authkey
@@ -72,6 +74,9 @@ class Node:
         self._tls = threading.local()
         self._conns: set[Connection] = set()
         self._closed = False
+        # In an agent's process the agent's own thread reads the connections
+        # (see `_reactor`); elsewhere each connection has a reader thread.
+        self.reactor = Reactor(self._dispatch, self._conns.discard) if reactor else None
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
@@ -122,6 +127,9 @@ class Node:
             return
         set_read_timeout(conn.fileno(), None)  # the conversation itself may idle
         self._conns.add(conn)
+        if self.reactor is not None:
+            self.reactor.add(conn)
+            return
         outbox = Outbox(conn.fileno())
         reader = FrameReader(conn.fileno())
         try:

@@ -8,12 +8,15 @@ it), and only then sleeps in `read()`. A spin that finds nothing makes the
 connection pass up its next 1, then 2, 4 and at most 8 chances to spin,
 so asks that take long waste almost nothing.
 
-Only askers spin. A receiving node's reader thread spinning for the next
-request was measured too: it took the CPU from whoever was about to ask
-and made asks slower, not faster.
+An agent whose mailbox runs empty polls its sockets the same way, for up
+to `IDLE_SPIN`, before it sleeps (see `_reactor`): the next request then
+finds a CPU awake, and its sender doesn't pay for waking one. Only a
+thread that reads and handles messages itself may do this; a reader
+thread spinning beside the actor's thread takes the GIL from it.
 
-``ACTORS_SPIN_US`` sets the budget in microseconds (default 200; 0 turns
-spinning off). Agent processes inherit it from the runtime's environment.
+``ACTORS_SPIN_US`` sets the askers' budget in microseconds (default 200),
+``ACTORS_IDLE_SPIN_US`` the idle agents' (default 50); 0 turns either off.
+Agent processes inherit both from the runtime's environment.
 """
 
 from __future__ import annotations
@@ -24,32 +27,32 @@ import time
 
 from runtime._wire import FrameReader, socket_view
 
-__all__ = ["SPIN", "Spinner"]
+__all__ = ["IDLE_SPIN", "SPIN", "Backoff", "Spinner"]
 
 
-def _budget() -> float:
-    raw = os.environ.get("ACTORS_SPIN_US", "200")
+def _budget(variable: str, default: str) -> float:
+    raw = os.environ.get(variable, default)
     try:
         value = float(raw)
     except ValueError:
-        msg = f"ACTORS_SPIN_US must be a number of microseconds, got {raw!r}"
+        msg = f"{variable} must be a number of microseconds, got {raw!r}"
         raise ValueError(msg) from None
     if value < 0:
-        msg = f"ACTORS_SPIN_US must not be negative, got {raw!r}"
+        msg = f"{variable} must not be negative, got {raw!r}"
         raise ValueError(msg)
     return value * 1e-6
 
 
-SPIN = _budget()
+SPIN = _budget("ACTORS_SPIN_US", "200")
+IDLE_SPIN = _budget("ACTORS_IDLE_SPIN_US", "50")
 _MAX_SKIP = 8
 _POLL_BYTES = 4096
 
 
-class Spinner:
-    """The spinning state of one connection (used by one reading thread at a time).
+class Backoff:
+    """When to spin: after a fruitless spin, pass up the next 1, 2, 4, at most 8 chances.
 
-    Invariant: after a fruitless spin, the next `_skip` chances are passed
-    up; a spin that finds a frame resets `_skip` to 0.
+    Invariant: a spin that finds something resets the skip count to 0.
     """
 
     __slots__ = ("_skip", "_skipped")
@@ -58,6 +61,27 @@ class Spinner:
         self._skip = 0  # spins to leave out after the last fruitless one
         self._skipped = 0
 
+    def turn(self) -> bool:
+        """Whether to spin at this chance."""
+        if self._skipped < self._skip:
+            self._skipped += 1
+            return False
+        return True
+
+    def outcome(self, found: bool) -> None:
+        """Record whether the spin found something."""
+        if found:
+            self._skip = 0
+        else:
+            self._skip = min(self._skip * 2 or 1, _MAX_SKIP)
+            self._skipped = 0
+
+
+class Spinner(Backoff):
+    """The spinning state of one connection (used by one reading thread at a time)."""
+
+    __slots__ = ()
+
     def read(self, fd: int, reader: FrameReader) -> None:
         """Poll `fd` for up to SPIN seconds; feed the first bytes that come to `reader`.
 
@@ -65,10 +89,7 @@ class Spinner:
         so the caller's blocking read takes it from there, as it does after
         a timeout, EOF or error here (it then finds out which).
         """
-        if not SPIN:
-            return
-        if self._skipped < self._skip:
-            self._skipped += 1
+        if not SPIN or not self.turn():
             return
         view = socket_view(fd)
         try:
@@ -84,14 +105,13 @@ class Spinner:
                         # ran): let it run.
                         os.sched_yield()
                         continue
-                    self._skip = min(self._skip * 2 or 1, _MAX_SKIP)
-                    self._skipped = 0
+                    self.outcome(found=False)
                     return
                 except OSError:
                     return
                 if chunk:
                     reader.feed(chunk)
-                    self._skip = 0
+                    self.outcome(found=True)
                 return
         finally:
             view.detach()

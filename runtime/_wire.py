@@ -116,14 +116,49 @@ def decode_header(frame: memoryview) -> tuple[int, int, str, memoryview]:
 
 
 class FrameReader:
-    """Reads frames from a blocking descriptor, many per system call."""
+    """Reads frames from a blocking descriptor, many per system call.
 
-    __slots__ = ("_buf", "_fd", "_pos")
+    Either `read()` blocks for the next frame, or, when a poller says the
+    descriptor is readable, `pump()` reads once and `buffered()`/`read()`
+    then take the frames that are complete, without ever blocking.
+    """
+
+    __slots__ = ("_buf", "_fd", "_filled", "_large", "_pos")
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._buf = b""
         self._pos = 0
+        self._large: bytearray | None = None  # pump(): a large frame being filled
+        self._filled = 0
+
+    def pump(self) -> None:
+        """Read once what the descriptor holds (call it when it is readable).
+
+        EOFError at the end. A large frame is gathered in a buffer of its own
+        size, so pumping it in pieces copies each byte once.
+        """
+        if self._large is not None:
+            got = os.readv(self._fd, [memoryview(self._large)[self._filled:]])
+            if not got:
+                raise EOFError("connection closed")
+            self._filled += got
+            if self._filled == len(self._large):
+                self._buf, self._pos, self._large = self._large, 0, None
+            return
+        chunk = os.read(self._fd, 1 << 16)
+        if not chunk:
+            raise EOFError("connection closed")
+        rest = self._buf[self._pos:]
+        data = rest + chunk if rest else chunk
+        self._buf, self._pos = data, 0
+        if len(data) >= _LENGTH.size:
+            size = _LENGTH.size + _LENGTH.unpack_from(data)[0]
+            if size > _JOIN_LIMIT and len(data) < size:
+                self._large = bytearray(size)
+                self._large[: len(data)] = data
+                self._filled = len(data)
+                self._buf = b""
 
     def buffered(self) -> bool:
         """Whether a whole frame is already here (no need to wait)."""

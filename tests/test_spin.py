@@ -28,27 +28,33 @@ print("ok")
 """
 
 
-def run_with_spin(value: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ACTORS_SPIN_US": value, "PYTHONPATH": str(ROOT)}
+def run_with_spin(value: str, variable: str = "ACTORS_SPIN_US") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, variable: value, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-c", PROGRAM], env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 
+SETTINGS = ["ACTORS_SPIN_US", "ACTORS_IDLE_SPIN_US"]
+
+
+@pytest.mark.parametrize("variable", SETTINGS)
 @pytest.mark.parametrize("spin", ["0", "200", "2000"], ids=["off", "default", "long"])
-def test_asks_are_answered_whatever_the_spin(spin):
-    result = run_with_spin(spin)
+def test_asks_are_answered_whatever_the_spin(variable, spin):
+    result = run_with_spin(spin, variable)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
 
-def test_a_spin_setting_that_is_not_a_number_is_named_in_the_error():
-    result = run_with_spin("fast")
+@pytest.mark.parametrize("variable", SETTINGS)
+def test_a_spin_setting_that_is_not_a_number_is_named_in_the_error(variable):
+    result = run_with_spin("fast", variable)
     assert result.returncode != 0
-    assert "ACTORS_SPIN_US must be a number of microseconds, got 'fast'" in result.stderr
+    assert f"{variable} must be a number of microseconds, got 'fast'" in result.stderr
 
 
-def test_a_negative_spin_setting_is_refused():
-    result = run_with_spin("-5")
+@pytest.mark.parametrize("variable", SETTINGS)
+def test_a_negative_spin_setting_is_refused(variable):
+    result = run_with_spin("-5", variable)
     assert result.returncode != 0
-    assert "ACTORS_SPIN_US must not be negative" in result.stderr
+    assert f"{variable} must not be negative" in result.stderr

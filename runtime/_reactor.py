@@ -1,0 +1,242 @@
+"""An agent's own thread reads its inbound connections while its mailbox is empty.
+
+With a reader thread per connection, each message wakes the reader, which
+hands it to the actor's thread. Here the actor's thread, once its mailbox
+runs empty, polls the sockets itself: first without sleeping for up to
+`IDLE_SPIN` (so the next request finds this CPU awake, and its sender
+doesn't pay for waking it), then asleep in `epoll_wait`. A spinning reader
+thread beside the actor's thread would take the GIL from it; the actor's
+own thread spinning takes nothing from anyone.
+
+While the actor is busy, nobody reads, so a long handler would leave
+`STATS` requests unanswered and let socket buffers fill until senders
+block. A standby thread prevents that: once the actor has been on one
+message for `TAKEOVER` seconds, it takes over the sockets and fills the
+mailbox, as the reader threads did, until the actor comes back for more
+and asks for them again. The standby looks every `TAKEOVER` only while
+messages flow; once the actor has sat idle for a whole period it sleeps
+until the actor's next message.
+
+Invariant: only the holder of `_token` polls or reads the sockets (the
+actor's thread inside `get()`, or the standby while it has taken over).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
+
+from actors._base import Inbox
+from runtime._reply import Outbox
+from runtime._spin import IDLE_SPIN, Backoff
+from runtime._wire import FrameReader
+
+__all__ = ["TAKEOVER", "Reactor", "ReactorInbox"]
+
+logger = logging.getLogger("runtime")
+
+TAKEOVER = 0.005  # seconds on one message before the standby reads for the actor
+
+_READABLE = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
+
+
+class _Inbound(NamedTuple):
+    conn: Connection
+    reader: FrameReader
+    outbox: Outbox
+
+
+class Reactor:
+    """The inbound connections of an agent's process, read by whoever holds the token.
+
+    `dispatch(outbox, frame)` delivers one frame (into a mailbox, or answers
+    it); `forget(conn)` is told when a connection has ended.
+    """
+
+    def __init__(self, dispatch: Callable[[Outbox, memoryview], None], forget: Callable[[Connection], None]) -> None:
+        self._dispatch = dispatch
+        self._forget = forget
+        self._epoll = select.epoll()
+        self._inbound: dict[int, _Inbound] = {}
+        self._added: deque[_Inbound] = deque()  # from handshake threads; registered by the token holder
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # a put, or a new connection
+        self._reclaim = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # the actor wants the sockets back
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self._epoll.register(self._reclaim, select.EPOLLIN)
+        self._token = threading.Lock()
+        self._backoff = Backoff()
+        self.waiting = False  # the actor sleeps in epoll_wait: a put from elsewhere must wake it
+        self.busy_since: float | None = time.perf_counter()  # None while the actor is in get()
+        self.handled = 0  # messages the actor has taken
+        self._standby_asleep = False
+        self._kick = threading.Event()
+        threading.Thread(target=self._standby, name="reactor-standby", daemon=True).start()
+
+    def add(self, conn: Connection) -> None:
+        """Serve a connection that passed the handshake (from any thread)."""
+        fd = conn.fileno()
+        self._added.append(_Inbound(conn, FrameReader(fd), Outbox(fd)))
+        os.eventfd_write(self._wake, 1)
+
+    def wake(self) -> None:
+        """End the actor's sleep: something was put in its mailbox."""
+        os.eventfd_write(self._wake, 1)
+
+    # -- the actor's side -------------------------------------------------
+
+    def serve(self, has_work: Callable[[], bool]) -> None:
+        """In the actor's thread, its mailbox empty: read until there is work."""
+        if not self._token.acquire(blocking=False):
+            os.eventfd_write(self._reclaim, 1)  # the standby has the sockets: ask for them
+            self._token.acquire()
+        try:
+            if self._spin(has_work):
+                return
+            self.waiting = True
+            # Checked after `waiting` is set, as `put` checks `waiting` after
+            # appending: a put from another thread is seen by one or the other.
+            if not has_work():
+                self._poll_once(-1)
+        finally:
+            self.waiting = False
+            self._token.release()
+
+    def _spin(self, has_work: Callable[[], bool]) -> bool:
+        if not IDLE_SPIN or not self._backoff.turn():
+            return False
+        end = time.perf_counter() + IDLE_SPIN
+        while True:
+            self._poll_once(0)
+            if has_work():
+                self._backoff.outcome(found=True)
+                return True
+            if time.perf_counter() >= end:
+                self._backoff.outcome(found=False)
+                return False
+            os.sched_yield()  # the sender may share this CPU
+
+    def started(self) -> None:
+        """The actor took a message: it is busy from now on."""
+        self.busy_since = time.perf_counter()
+        self.handled += 1
+        if self._standby_asleep:
+            self._kick.set()
+
+    # -- reading ------------------------------------------------------------
+
+    def _poll_once(self, timeout: float) -> bool:
+        """Wait up to `timeout` s (-1: for ever) and deliver every whole frame; True if reclaimed."""
+        while self._added:
+            inbound = self._added.popleft()
+            fd = inbound.conn.fileno()
+            self._inbound[fd] = inbound
+            self._epoll.register(fd, _READABLE)
+        events = self._epoll.poll(timeout)
+        self.waiting = False  # awake: puts need not wake us now
+        reclaimed = False
+        for fd, _mask in events:
+            if fd == self._wake or fd == self._reclaim:
+                try:
+                    os.eventfd_read(fd)
+                except BlockingIOError:
+                    pass
+                reclaimed = reclaimed or fd == self._reclaim
+                continue
+            inbound = self._inbound.get(fd)
+            if inbound is not None:
+                self._read(inbound)
+        return reclaimed
+
+    def _read(self, inbound: _Inbound) -> None:
+        reader = inbound.reader
+        try:
+            reader.pump()
+        except (EOFError, OSError):
+            self._drop(inbound)
+            return
+        try:
+            while reader.buffered():
+                self._dispatch(inbound.outbox, reader.read())
+        except Exception:  # a malformed frame: drop this peer, not the agent
+            logger.exception("dropping a connection that sent a malformed frame")
+            self._drop(inbound)
+
+    def _drop(self, inbound: _Inbound) -> None:
+        fd = inbound.conn.fileno()
+        self._epoll.unregister(fd)  # before the close: the number may be reused at once
+        del self._inbound[fd]
+        self._forget(inbound.conn)
+        inbound.outbox.close()  # replies still to come are dropped, never written to a reused fd
+        inbound.conn.close()
+
+    # -- the standby's side -----------------------------------------------
+
+    def _standby(self) -> None:
+        last = self.handled
+        while True:
+            time.sleep(TAKEOVER)
+            busy = self.busy_since
+            if busy is None and self.handled == last:
+                self._sleep_until_kicked()
+            elif busy is not None and time.perf_counter() - busy >= TAKEOVER:
+                self._take_over()
+            last = self.handled
+
+    def _sleep_until_kicked(self) -> None:
+        # The actor sat idle a whole period: nothing to watch until it works.
+        self._standby_asleep = True
+        if self.busy_since is None:  # read after the flag is set, as `started` reads them the other way
+            self._kick.wait()
+        self._kick.clear()
+        self._standby_asleep = False
+
+    def _take_over(self) -> None:
+        if not self._token.acquire(blocking=False):
+            return  # the actor is back in its mailbox, reading for itself
+        try:
+            while not self._poll_once(-1):
+                pass  # read for the actor until it asks for the sockets back
+        finally:
+            self._token.release()
+
+
+class ReactorInbox(Inbox):
+    """A mailbox whose `get()`, when empty, reads the process's sockets (see `Reactor`)."""
+
+    __slots__ = ("_reactor",)
+
+    def __init__(self, reactor: Reactor) -> None:
+        super().__init__()
+        self._queue: deque[Any] = deque()  # type: ignore[assignment]
+        self._reactor = reactor
+
+    def put(self, envelope: Any, /) -> None:
+        self._queue.append(envelope)
+        if self._reactor.waiting:
+            self._reactor.wake()
+
+    def get(self) -> Any:
+        queue = self._queue
+        reactor = self._reactor
+        reactor.busy_since = None
+        if not queue:
+            self._idle()
+            while not queue:
+                reactor.serve(queue.__len__)
+        envelope = queue.popleft()
+        reactor.started()
+        self.current = envelope
+        return envelope
+
+    def empty(self) -> bool:
+        return not self._queue
+
+    def qsize(self) -> int:
+        return len(self._queue)
