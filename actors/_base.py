@@ -158,6 +158,12 @@ class ActorBase(pykka.ThreadingActor):
     #: (stores, buses, locks, handler actors) log the error and keep serving.
     stop_on_failure: bool = False
 
+    #: Whether a host may run a message on the thread that read it off a
+    #: socket, when this actor is idle (one thread hand-over less; see
+    #: runtime `_inline`). Only for actors whose handlers are short and
+    #: send nothing to other processes but replies.
+    runs_inline: bool = False
+
     @staticmethod
     def _create_actor_inbox() -> Inbox:
         return Inbox()

@@ -9,13 +9,13 @@ up at the same moment.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
 from pykka.messages import ProxyCall
 
 from actors._base import ActorBase
+from actors._timers import TimerHandle, call_later
 
 __all__ = ["Parked", "ParkingActor", "Waiter", "answer", "fail"]
 
@@ -23,14 +23,14 @@ __all__ = ["Parked", "ParkingActor", "Waiter", "answer", "fail"]
 class Waiter(NamedTuple):
     holder: str
     reply: Any
-    timer: threading.Timer | None
+    timer: TimerHandle | None
 
 
 class Parked:
     """FIFO of parked requests, each with its deferred reply and timer.
 
-    Timers run in their own threads; they only tell the actor to cancel the
-    request, so every decision is taken in the actor's thread.
+    Timers run in the process's timer thread; they only tell the actor to
+    cancel the request, so every decision is taken in the actor's thread.
     """
 
     def __init__(self, actor: ActorBase) -> None:
@@ -41,9 +41,7 @@ class Parked:
         reply = self._actor._defer_reply()
         timer = None
         if timeout is not None:
-            timer = threading.Timer(timeout, self._expire, (request_id,))
-            timer.daemon = True
-            timer.start()
+            timer = call_later(timeout, self._expire, request_id)
         self._queue[request_id] = Waiter(holder, reply, timer)
 
     def _expire(self, request_id: str) -> None:

@@ -71,6 +71,8 @@ class TopicActor(ActorBase):
 class PubSubManager(ActorBase):
     """Makes each topic's actor on first use; `spawn(cls, name, *args)` starts one."""
 
+    runs_inline = True
+
     def __init__(self, spawn: Callable[..., Any]) -> None:
         super().__init__()
         self._spawn = spawn

@@ -23,6 +23,7 @@ from actors._agent import Agent
 from actors._context import current_agent_id
 from actors._errors import ActorDeadError, AskTimeout
 from actors._state import check_key, checksum
+from actors._timers import call_later
 from actors._types import StateVersion
 
 __all__ = ["HybridClock", "ReplicatedState", "Replica", "last_write_wins"]
@@ -79,11 +80,7 @@ class Replica(Agent):
     def on_start(self) -> None:
         self.catch_up()
         if self._peers:
-            timer = threading.Timer(
-                self.catch_up_again_after, self.actor_ref.tell, (ProxyCall(("catch_up",), (), {}),)
-            )
-            timer.daemon = True
-            timer.start()
+            call_later(self.catch_up_again_after, self.actor_ref.tell, ProxyCall(("catch_up",), (), {}))
 
     def catch_up(self) -> None:
         """Merge every peer's data into ours (newest version of each key wins)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from actors._errors import (
     UnknownNamespaceError,
 )
 from actors._types import Event, EventType, StateVersion
+from actors._timers import TimerHandle, call_later
 
 __all__ = ["FlatStateClient", "StateClient", "StateStore"]
 
@@ -57,6 +57,8 @@ class StateStore(ActorBase):
     and writes that queue up while one commits share the next commit.
     """
 
+    runs_inline = True
+
     def __init__(
         self,
         *,
@@ -81,7 +83,7 @@ class StateStore(ActorBase):
         self._pending_ns: list[tuple[str | None, frozenset[str] | None]] = []
         self._waiting: list[tuple[Any, Any]] = []
         self._announce: list[dict[str, Any]] = []
-        self._announce_timer: threading.Timer | None = None
+        self._announce_timer: TimerHandle | None = None
         if self._backend is not None:
             self._load()
 
@@ -275,11 +277,9 @@ class StateStore(ActorBase):
             if self._backend is None and self._announce_timer is None:
                 # Gather a moment's worth of changes into one message, so the
                 # bus's thread wakes per batch, not on every write's path.
-                self._announce_timer = threading.Timer(
-                    0.002, self.actor_ref.tell, (ProxyCall(("flush_changes",), (), {}),)
+                self._announce_timer = call_later(
+                    0.002, self.actor_ref.tell, ProxyCall(("flush_changes",), (), {})
                 )
-                self._announce_timer.daemon = True
-                self._announce_timer.start()
 
     def flush_changes(self) -> None:
         """Announce the changes gathered so far (STATE_CHANGED, in order)."""

@@ -29,6 +29,8 @@ END = "__actors_end_of_stream__"  # what `take` answers once closed and drained
 class StreamActor(ParkingActor):
     """One stream's buffer, its parked writers and its parked readers."""
 
+    runs_inline = True
+
     expired = None  # what a reader whose timeout ran out gets
 
     def __init__(self, stream_id: str, maxsize: int) -> None:
@@ -99,6 +101,8 @@ class StreamActor(ParkingActor):
 
 class StreamManager(ActorBase):
     """Creates streams (`spawn(cls, name, *args)` starts one) and finds them."""
+
+    runs_inline = True
 
     def __init__(self, spawn: Callable[..., Any]) -> None:
         super().__init__()

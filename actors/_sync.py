@@ -154,6 +154,8 @@ class SyncManager(ActorBase):
     its fencing tokens continuing where they stopped.
     """
 
+    runs_inline = True
+
     max_locks = 256
 
     def __init__(self, spawn: Callable[..., Any], retire: Callable[[str], None] | None = None) -> None:

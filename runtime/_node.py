@@ -32,6 +32,7 @@ from runtime._channel import Channel, PeerGone
 from runtime._reactor import Reactor
 from runtime._reply import Outbox, RemoteReply
 from runtime._serialization import loads
+from runtime._spin import IDLE_SPIN, Spinner
 from runtime._wire import (
     INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
 )
@@ -132,9 +133,12 @@ class Node:
             return
         outbox = Outbox(conn.fileno())
         reader = FrameReader(conn.fileno())
+        spinner = Spinner(IDLE_SPIN)
         try:
             while True:
                 try:
+                    if not reader.buffered():
+                        spinner.read(conn.fileno(), reader)
                     frame = reader.read()
                 except (EOFError, OSError):
                     return
@@ -168,7 +172,9 @@ class Node:
                     raise ActorDeadError(f"no actor named {name!r} is running here")
                 logger.info("dropped a tell to %r: not running here", name)
                 return
-            ref.actor_inbox.put(Envelope(message, reply_to=reply))
+            inbox = ref.actor_inbox
+            # A service that runs inline handles it here and now if idle.
+            getattr(inbox, "deliver", inbox.put)(Envelope(message, reply_to=reply))
         except Exception:
             if reply is not None:
                 reply.set_exception()

@@ -27,6 +27,7 @@ from actors import (
 )
 from actors._services import service_clients, start_services
 from runtime._host import BootSpec
+from runtime._inline import inline_hosted
 from runtime._launcher import Started, Zygote, preload_modules, reap, start_agent_process
 from runtime._monitor import info_row
 from runtime._node import Node
@@ -121,7 +122,7 @@ class Runtime(RuntimeBase):
 
     def _start_service(self, cls: type[pykka.Actor], name: str, *args: Any, **kwargs: Any) -> AgentRef:
         """Start a service actor in this process, reachable from every agent."""
-        ref = cls.start(*args, **kwargs)
+        ref = inline_hosted(cls).start(*args, **kwargs)
         self._services.append(ref)
         self._node.host(name, ref)
         return AgentRef(name, self._node.address, self.id)

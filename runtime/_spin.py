@@ -78,22 +78,29 @@ class Backoff:
 
 
 class Spinner(Backoff):
-    """The spinning state of one connection (used by one reading thread at a time)."""
+    """The spinning state of one connection (used by one reading thread at a time).
 
-    __slots__ = ()
+    `budget` is how long one spin may last: `SPIN` for an asker's reply.
+    """
+
+    __slots__ = ("_budget",)
+
+    def __init__(self, budget: float = SPIN) -> None:
+        super().__init__()
+        self._budget = budget
 
     def read(self, fd: int, reader: FrameReader) -> None:
-        """Poll `fd` for up to SPIN seconds; feed the first bytes that come to `reader`.
+        """Poll `fd` for up to the budget; feed the first bytes that come to `reader`.
 
         The rest of a frame that started arriving follows at memory speed,
         so the caller's blocking read takes it from there, as it does after
         a timeout, EOF or error here (it then finds out which).
         """
-        if not SPIN or not self.turn():
+        if not self._budget or not self.turn():
             return
         view = socket_view(fd)
         try:
-            end = time.perf_counter() + SPIN
+            end = time.perf_counter() + self._budget
             while True:
                 try:
                     # Small: recv() allocates its whole buffer on every poll.

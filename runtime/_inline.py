@@ -1,0 +1,136 @@
+"""Service actors of the runtime's process run a message on the thread that read it.
+
+A request from an agent to a service (a state write, a lock) used to cost
+two wake-ups in the runtime's process: the connection's reader thread, then
+the service actor's thread it handed the message to. When the service is
+idle (nothing queued, nothing running), the reader now runs the message
+itself, so one wake-up is left. Otherwise the message is queued and the
+actor's own thread takes it, as before.
+
+Actors are still handled one message at a time, in order: whoever handles
+a message of an actor (its own thread, or a reader) holds the actor's
+`_run` lock, and the actor's thread takes a message off the queue only
+under that lock, so a reader finds the queue empty only when no earlier
+message is waiting or in flight.
+
+Only actors that say `runs_inline` are hosted so: their handlers are short
+and send nothing to other processes but replies, so which thread ran a
+handler changes nothing anybody can see (tells from one actor to another
+process would otherwise leave through different connections, in no
+guaranteed order).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections import deque
+from typing import Any
+
+import pykka
+from pykka._envelope import Envelope
+from pykka.messages import _ActorStop
+
+from actors._base import Deliver, Inbox
+
+__all__ = ["InlineHost", "InlineInbox", "inline_hosted"]
+
+_WAKE = Deliver("", ())  # a message that does nothing: wakes a thread whose actor was stopped inline
+
+
+class InlineInbox(Inbox):
+    """The mailbox of an `InlineHost` actor (see the module's docstring).
+
+    Invariant: `_run` is held by whoever is handling a message of the actor;
+    `_ready` counts the envelopes in `_queue`.
+    """
+
+    __slots__ = ("_actor", "_holding", "_ready", "_run")
+
+    def __init__(self, actor: pykka.Actor) -> None:
+        super().__init__()
+        self._queue: deque[Any] = deque()  # type: ignore[assignment]
+        self._ready = threading.Semaphore(0)
+        self._run = threading.Lock()
+        self._run.acquire()  # held through on_start: nothing runs inline before it is done
+        self._holding = True  # the actor's thread holds `_run` (released at its next get())
+        self._actor = actor
+
+    def put(self, envelope: Any, /) -> None:
+        self._queue.append(envelope)
+        self._ready.release()
+
+    def deliver(self, envelope: Envelope[Any]) -> None:
+        """From a reader thread: run `envelope` here if the actor is idle, else queue it."""
+        if isinstance(envelope.message, _ActorStop) or not self._run.acquire(blocking=False):
+            self.put(envelope)
+            return
+        actor = self._actor
+        try:
+            if self._queue or actor.actor_stopped.is_set():
+                self.put(envelope)  # behind what is queued; the actor's thread takes it
+                return
+            self.current = envelope
+            _handle(actor, envelope)
+            if actor.actor_stopped.is_set():
+                self.put(Envelope(_WAKE))  # its thread must leave get() to see it stopped
+        finally:
+            self._run.release()
+
+    def get(self) -> Any:
+        """The actor's own thread: the next queued envelope, taken under `_run`."""
+        if self._holding:
+            self._holding = False
+            self._run.release()
+        if not self._queue:
+            self._idle()
+        self._ready.acquire()
+        self._run.acquire()
+        self._holding = True
+        envelope = self._queue.popleft()
+        self.current = envelope
+        return envelope
+
+    def empty(self) -> bool:
+        return not self._queue
+
+    def qsize(self) -> int:
+        return len(self._queue)
+
+
+def _handle(actor: Any, envelope: Envelope[Any]) -> None:
+    # What pykka's actor loop does with one envelope, here in a reader thread.
+    try:
+        response = actor._handle_receive(envelope.message)
+        if envelope.reply_to is not None:
+            envelope.reply_to.set(response)
+    except Exception:  # noqa: BLE001 - any error goes to the asker, or to the failure hooks
+        if envelope.reply_to is not None:
+            envelope.reply_to.set_exception()
+        else:
+            actor._handle_failure(*sys.exc_info())
+            try:
+                actor.on_failure(*sys.exc_info())
+            except Exception:  # noqa: BLE001 - as pykka's loop does
+                actor._handle_failure(*sys.exc_info())
+
+
+class InlineHost(pykka.Actor):
+    """Mixin placed before a `runs_inline` service class in the runtime's process.
+
+    `__init__` runs in the thread that starts the actor, `on_start` in the
+    actor's own thread; each message in the actor's thread or, when the
+    actor is idle, in the reader thread that received it.
+    """
+
+    def _create_actor_inbox(self) -> InlineInbox:  # type: ignore[override]
+        return InlineInbox(self)
+
+
+@functools.cache
+def inline_hosted(cls: type[pykka.Actor]) -> type[pykka.Actor]:
+    """`cls` itself, or `cls` hosted by `InlineHost` if it `runs_inline`."""
+    if not getattr(cls, "runs_inline", False):
+        return cls
+    return type(cls.__name__, (InlineHost, cls), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
