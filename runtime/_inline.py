@@ -1,11 +1,14 @@
-"""Service actors of the runtime's process run a message on the thread that read it.
+"""Service actors of the runtime's process run a message on the thread that sends it.
 
 A request from an agent to a service (a state write, a lock) used to cost
 two wake-ups in the runtime's process: the connection's reader thread, then
-the service actor's thread it handed the message to. When the service is
-idle (nothing queued, nothing running), the reader now runs the message
-itself, so one wake-up is left. Otherwise the message is queued and the
-actor's own thread takes it, as before.
+the service actor's thread it handed the message to; a call from the
+runtime's own thread (`rt.state.get`) cost a wake-up of the service's
+thread and one back. When the service is idle (nothing queued, nothing
+running), whoever puts a message in its mailbox (a reader thread, the
+runtime's thread, another actor, the timer thread) now runs it at once.
+Otherwise the message is queued and the actor's own thread takes it, as
+before.
 
 Actors are still handled one message at a time, in order: whoever handles
 a message of an actor (its own thread, or a reader) holds the actor's
@@ -17,12 +20,15 @@ Only actors that say `runs_inline` are hosted so: their handlers are short
 and send nothing to other processes but replies, so which thread ran a
 handler changes nothing anybody can see (tells from one actor to another
 process would otherwise leave through different connections, in no
-guaranteed order).
+guaranteed order). Locks between actors are only ever tried, never waited
+for, so running one actor's message inside another's can't deadlock where
+the actors themselves wouldn't (two actors asking each other at once).
 """
 
 from __future__ import annotations
 
 import functools
+import queue
 import sys
 import threading
 from collections import deque
@@ -43,7 +49,8 @@ class InlineInbox(Inbox):
     """The mailbox of an `InlineHost` actor (see the module's docstring).
 
     Invariant: `_run` is held by whoever is handling a message of the actor;
-    `_ready` counts the envelopes in `_queue`.
+    `_ready` holds a token per envelope in `_queue` (a C queue: the
+    cheapest way to wake the actor's thread).
     """
 
     __slots__ = ("_actor", "_holding", "_ready", "_run")
@@ -51,30 +58,30 @@ class InlineInbox(Inbox):
     def __init__(self, actor: pykka.Actor) -> None:
         super().__init__()
         self._queue: deque[Any] = deque()  # type: ignore[assignment]
-        self._ready = threading.Semaphore(0)
+        self._ready: queue.SimpleQueue[None] = queue.SimpleQueue()  # a token per queued envelope
         self._run = threading.Lock()
         self._run.acquire()  # held through on_start: nothing runs inline before it is done
         self._holding = True  # the actor's thread holds `_run` (released at its next get())
         self._actor = actor
 
-    def put(self, envelope: Any, /) -> None:
+    def _enqueue(self, envelope: Any) -> None:
         self._queue.append(envelope)
-        self._ready.release()
+        self._ready.put(None)
 
-    def deliver(self, envelope: Envelope[Any]) -> None:
-        """From a reader thread: run `envelope` here if the actor is idle, else queue it."""
+    def put(self, envelope: Envelope[Any], /) -> None:
+        """Run `envelope` in the calling thread if the actor is idle, else queue it."""
         if isinstance(envelope.message, _ActorStop) or not self._run.acquire(blocking=False):
-            self.put(envelope)
+            self._enqueue(envelope)
             return
         actor = self._actor
         try:
             if self._queue or actor.actor_stopped.is_set():
-                self.put(envelope)  # behind what is queued; the actor's thread takes it
+                self._enqueue(envelope)  # behind what is queued; the actor's thread takes it
                 return
             self.current = envelope
             _handle(actor, envelope)
             if actor.actor_stopped.is_set():
-                self.put(Envelope(_WAKE))  # its thread must leave get() to see it stopped
+                self._enqueue(Envelope(_WAKE))  # its thread must leave get() to see it stopped
         finally:
             self._run.release()
 
@@ -85,7 +92,7 @@ class InlineInbox(Inbox):
             self._run.release()
         if not self._queue:
             self._idle()
-        self._ready.acquire()
+        self._ready.get()
         self._run.acquire()
         self._holding = True
         envelope = self._queue.popleft()
@@ -100,7 +107,7 @@ class InlineInbox(Inbox):
 
 
 def _handle(actor: Any, envelope: Envelope[Any]) -> None:
-    # What pykka's actor loop does with one envelope, here in a reader thread.
+    # What pykka's actor loop does with one envelope, here in the sending thread.
     try:
         response = actor._handle_receive(envelope.message)
         if envelope.reply_to is not None:
@@ -121,7 +128,7 @@ class InlineHost(pykka.Actor):
 
     `__init__` runs in the thread that starts the actor, `on_start` in the
     actor's own thread; each message in the actor's thread or, when the
-    actor is idle, in the reader thread that received it.
+    actor is idle, in the thread that put it in the mailbox.
     """
 
     def _create_actor_inbox(self) -> InlineInbox:  # type: ignore[override]

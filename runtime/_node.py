@@ -172,9 +172,8 @@ class Node:
                     raise ActorDeadError(f"no actor named {name!r} is running here")
                 logger.info("dropped a tell to %r: not running here", name)
                 return
-            inbox = ref.actor_inbox
-            # A service that runs inline handles it here and now if idle.
-            getattr(inbox, "deliver", inbox.put)(Envelope(message, reply_to=reply))
+            # A service that runs inline (`_inline`) handles it here and now if idle.
+            ref.actor_inbox.put(Envelope(message, reply_to=reply))
         except Exception:
             if reply is not None:
                 reply.set_exception()
