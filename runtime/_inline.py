@@ -36,7 +36,6 @@ from typing import Any
 
 import pykka
 from pykka._envelope import Envelope
-from pykka.messages import _ActorStop
 
 from actors._base import Deliver, Inbox
 
@@ -48,39 +47,50 @@ _WAKE = Deliver("", ())  # a message that does nothing: wakes a thread whose act
 class InlineInbox(Inbox):
     """The mailbox of an `InlineHost` actor (see the module's docstring).
 
-    Invariant: `_run` is held by whoever is handling a message of the actor;
-    `_ready` holds a token per envelope in `_queue` (a C queue: the
-    cheapest way to wake the actor's thread).
+    Invariants: `_run` is held by whoever is handling a message of the
+    actor; `_ready` holds a token per envelope in `_queue` (a C queue: the
+    cheapest way to wake the actor's thread); the actor's thread exists
+    once a message had to be queued (`_thread`), and not before.
     """
 
-    __slots__ = ("_actor", "_holding", "_ready", "_run")
+    __slots__ = ("_actor", "_holding", "_ready", "_run", "_start_lock", "_thread")
 
     def __init__(self, actor: pykka.Actor) -> None:
         super().__init__()
         self._queue: deque[Any] = deque()  # type: ignore[assignment]
-        self._ready: queue.SimpleQueue[None] = queue.SimpleQueue()  # a token per queued envelope
+        self._ready: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._run = threading.Lock()
-        self._run.acquire()  # held through on_start: nothing runs inline before it is done
-        self._holding = True  # the actor's thread holds `_run` (released at its next get())
+        self._run.acquire()  # until on_start is done: nothing runs before it
+        self._holding = False  # whether the actor's thread holds `_run` (released at its next get())
         self._actor = actor
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def started(self) -> None:
+        """`on_start` has run: messages may be handled from now on."""
+        self._run.release()
 
     def _enqueue(self, envelope: Any) -> None:
         self._queue.append(envelope)
         self._ready.put(None)
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = self._actor._start_thread()
 
     def put(self, envelope: Envelope[Any], /) -> None:
         """Run `envelope` in the calling thread if the actor is idle, else queue it."""
-        if isinstance(envelope.message, _ActorStop) or not self._run.acquire(blocking=False):
+        if not self._run.acquire(blocking=False):
             self._enqueue(envelope)
             return
         actor = self._actor
         try:
             if self._queue or actor.actor_stopped.is_set():
-                self._enqueue(envelope)  # behind what is queued; the actor's thread takes it
+                self._enqueue(envelope)  # behind what is queued (or to be refused): the actor's thread takes it
                 return
             self.current = envelope
             _handle(actor, envelope)
-            if actor.actor_stopped.is_set():
+            if actor.actor_stopped.is_set() and self._thread is not None:
                 self._enqueue(Envelope(_WAKE))  # its thread must leave get() to see it stopped
         finally:
             self._run.release()
@@ -126,13 +136,31 @@ def _handle(actor: Any, envelope: Envelope[Any]) -> None:
 class InlineHost(pykka.Actor):
     """Mixin placed before a `runs_inline` service class in the runtime's process.
 
-    `__init__` runs in the thread that starts the actor, `on_start` in the
-    actor's own thread; each message in the actor's thread or, when the
-    actor is idle, in the thread that put it in the mailbox.
+    `__init__` and `on_start` run in the thread that starts the actor; each
+    message in the thread that put it in the mailbox, when the actor is
+    idle, or else in the actor's own thread. That thread is started only
+    when a message first has to wait: a lock nobody contends for never
+    costs one.
     """
+
+    actor_inbox: InlineInbox
 
     def _create_actor_inbox(self) -> InlineInbox:  # type: ignore[override]
         return InlineInbox(self)
+
+    def _start_actor_loop(self) -> None:
+        self._actor_loop_setup()  # on_start, here
+        self.actor_inbox.started()
+
+    def _start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self._thread_loop, name=f"{type(self).__name__}-inline", daemon=True)
+        thread.start()
+        return thread
+
+    def _thread_loop(self) -> None:
+        # pykka's loop, less the setup already done in `_start_actor_loop`.
+        self._actor_loop_running()
+        self._actor_loop_teardown()
 
 
 @functools.cache

@@ -46,3 +46,31 @@ def test_agents_and_the_runtimes_own_threads_updating_at_once_lose_nothing(rt):
     for thread in threads:
         thread.join(120)
     assert rt.state.get("shared", "shared-count") == 5 * 150
+
+
+def test_locks_nobody_contends_for_cost_no_thread(rt):
+    before = threading.active_count()
+    for i in range(50):
+        with rt.sync.get_lock(f"lone-{i}"):
+            pass
+    assert threading.active_count() - before < 10  # not one per lock
+
+
+def test_a_contended_lock_queues_its_waiters_and_grants_each_in_turn(rt):
+    lock = rt.sync.get_lock("contended")
+    assert lock.acquire("first", timeout=5)
+    granted = []
+
+    def take_turn(name):
+        if lock.acquire(name, timeout=60):
+            granted.append(name)
+            lock.release(name)
+
+    waiters = [threading.Thread(target=take_turn, args=(f"w{i}",)) for i in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    lock.release("first")
+    for waiter in waiters:
+        waiter.join(90)
+    assert sorted(granted) == ["w0", "w1", "w2"]
+    assert lock.holder() is None
