@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ActorBase",
     "Deliver",
+    "DequeInbox",
     "HandlerActor",
     "Inbox",
     "Introspect",
@@ -142,6 +144,23 @@ class Inbox:
 
     def qsize(self) -> int:
         return self._queue.qsize()
+
+
+class DequeInbox(Inbox):
+    """A mailbox kept in a deque, for hosts that wake their actor their own
+    way (subclasses define `put` and `get`)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: deque[Envelope[Any]] = deque()  # type: ignore[assignment]
+
+    def empty(self) -> bool:
+        return not self._queue
+
+    def qsize(self) -> int:
+        return len(self._queue)
 
 
 class ActorBase(pykka.ThreadingActor):

@@ -31,20 +31,19 @@ import functools
 import queue
 import sys
 import threading
-from collections import deque
 from typing import Any
 
 import pykka
 from pykka._envelope import Envelope
 
-from actors._base import Deliver, Inbox
+from actors._base import Deliver, DequeInbox
 
 __all__ = ["InlineHost", "InlineInbox", "inline_hosted"]
 
 _WAKE = Deliver("", ())  # a message that does nothing: wakes a thread whose actor was stopped inline
 
 
-class InlineInbox(Inbox):
+class InlineInbox(DequeInbox):
     """The mailbox of an `InlineHost` actor (see the module's docstring).
 
     Invariants: `_run` is held by whoever is handling a message of the
@@ -57,7 +56,6 @@ class InlineInbox(Inbox):
 
     def __init__(self, actor: pykka.Actor) -> None:
         super().__init__()
-        self._queue: deque[Any] = deque()  # type: ignore[assignment]
         self._ready: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._run = threading.Lock()
         self._run.acquire()  # until on_start is done: nothing runs before it
@@ -109,11 +107,6 @@ class InlineInbox(Inbox):
         self.current = envelope
         return envelope
 
-    def empty(self) -> bool:
-        return not self._queue
-
-    def qsize(self) -> int:
-        return len(self._queue)
 
 
 def _handle(actor: Any, envelope: Envelope[Any]) -> None:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
-from actors._base import Inbox
+from actors._base import DequeInbox
 from runtime._reply import Outbox
 from runtime._spin import IDLE_SPIN, Backoff
 from runtime._wire import FrameReader
@@ -207,14 +207,13 @@ class Reactor:
             self._token.release()
 
 
-class ReactorInbox(Inbox):
+class ReactorInbox(DequeInbox):
     """A mailbox whose `get()`, when empty, reads the process's sockets (see `Reactor`)."""
 
     __slots__ = ("_reactor",)
 
     def __init__(self, reactor: Reactor) -> None:
         super().__init__()
-        self._queue: deque[Any] = deque()  # type: ignore[assignment]
         self._reactor = reactor
 
     def put(self, envelope: Any, /) -> None:
@@ -235,8 +234,3 @@ class ReactorInbox(Inbox):
         self.current = envelope
         return envelope
 
-    def empty(self) -> bool:
-        return not self._queue
-
-    def qsize(self) -> int:
-        return len(self._queue)
