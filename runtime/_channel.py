@@ -249,7 +249,6 @@ class Channel:
             else:
                 self._replies[request_id] = outcome
 
-
     def _set_read_timeout(self, timeout: float | None) -> None:
         # A read may end early (the wait loop then reads again), and at most
         # 1% + 1 ms late. So a timeout already set between half the remaining

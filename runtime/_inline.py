@@ -108,7 +108,6 @@ class InlineInbox(DequeInbox):
         return envelope
 
 
-
 def _handle(actor: Any, envelope: Envelope[Any]) -> None:
     # What pykka's actor loop does with one envelope, here in the sending thread.
     try:
