@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
+from pykka.messages import ProxyCall
 
 from actors._base import ActorBase, Deliver, HandlerActor, unregister_handler
 from actors._client import ServiceClient
@@ -30,11 +31,43 @@ def _as_type(event_type: EventType | str | None) -> EventType | None:
     return None if event_type is None else event_type_of(event_type)
 
 
+class _FanOut(ActorBase):
+    """Sends the bus's deliveries from one thread of its own, in order.
+
+    The bus may run in whichever thread calls it (see `runs_inline`); its
+    deliveries to other processes leave from here, so each subscriber's
+    process gets them through one connection, in the order of the events.
+    A subscriber that can't be reached is reported back to the bus.
+    """
+
+    def __init__(self, bus: pykka.ActorRef[Any]) -> None:
+        super().__init__()
+        self._bus = bus
+
+    def send(self, deliveries: list[tuple[tuple[EventType | None, int], Any, Deliver]]) -> None:
+        gone = []
+        for key, ref, message in deliveries:
+            try:
+                ref.tell(message)
+            except Exception:  # noqa: BLE001 - the subscriber is gone: drop it, keep the rest
+                logger.info("dropping subscriber %s of %s", message.handler_id, key[0])
+                gone.append(key)
+        if gone:
+            try:
+                self._bus.tell(ProxyCall(("drop_subscriptions",), (gone,), {}))
+            except pykka.ActorDeadError:
+                pass  # the bus stopped first
+
+
 class EventBus(ActorBase):
     """Actor keeping the event history and the subscriptions.
 
-    `state` is a `StateClient` for reactive coordination (None: off).
+    `state` is a `StateClient` for reactive coordination (None: off). An
+    emit is answered once the event is in the history and coordinated;
+    its deliveries to subscribers go out through a fan-out actor.
     """
+
+    runs_inline = True
 
     def __init__(self, *, max_history: int = 1000, state: Any = None) -> None:
         super().__init__()
@@ -43,10 +76,16 @@ class EventBus(ActorBase):
         # event type (None = every type) -> subscription id -> (owner, ref, handler id)
         self._subs: dict[EventType | None, dict[int, tuple[str, Any, str]]] = {}
         self._ids = itertools.count(1)
+        self._fan_out = _FanOut.start(self.actor_ref)
 
     def on_stop(self) -> None:
-        # Handler actors started for subscribers outside any agent end with
-        # the bus, after the deliveries already in their mailboxes.
+        # Deliveries already handed out go first; then handler actors started
+        # for subscribers outside any agent end with the bus, after the
+        # deliveries in their mailboxes.
+        try:
+            self._fan_out.stop(timeout=5)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            pass
         for subs in self._subs.values():
             for _owner, ref, _handler in subs.values():
                 if isinstance(ref, pykka.ActorRef) and issubclass(ref.actor_class, HandlerActor):
@@ -57,20 +96,33 @@ class EventBus(ActorBase):
 
     def emit_many(self, events: list[Event]) -> None:
         """Emit several events in order, in one message."""
+        deliveries = []
         for event in events:
-            self.emit(event)
+            deliveries += self._record(event)
+        self._send(deliveries)
 
     def emit(self, event: Event) -> Event:
+        self._send(self._record(event))
+        return event
+
+    def _record(self, event: Event) -> list[tuple[tuple[EventType | None, int], Any, Deliver]]:
+        # Into the history, coordinated; the deliveries it calls for.
         self._history.append(event)
         self._coordinate(event)
-        for subs in (self._subs.get(event.type, {}), self._subs.get(None, {})):
-            for sub_id, (_owner, ref, handler_id) in list(subs.items()):
-                try:
-                    ref.tell(Deliver(handler_id, (event,)))
-                except Exception:  # noqa: BLE001 - the subscriber is gone: drop it, keep the rest
-                    logger.info("dropping subscriber %s of %s", handler_id, event.type)
-                    subs.pop(sub_id, None)
-        return event
+        return [
+            ((etype, sub_id), ref, Deliver(handler_id, (event,)))
+            for etype in (event.type, None)
+            for sub_id, (_owner, ref, handler_id) in self._subs.get(etype, {}).items()
+        ]
+
+    def _send(self, deliveries: list[tuple[tuple[EventType | None, int], Any, Deliver]]) -> None:
+        if deliveries:
+            self._fan_out.tell(ProxyCall(("send",), (deliveries,), {}))
+
+    def drop_subscriptions(self, keys: list[tuple[EventType | None, int]]) -> None:
+        """Forget subscriptions whose subscriber could not be reached."""
+        for etype, sub_id in keys:
+            self._subs.get(etype, {}).pop(sub_id, None)
 
     def _coordinate(self, event: Event) -> None:
         if self._state is None:

@@ -107,3 +107,20 @@ def test_unsubscribing_a_handler_from_one_event_type_keeps_its_other_types(rt):
     rt.events.emit("me", EventType.TASK_FAILED, {})
     rt.events.emit("me", EventType.TASK_STARTED, {})
     wait_for(lambda: got == [EventType.TASK_STARTED])
+
+
+class Emitter(Agent):
+    def emit_n(self, n):
+        self.ctx.events.emit(self.agent_id, EventType.TASK_FAILED, {"n": n})
+
+
+def test_a_subscriber_gets_events_in_the_order_the_bus_took_them_whoever_emitted(rt):
+    listener = rt.spawn(Listener, "listener")
+    emitter = rt.spawn(Emitter, "emitter")
+    for n in range(120):  # each emitted after the previous was taken, from two processes in turn
+        if n % 2:
+            emitter.proxy().emit_n(n).get(timeout=30)
+        else:
+            rt.events.emit("runtime", EventType.TASK_FAILED, {"n": n})
+    assert wait_for(lambda: len(listener.proxy().seen_events().get(timeout=30)) == 120)
+    assert listener.proxy().seen_events().get(timeout=30) == list(range(120))
