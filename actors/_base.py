@@ -167,7 +167,9 @@ class ActorBase(pykka.ThreadingActor):
     """A pykka threading actor with deferred replies and remote introspection.
 
     `__init__` runs in the process (and thread) that creates the actor;
-    `on_start`, the handlers and `on_stop` run in the actor's own thread.
+    `on_start`, the handlers and `on_stop` run in the actor's own thread,
+    one message at a time (for `runs_inline` actors, a host may run them
+    in the thread that sends the message instead, still one at a time).
     """
 
     use_daemon_thread = True  # never keep an interpreter alive on its own
