@@ -31,6 +31,10 @@ def _as_type(event_type: EventType | str | None) -> EventType | None:
     return None if event_type is None else event_type_of(event_type)
 
 
+# ((event type, subscription id), subscriber's ref, what to tell it)
+_Delivery = tuple[tuple[EventType | None, int], Any, Deliver]
+
+
 class _FanOut(ActorBase):
     """Sends the bus's deliveries from one thread of its own, in order.
 
@@ -44,7 +48,7 @@ class _FanOut(ActorBase):
         super().__init__()
         self._bus = bus
 
-    def send(self, deliveries: list[tuple[tuple[EventType | None, int], Any, Deliver]]) -> None:
+    def send(self, deliveries: list[_Delivery]) -> None:
         gone = []
         for key, ref, message in deliveries:
             try:
@@ -101,11 +105,11 @@ class EventBus(ActorBase):
             deliveries += self._record(event)
         self._send(deliveries)
 
-    def emit(self, event: Event) -> Event:
+    def emit(self, event: Event) -> None:
+        """Record `event` and hand out its deliveries (the emitter keeps the event)."""
         self._send(self._record(event))
-        return event
 
-    def _record(self, event: Event) -> list[tuple[tuple[EventType | None, int], Any, Deliver]]:
+    def _record(self, event: Event) -> list[_Delivery]:
         # Into the history, coordinated; the deliveries it calls for.
         self._history.append(event)
         self._coordinate(event)
@@ -115,7 +119,7 @@ class EventBus(ActorBase):
             for sub_id, (_owner, ref, handler_id) in self._subs.get(etype, {}).items()
         ]
 
-    def _send(self, deliveries: list[tuple[tuple[EventType | None, int], Any, Deliver]]) -> None:
+    def _send(self, deliveries: list[_Delivery]) -> None:
         if deliveries:
             self._fan_out.tell(ProxyCall(("send",), (deliveries,), {}))
 
@@ -193,7 +197,8 @@ class EventsClient(ServiceClient):
         event = Event(
             type=_as_type(event_type), source=source, payload=dict(payload or {}), metadata=dict(metadata or {})
         )
-        return self._call("emit", event)
+        self._call("emit", event)  # answered once recorded; the event needn't travel back
+        return event
 
     def subscribe(self, event_type: EventType | str | None, handler: Callable[[Event], Any]) -> int:
         """Call `handler(event)` for each event of `event_type` (None: all).

@@ -89,7 +89,13 @@ def fail(waiter: Waiter, exc: BaseException) -> None:
 
 
 class ParkingActor(ActorBase):
-    """A primitive with parked requests; `cancel` answers one `expired`."""
+    """A primitive with parked requests; `cancel` answers one `expired`.
+
+    Its handlers only decide and reply (now, or later through a parked
+    reply), so a host may run them inline (`runs_inline`).
+    """
+
+    runs_inline = True
 
     expired: Any = False  # what a withdrawn or timed-out request gets
 

@@ -35,8 +35,6 @@ class LockStatistics:
 class LockActor(ParkingActor):
     """One named lock. Grants carry a fencing token that only ever grows."""
 
-    runs_inline = True
-
     expired = 0  # a token of 0: not granted
 
     def __init__(self, lock_id: str, token: int = 0) -> None:
@@ -113,8 +111,6 @@ class LockActor(ParkingActor):
 class SemaphoreActor(ParkingActor):
     """`permits` concurrent holders, FIFO; a holder may hold several permits."""
 
-    runs_inline = True
-
     def __init__(self, sem_id: str, permits: int) -> None:
         super().__init__()
         self._sem_id = sem_id
@@ -170,8 +166,6 @@ class BarrierActor(ParkingActor):
     Parties seen in any round are its members: if one of them dies, the
     parties waiting now get `BrokenBarrierError` rather than their timeout.
     """
-
-    runs_inline = True
 
     def __init__(self, barrier_id: str, count: int) -> None:
         super().__init__()

@@ -29,8 +29,6 @@ END = "__actors_end_of_stream__"  # what `take` answers once closed and drained
 class StreamActor(ParkingActor):
     """One stream's buffer, its parked writers and its parked readers."""
 
-    runs_inline = True
-
     expired = None  # what a reader whose timeout ran out gets
 
     def __init__(self, stream_id: str, maxsize: int) -> None:

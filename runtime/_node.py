@@ -131,14 +131,17 @@ class Node:
         if self.reactor is not None:
             self.reactor.add(conn)
             return
-        outbox = Outbox(conn.fileno())
-        reader = FrameReader(conn.fileno())
+        fd = conn.fileno()
+        outbox = Outbox(fd)
+        reader = FrameReader(fd)
+        # Idle services run inline in this thread (`_inline`), so it may
+        # poll for the next request before it sleeps, as agents do.
         spinner = Spinner(IDLE_SPIN)
         try:
             while True:
                 try:
                     if not reader.buffered():
-                        spinner.read(conn.fileno(), reader)
+                        spinner.read(fd, reader)
                     frame = reader.read()
                 except (EOFError, OSError):
                     return

@@ -109,18 +109,14 @@ class Reactor:
             self._token.release()
 
     def _spin(self, has_work: Callable[[], bool]) -> bool:
-        if not IDLE_SPIN or not self._backoff.turn():
+        if not self._backoff.turn(IDLE_SPIN):
             return False
-        end = time.perf_counter() + IDLE_SPIN
-        while True:
+
+        def probe() -> bool:
             self._poll_once(0)
-            if has_work():
-                self._backoff.outcome(found=True)
-                return True
-            if time.perf_counter() >= end:
-                self._backoff.outcome(found=False)
-                return False
-            os.sched_yield()  # the sender may share this CPU
+            return has_work()
+
+        return self._backoff.spin(IDLE_SPIN, probe)
 
     def started(self) -> None:
         """The actor took a message: it is busy from now on."""

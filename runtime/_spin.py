@@ -9,10 +9,13 @@ connection pass up its next 1, then 2, 4 and at most 8 chances to spin,
 so asks that take long waste almost nothing.
 
 An agent whose mailbox runs empty polls its sockets the same way, for up
-to `IDLE_SPIN`, before it sleeps (see `_reactor`): the next request then
+to `IDLE_SPIN`, before it sleeps (see `_reactor`), and so does a reader
+thread of the runtime's process after each message: the next request then
 finds a CPU awake, and its sender doesn't pay for waking one. Only a
-thread that reads and handles messages itself may do this; a reader
-thread spinning beside the actor's thread takes the GIL from it.
+thread that handles the messages it reads may do this (the agent's own
+thread; a runtime reader, which runs idle services inline: `_inline`); a
+reader thread spinning beside the thread that handles its messages would
+take the GIL from it.
 
 ``ACTORS_SPIN_US`` sets the askers' budget in microseconds (default 200),
 ``ACTORS_IDLE_SPIN_US`` the idle agents' (default 50); 0 turns either off.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from runtime._wire import FrameReader, socket_view
 
@@ -50,7 +54,8 @@ _POLL_BYTES = 4096
 
 
 class Backoff:
-    """When to spin: after a fruitless spin, pass up the next 1, 2, 4, at most 8 chances.
+    """When and how to spin: after a fruitless spin, the next 1, 2, 4, at
+    most 8 chances are passed up.
 
     Invariant: a spin that finds something resets the skip count to 0.
     """
@@ -61,26 +66,37 @@ class Backoff:
         self._skip = 0  # spins to leave out after the last fruitless one
         self._skipped = 0
 
-    def turn(self) -> bool:
-        """Whether to spin at this chance."""
+    def turn(self, budget: float) -> bool:
+        """Whether to spin at this chance (never with no budget)."""
+        if not budget:
+            return False
         if self._skipped < self._skip:
             self._skipped += 1
             return False
         return True
 
-    def outcome(self, found: bool) -> None:
-        """Record whether the spin found something."""
-        if found:
-            self._skip = 0
-        else:
-            self._skip = min(self._skip * 2 or 1, _MAX_SKIP)
-            self._skipped = 0
+    def spin(self, budget: float, probe: Callable[[], bool]) -> bool:
+        """Call `probe()` without sleeping until it returns True or `budget`
+        seconds pass, yielding the CPU between calls; whether it did.
+        Callers ask `turn()` first."""
+        end = time.perf_counter() + budget
+        while not probe():
+            if time.perf_counter() >= end:
+                self._skip = min(self._skip * 2 or 1, _MAX_SKIP)
+                self._skipped = 0
+                return False
+            # The process we wait for may share this CPU (the scheduler
+            # likes to wake a task where its waker ran): let it run.
+            os.sched_yield()
+        self._skip = 0
+        return True
 
 
 class Spinner(Backoff):
     """The spinning state of one connection (used by one reading thread at a time).
 
-    `budget` is how long one spin may last: `SPIN` for an asker's reply.
+    `budget` is how long one spin may last: `SPIN` for an asker's reply,
+    `IDLE_SPIN` for a runtime reader thread's next request.
     """
 
     __slots__ = ("_budget",)
@@ -94,31 +110,25 @@ class Spinner(Backoff):
 
         The rest of a frame that started arriving follows at memory speed,
         so the caller's blocking read takes it from there, as it does after
-        a timeout, EOF or error here (it then finds out which).
+        EOF or an error here (it then finds out which).
         """
-        if not self._budget or not self.turn():
+        if not self.turn(self._budget):
             return
         view = socket_view(fd)
+
+        def probe() -> bool:
+            try:
+                # Small: recv() allocates its whole buffer on every poll.
+                chunk = view.recv(_POLL_BYTES, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True  # the blocking read reports it
+            if chunk:
+                reader.feed(chunk)
+            return True  # bytes, or EOF for the blocking read to report
+
         try:
-            end = time.perf_counter() + self._budget
-            while True:
-                try:
-                    # Small: recv() allocates its whole buffer on every poll.
-                    chunk = view.recv(_POLL_BYTES, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    if time.perf_counter() < end:
-                        # The answering process may share our CPU (the
-                        # scheduler likes to wake a task where its waker
-                        # ran): let it run.
-                        os.sched_yield()
-                        continue
-                    self.outcome(found=False)
-                    return
-                except OSError:
-                    return
-                if chunk:
-                    reader.feed(chunk)
-                    self.outcome(found=True)
-                return
+            self.spin(self._budget, probe)
         finally:
             view.detach()

@@ -146,19 +146,13 @@ class FrameReader:
             if self._filled == len(self._large):
                 self._buf, self._pos, self._large = self._large, 0, None
             return
-        chunk = os.read(self._fd, 1 << 16)
-        if not chunk:
-            raise EOFError("connection closed")
-        rest = self._buf[self._pos:]
-        data = rest + chunk if rest else chunk
-        self._buf, self._pos = data, 0
-        if len(data) >= _LENGTH.size:
-            size = _LENGTH.size + _LENGTH.unpack_from(data)[0]
-            if size > _JOIN_LIMIT and len(data) < size:
-                self._large = bytearray(size)
-                self._large[: len(data)] = data
-                self._filled = len(data)
-                self._buf = b""
+        self._read_chunk()  # leaves the unread bytes at the start of _buf
+        size = self._large_size()
+        if size is not None and len(self._buf) < size:
+            self._large = bytearray(size)
+            self._large[: len(self._buf)] = self._buf
+            self._filled = len(self._buf)
+            self._buf = b""
 
     def buffered(self) -> bool:
         """Whether a whole frame is already here (no need to wait)."""
@@ -181,24 +175,32 @@ class FrameReader:
                 return memoryview(self._buf)[start:start + size]
             self._fill()
 
+    def _read_chunk(self) -> None:
+        chunk = os.read(self._fd, 1 << 16)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.feed(chunk)
+
     def feed(self, chunk: bytes) -> None:
         """Add bytes read elsewhere (a non-blocking read) to the buffer."""
         rest = self._buf[self._pos:]
         self._buf = rest + chunk if rest else chunk
         self._pos = 0
 
+    def _large_size(self) -> int | None:
+        # The whole size (length prefix included) of the frame the unread
+        # bytes begin, if it is too large to gather by joining chunks.
+        if len(self._buf) - self._pos < _LENGTH.size:
+            return None
+        size = _LENGTH.size + _LENGTH.unpack_from(self._buf, self._pos)[0]
+        return size if size > _JOIN_LIMIT else None
+
     def _fill(self) -> None:
-        rest = self._buf[self._pos:]
-        if len(rest) >= _LENGTH.size:
-            size = _LENGTH.size + _LENGTH.unpack_from(rest)[0]
-            if size > _JOIN_LIMIT:
-                self._read_large(rest, size)
-                return
-        chunk = os.read(self._fd, 1 << 16)
-        if not chunk:
-            raise EOFError("connection closed")
-        self._buf = rest + chunk if rest else chunk
-        self._pos = 0
+        size = self._large_size()
+        if size is not None:
+            self._read_large(self._buf[self._pos:], size)
+        else:
+            self._read_chunk()
 
     def _read_large(self, rest: bytes, size: int) -> None:
         # A large frame is read straight into a buffer of its own size:
