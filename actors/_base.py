@@ -34,6 +34,7 @@ __all__ = [
     "HandlerActor",
     "Inbox",
     "Introspect",
+    "Sent",
     "register_handler",
     "set_idle_hook",
     "unregister_handler",
@@ -51,6 +52,18 @@ class Deliver(NamedTuple):
 
     handler_id: str
     args: tuple[Any, ...]
+
+
+class Sent(NamedTuple):
+    """A message with the authenticated identity of the process that sent it.
+
+    A host wraps what it delivers to an actor that `wants_sender` in this:
+    `sender` is the agent whose process sent it (the host learnt it from
+    the connection, not from the message), so no caller can claim a name.
+    """
+
+    sender: str
+    message: Any
 
 
 class _Registered(NamedTuple):
@@ -184,6 +197,10 @@ class ActorBase(pykka.ThreadingActor):
     #: runtime `_inline`). Only for actors whose handlers are short and
     #: send nothing to other processes but replies.
     runs_inline: bool = False
+
+    #: Whether hosts wrap each message from another process in `Sent`,
+    #: naming its authenticated sender (the state store checks writers so).
+    wants_sender: bool = False
 
     @staticmethod
     def _create_actor_inbox() -> Inbox:

@@ -31,13 +31,16 @@ def start_services(
     max_history: int = 1000,
     state_path: str | None = None,
     synchronous: str = "NORMAL",
+    authenticated: bool = True,
 ) -> dict[str, Any]:
     """Start the state store (first: a bad `state_path` fails before anything
     else exists), the event bus, and the managers of locks, topics and
     streams. Returns their refs by name. `retire(name)` forgets a service
-    actor that stopped for good (a retired lock)."""
+    actor that stopped for good (a retired lock). `authenticated` says
+    whether the host tells the store who sent each message (see
+    `StateStore`); without it, writers are who they say they are."""
     store = spawn(StateStore, "_state", dumps=dumps, max_history=max_history, path=state_path,
-                  synchronous=synchronous)
+                  synchronous=synchronous, authenticated=authenticated)
     bus = spawn(EventBus, "_events", max_history=max_history, state=StateClient(store))
     store.ask(ProxyCall(("set_event_bus",), (bus,), {}))
     refs = {"_state": store, "_events": bus, "_sync": spawn(SyncManager, "_sync", spawn=spawn, retire=retire)}

@@ -16,7 +16,7 @@ from typing import Any
 
 from pykka.messages import ProxyCall
 
-from actors._base import ActorBase
+from actors._base import ActorBase, Sent
 from actors._client import ServiceClient
 from actors._context import current_agent_id
 from actors._durable import FLAT_NS, SqliteBackend
@@ -32,6 +32,7 @@ from actors._timers import TimerHandle, call_later
 __all__ = ["FlatStateClient", "StateClient", "StateStore"]
 
 SHARED = "shared"
+LOCAL = "runtime"  # the identity of whatever the runtime's own process writes
 FLAT = None  # the namespace of `rt.store`; keys never meet a named namespace's
 
 
@@ -58,6 +59,7 @@ class StateStore(ActorBase):
     """
 
     runs_inline = True
+    wants_sender = True
 
     def __init__(
         self,
@@ -66,8 +68,16 @@ class StateStore(ActorBase):
         max_history: int = 1000,
         path: str | None = None,
         synchronous: str = "NORMAL",
+        authenticated: bool = True,
     ) -> None:
         super().__init__()
+        # Who wrote is the authenticated sender of the message being handled:
+        # its host wraps messages from other processes in `Sent`, and the
+        # rest come from this process, the runtime's. A host that can't
+        # authenticate senders (Ray's) leaves `_sender` None, and the
+        # caller's own `updater` stands (see `_who`).
+        self._authenticated = authenticated
+        self._sender: str | None = LOCAL if authenticated else None
         self._dumps = dumps
         self._events: Any = None
         self._max_history = max_history
@@ -95,6 +105,11 @@ class StateStore(ActorBase):
     # -- group commit -----------------------------------------------------
 
     def _handle_receive(self, message: Any) -> Any:
+        if self._authenticated:
+            if type(message) is Sent:
+                self._sender, message = message
+            else:
+                self._sender = LOCAL
         try:
             result = super()._handle_receive(message)
         except Exception:
@@ -154,12 +169,20 @@ class StateStore(ActorBase):
             self._pending_ns.append((ns, self._namespaces[ns]))
         return True
 
-    def _writable(self, ns: str | None, updater: str) -> None:
+    def _who(self, claimed: str) -> str:
+        """Who writes: the authenticated sender; `claimed` only where senders
+        can't be authenticated (never where they can: a name grants nothing)."""
+        return claimed if self._sender is None else self._sender
+
+    def _writable(self, ns: str | None, updater: str) -> str:
+        """The writer's identity, once it may write `ns`; raises otherwise."""
         if ns not in self._namespaces:
             raise UnknownNamespaceError(str(ns))
+        updater = self._who(updater)
         writers = self._namespaces[ns]
         if writers is not None and updater not in writers:
             raise NamespacePermissionError(str(ns), updater)
+        return updater
 
     def _readable(self, ns: str | None) -> None:
         if ns not in self._namespaces:
@@ -207,7 +230,7 @@ class StateStore(ActorBase):
         expected_version: int | None = None,
     ) -> bool:
         """Write unless `expected_version` disagrees (0: only if absent)."""
-        self._writable(ns, updater)
+        updater = self._writable(ns, updater)
         check_key(key)
         current = self._data.get((ns, key))
         if expected_version is not None:
@@ -218,7 +241,7 @@ class StateStore(ActorBase):
         return True
 
     def compare_and_swap(self, ns: str | None, key: str, expected: Any, new: Any, updater: str) -> bool:
-        self._writable(ns, updater)
+        updater = self._writable(ns, updater)
         check_key(key)
         current = self._data.get((ns, key))
         if (None if current is None else current.value) != expected:
@@ -228,7 +251,7 @@ class StateStore(ActorBase):
 
     def update(self, ns: str | None, key: str, fn: Callable[[Any], Any], updater: str) -> Any:
         """Replace the value by `fn(old)`; if `fn` raises, nothing changes."""
-        self._writable(ns, updater)
+        updater = self._writable(ns, updater)
         check_key(key)
         current = self._data.get((ns, key))
         new = fn(None if current is None else current.value)
@@ -236,7 +259,7 @@ class StateStore(ActorBase):
         return new
 
     def delete(self, ns: str | None, key: str, updater: str) -> bool:
-        self._writable(ns, updater)
+        updater = self._writable(ns, updater)
         check_key(key)
         current = self._data.pop((ns, key), None)
         if current is None:
@@ -298,7 +321,14 @@ class StateStore(ActorBase):
 
 
 class StateClient(ServiceClient):
-    """`rt.state` / `self.ctx.state`: the namespaced store from any process."""
+    """`rt.state` / `self.ctx.state`: the namespaced store from any process.
+
+    Who writes (checked against a namespace's `writers`, and recorded as
+    `updated_by`) is the authenticated sender: the agent whose process sent
+    the request, or ``"runtime"`` from the runtime's own process. `updater`
+    is kept for the design's signatures; it grants nothing (it counts only
+    on a host that can't authenticate senders, which the README names).
+    """
 
     def create_namespace(self, ns: str, *, writers: list[str] | None = None) -> bool:
         return self._call("create_namespace", ns, writers)

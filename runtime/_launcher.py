@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -204,8 +204,13 @@ class Started:
     address: str
 
 
-def start_agent_process(zygote: Zygote, boot: bytes, name: str, timeout: float) -> Started:
+def start_agent_process(
+    zygote: Zygote, boot: bytes, name: str, timeout: float, on_fork: Callable[[int], None] | None = None,
+) -> Started:
     """Start one agent process and wait until its `on_start` has run.
+
+    `on_fork(pid)` runs once the process exists, before it reads its boot
+    spec: so the runtime knows which agent a pid is before any agent code runs.
 
     Raises what `__init__` or `on_start` raised, or `AgentStartError` if the
     process died or stayed silent for `timeout` seconds; in every failure
@@ -221,6 +226,8 @@ def start_agent_process(zygote: Zygote, boot: bytes, name: str, timeout: float) 
     finally:
         theirs.close()
     process = AgentProcess(pid, zygote)
+    if on_fork is not None:
+        on_fork(pid)
     outcome = None
     try:
         control.send_bytes(boot)

@@ -8,7 +8,12 @@ the mailbox of the named actor hosted here; replies go back on the same
 connection from the actor's thread.
 
 The runtime's own node is also the registry: it knows which node hosts
-each name, and answers LOOKUP frames for the others.
+each name, and answers LOOKUP frames for the others. Every process holds
+the same key, so the key proves membership, not identity: the registry
+also knows which agent each of its processes is (by pid, registered
+before the process runs any agent code) and learns a connection's peer
+pid from the kernel (`SO_PEERCRED`), so actors that `wants_sender` are
+told who really sent each message.
 """
 
 from __future__ import annotations
@@ -16,17 +21,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import struct
 import threading
 import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from typing import Any
 
+import psutil
 import pykka
 from pykka._envelope import Envelope
 
 from actors import ActorDeadError
-from actors._base import set_idle_hook
+from actors._base import Sent, set_idle_hook
 from runtime._batching import flush_all, flush_thread
 from runtime._channel import Channel, PeerGone
 from runtime._reactor import Reactor
@@ -72,6 +79,9 @@ class Node:
         self.local: dict[str, pykka.ActorRef[Any]] = {}
         self.names: dict[str, str] = {}  # registry only: name -> node address
         self.info: Callable[[], Any] | None = None  # registry only: answers INFO
+        # Registry only: pid -> the agent (or service) that process runs.
+        self.identities: dict[int, str] = {}
+        self._wants_sender: set[str] = set()  # hosted names told who sent each message
         self._tls = threading.local()
         self._conns: set[Connection] = set()
         self._closed = False
@@ -98,13 +108,38 @@ class Node:
     def host(self, name: str, ref: pykka.ActorRef[Any]) -> None:
         """Make the local actor `ref` reachable by `name` from other processes."""
         self.local[name] = ref
+        if getattr(ref.actor_class, "wants_sender", False):
+            self._wants_sender.add(name)
         if self.is_registry:
             self.names[name] = self.address
 
     def unhost(self, name: str) -> None:
         self.local.pop(name, None)
+        self._wants_sender.discard(name)
         if self.is_registry:
             self.names.pop(name, None)
+
+    def identify(self, pid: int) -> str:
+        """Which agent the process `pid` speaks for (registry only).
+
+        The runtime's own process is ``"runtime"``; a process an agent
+        started speaks for that agent (its nearest registered ancestor);
+        any other process is ``"_unknown:<pid>"``, a name no agent can have.
+        """
+        if pid == os.getpid():
+            return "runtime"
+        current = pid
+        for _ in range(16):  # ancestors: an agent's own subprocesses
+            name = self.identities.get(current)
+            if name is not None:
+                return name
+            try:
+                current = psutil.Process(current).ppid()
+            except psutil.Error:
+                break
+            if current <= 1:
+                break
+        return f"_unknown:{pid}"
 
     # -- inbound ----------------------------------------------------------
 
@@ -117,6 +152,10 @@ class Node:
             threading.Thread(target=self._serve, args=(sock,), name="node-conn", daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
+        sender = None
+        if self.is_registry:  # the kernel says which process connected; the key can't
+            pid = _peer_pid(sock)
+            sender = self.identify(pid) if pid > 0 else "_unknown"
         conn = Connection(sock.detach())
         set_read_timeout(conn.fileno(), 10)  # a peer that stalls the handshake is dropped
         try:
@@ -146,7 +185,7 @@ class Node:
                 except (EOFError, OSError):
                     return
                 try:
-                    self._dispatch(outbox, frame)
+                    self._dispatch(outbox, frame, sender)
                 except Exception:  # a malformed frame: drop this peer, not the node
                     logger.exception("dropping a connection that sent a malformed frame")
                     return
@@ -155,7 +194,8 @@ class Node:
             outbox.close()  # replies still to come are dropped, never written to a reused fd
             conn.close()
 
-    def _dispatch(self, outbox: Outbox, frame: memoryview) -> None:
+    def _dispatch(self, outbox: Outbox, frame: memoryview, sender: str | None = None) -> None:
+        """Deliver one frame from a connection whose peer is `sender` (if known)."""
         kind, request_id, name, body = decode_header(frame)
         reply = RemoteReply(outbox, request_id) if kind != TELL else None
         try:
@@ -169,6 +209,8 @@ class Node:
                 reply.set(self.info() if self.info is not None else [])
                 return
             message = loads(body)
+            if sender is not None and name in self._wants_sender:
+                message = Sent(sender, message)
             ref = self.local.get(name)
             if ref is None or not ref.is_alive():
                 if reply is not None:
@@ -255,6 +297,18 @@ class Node:
             os.unlink(self.address)
         except OSError:
             pass
+
+
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def _peer_pid(sock: socket.socket) -> int:
+    """The pid of the process at the other end of a Unix socket (0 if unknown)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+    except OSError:
+        return 0
+    return _CREDENTIALS.unpack(creds)[0]
 
 
 def _depth(ref: pykka.ActorRef[Any]) -> int:

@@ -151,7 +151,7 @@ class Host:
         _extend_path(sys_path)
         start_services(self.spawn_service, retire=lambda name: self._actors.pop(name, None),
                        dumps=dumps, max_history=max_history, state_path=state_path,
-                       synchronous=synchronous)
+                       synchronous=synchronous, authenticated=False)  # Ray can't tell who called
         self.spawn_service(DriverInbox, DRIVER_INBOX)
         self.spawn_service(ExitLog, EXITS)
         self.spawn_service(Registry, REGISTRY)

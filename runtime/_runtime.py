@@ -15,7 +15,7 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pykka
@@ -167,10 +167,11 @@ class Runtime(RuntimeBase):
                 raise ValueError(msg)
             self._records[name] = None  # type: ignore[assignment]  # reserve the name
         try:
-            started = start_agent_process(self._zygote, boot, name, self.start_timeout)
+            started = start_agent_process(self._zygote, boot, name, self.start_timeout, self._identify(name))
         except BaseException:
             with self._lock:
                 self._records.pop(name, None)
+            self._forget_identity(name)
             raise
         record = AgentRecord(name, boot, caps, restart, max_restarts, restart_window, started, kind=kind,
                              ref=AgentRef(name, started.address, self.id))
@@ -183,14 +184,32 @@ class Runtime(RuntimeBase):
         )
         return record.ref
 
+    def _identify(self, name: str) -> Callable[[int], None]:
+        """What records that a new process is `name` (who its messages come from)."""
+        identities = self._node.identities
+        return lambda pid: identities.__setitem__(pid, name)
+
+    def _forget_identity(self, name: str) -> None:
+        # A process that failed to start is reaped: its pid means nothing now.
+        identities = self._node.identities
+        for pid in [pid for pid, who in identities.items() if who == name]:
+            identities.pop(pid, None)
+
     def _restart(self, record: AgentRecord) -> Started:
-        started = start_agent_process(self._zygote, record.boot, record.name, self.start_timeout)
+        try:
+            started = start_agent_process(
+                self._zygote, record.boot, record.name, self.start_timeout, self._identify(record.name)
+            )
+        except BaseException:
+            self._forget_identity(record.name)
+            raise
         self._node.names[record.name] = started.address  # reachable before it counts as running
         return started
 
     def _on_exit(self, record: AgentRecord, reason: str) -> None:
         if self._node.names.get(record.name) == record.started.address:
             del self._node.names[record.name]
+        self._node.identities.pop(record.started.process.pid, None)
         self._announce_exit(record, reason, record.started.process.exitcode)
 
     def _reap(self, record: AgentRecord, timeout: float) -> None:

@@ -39,8 +39,20 @@ class Incrementer(Agent):
                         break
         return n
 
-    def write(self, ns, key, value):
-        return self.ctx.state.set(ns, key, value)
+    def write(self, ns, key, value, updater=None):
+        return self.ctx.state.set(ns, key, value, updater=updater)
+
+    def write_as(self, ns, key, value, claimed_id):
+        # What a hostile agent might try: rewrite who its process says it is.
+        from actors import current_agent_id
+        from actors._context import set_current_agent_id
+
+        set_current_agent_id(claimed_id)
+        try:
+            assert current_agent_id() == claimed_id
+            return self.ctx.state.set(ns, key, value)
+        finally:
+            set_current_agent_id(self.ctx.agent_id)
 
 
 def test_values_are_versioned_with_who_wrote_them(rt):
@@ -112,6 +124,30 @@ def test_writers_restrict_a_namespace(rt):
     with pytest.raises(NamespacePermissionError, match="'other' may not write"):
         other.proxy().write("private", "k", 2).get(timeout=10)
     assert rt.state.get("private", "k") == 1
+
+
+def test_a_namespace_checks_the_authenticated_sender_not_a_claimed_updater(rt):
+    mallory = rt.spawn(Incrementer, "mallory")
+    trusted = rt.spawn(Incrementer, "trusted")
+    rt.state.create_namespace("vault", writers=["trusted"])
+    with pytest.raises(NamespacePermissionError, match="'mallory' may not write"):
+        mallory.proxy().write("vault", "k", "forged", "trusted").get(timeout=10)
+    with pytest.raises(NamespacePermissionError, match="'mallory' may not write"):
+        mallory.proxy().write_as("vault", "k", "forged", "trusted").get(timeout=10)
+    assert rt.state.get("vault", "k") is None
+    assert trusted.proxy().write("vault", "k", "real", "someone else").get(timeout=10) is True
+    assert rt.state.get_version("vault", "k").updated_by == "trusted"
+
+
+def test_writes_are_recorded_under_the_authenticated_sender(rt):
+    mallory = rt.spawn(Incrementer, "mallory")
+    assert mallory.proxy().write("shared", "signed", 1, "trusted").get(timeout=10) is True
+    assert rt.state.get_version("shared", "signed").updated_by == "mallory"
+    rt.state.set("shared", "by-runtime", 1, updater="trusted")
+    assert rt.state.get_version("shared", "by-runtime").updated_by == "runtime"
+    rt.state.create_namespace("ops", writers=["trusted"])
+    with pytest.raises(NamespacePermissionError, match="'runtime' may not write"):
+        rt.state.set("ops", "k", 1, updater="trusted")
 
 
 def test_bad_input_fails_clearly_and_the_store_keeps_serving(rt):

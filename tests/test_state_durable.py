@@ -10,9 +10,14 @@ import textwrap
 
 import pytest
 
-from actors import EventType, NamespacePermissionError
+from actors import Agent, EventType, NamespacePermissionError
 from conftest import wait_for
 from runtime import Runtime
+
+
+class Planner(Agent):
+    def plan(self, text):
+        return self.ctx.state.set("team", "plan", text)
 
 
 def test_a_new_runtime_on_the_same_file_sees_values_versions_history_and_namespaces(tmp_path):
@@ -21,7 +26,7 @@ def test_a_new_runtime_on_the_same_file_sees_values_versions_history_and_namespa
         rt.state.create_namespace("team", writers=["boss"])
         rt.state.set("shared", "a", {"n": 1})
         rt.state.set("shared", "a", {"n": 2})
-        rt.state.set("team", "plan", "ship it", updater="boss")
+        assert rt.spawn(Planner, "boss").proxy().plan("ship it").get(timeout=10) is True
         rt.store.set("flat", [1, 2])
         rt.state.set("shared", "gone", 1)
         rt.state.delete("shared", "gone")
@@ -32,8 +37,9 @@ def test_a_new_runtime_on_the_same_file_sees_values_versions_history_and_namespa
         assert rt.store.get("flat") == [1, 2]
         assert rt.state.get("shared", "gone") is None
         assert [r["op"] for r in rt.state.history("shared", "gone")] == ["set", "delete"]
+        assert rt.state.get_version("team", "plan").updated_by == "boss"
         with pytest.raises(NamespacePermissionError):
-            rt.state.set("team", "plan", "no", updater="intern")
+            rt.state.set("team", "plan", "no", updater="boss")
         assert rt.state.set("shared", "a", {"n": 3}, expected_version=2) is True
 
 
