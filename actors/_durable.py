@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS kv (
     timestamp REAL NOT NULL, updated_by TEXT NOT NULL, checksum TEXT NOT NULL,
     PRIMARY KEY (ns, key)
 );
+CREATE TABLE IF NOT EXISTS tombstones (
+    ns TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (ns, key)
+);
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ns TEXT NOT NULL, key TEXT NOT NULL, op TEXT NOT NULL,
     version INTEGER NOT NULL, value BLOB, updated_by TEXT NOT NULL, timestamp REAL NOT NULL
@@ -62,8 +65,11 @@ class SqliteBackend:
             raise ValueError(msg) from exc
         self._commits = 0
 
-    def load(self, max_history: int) -> tuple[dict, dict, list[dict[str, Any]]]:
-        """Namespaces, values and the last `max_history` history rows."""
+    def load(self, max_history: int) -> tuple[dict, dict, dict, list[dict[str, Any]]]:
+        """Namespaces, values, tombstones and the last `max_history` history rows.
+
+        A tombstone is the version at which a key absent now was deleted.
+        """
         namespaces = {
             _ns_in(ns): (None if writers is None else frozenset(pickle.loads(writers)))
             for ns, writers in self._db.execute("SELECT ns, writers FROM namespaces")
@@ -73,6 +79,10 @@ class SqliteBackend:
             for ns, key, value, version, timestamp, updated_by, checksum in self._db.execute(
                 "SELECT ns, key, value, version, timestamp, updated_by, checksum FROM kv"
             )
+        }
+        tombstones = {
+            (_ns_in(ns), key): version
+            for ns, key, version in self._db.execute("SELECT ns, key, version FROM tombstones")
         }
         rows = self._db.execute(
             "SELECT ns, key, op, version, value, updated_by, timestamp FROM history ORDER BY seq DESC LIMIT ?",
@@ -86,7 +96,7 @@ class SqliteBackend:
             }
             for ns, key, op, version, value, updated_by, timestamp in reversed(rows)
         ]
-        return namespaces, data, history
+        return namespaces, data, tombstones, history
 
     def commit(self, namespaces: list[tuple[str | None, Any]], rows: list[dict[str, Any]], max_history: int) -> None:
         """Write a batch in one transaction; raises (and writes nothing) on failure."""
@@ -103,11 +113,14 @@ class SqliteBackend:
                 blob = row.get("blob")
                 if row["op"] == "delete":
                     db.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, row["key"]))
+                    db.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?)", (ns, row["key"], row["version"]))
                 else:
                     db.execute(
                         "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (ns, row["key"], blob, row["version"], row["timestamp"], row["updated_by"], row["checksum"]),
                     )
+                    if row["version"] > 1:  # it may be a deleted key set again (version 1 never is)
+                        db.execute("DELETE FROM tombstones WHERE ns = ? AND key = ?", (ns, row["key"]))
                 db.execute(
                     "INSERT INTO history (ns, key, op, version, value, updated_by, timestamp) VALUES (?,?,?,?,?,?,?)",
                     (ns, row["key"], row["op"], row["version"], blob, row["updated_by"], row["timestamp"]),

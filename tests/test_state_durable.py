@@ -37,6 +37,31 @@ def test_a_new_runtime_on_the_same_file_sees_values_versions_history_and_namespa
         assert rt.state.set("shared", "a", {"n": 3}, expected_version=2) is True
 
 
+def test_a_deleted_keys_version_survives_a_reopen(tmp_path):
+    path = str(tmp_path / "state.db")
+    with Runtime(state_path=path) as rt:
+        rt.state.set("shared", "k", "a")
+        rt.state.set("shared", "k", "b")
+        rt.state.delete("shared", "k")  # version 3
+        rt.store.set("f", 1)
+        rt.store.delete("f")  # version 2
+        rt.state.set("shared", "back", 1)
+        rt.state.delete("shared", "back")
+        rt.state.set("shared", "back", 2)  # version 3, its tombstone gone
+    with Runtime(state_path=path) as rt:
+        assert rt.state.get_version("shared", "k") is None
+        assert rt.state.list_keys("shared") == ["back"]
+        assert rt.state.set("shared", "k", "stale", expected_version=2) is False
+        assert rt.state.set("shared", "k", "c", expected_version=0) is True
+        assert rt.state.get_version("shared", "k").version == 4
+        assert rt.store.set("f", 2) is True
+        assert rt.store.get_version("f").version == 3
+        assert rt.state.get_version("shared", "back").version == 3
+        rt.state.set("shared", "back", 3)
+    with Runtime(state_path=path) as rt:
+        assert rt.state.get_version("shared", "back").version == 4
+
+
 def test_state_changed_is_announced_after_the_commit(tmp_path):
     with Runtime(state_path=str(tmp_path / "s.db")) as rt:
         rt.state.set("shared", "k", 1)
