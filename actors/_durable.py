@@ -5,14 +5,21 @@ come in batches (`commit(rows)`), one transaction each, so concurrent
 writers share one fsync (group commit). WAL mode; `synchronous` is NORMAL
 by default, which survives the process being killed (the committed WAL is
 in the OS page cache), and FULL on request, which also survives power loss.
+
+The file (and its WAL and shm files) is readable by its owner only, and
+one store at a time holds it (`_filelock`): a second runtime on the same
+file gets `StateFileInUseError` instead of silently losing writes.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import sqlite3
+import stat
 from typing import Any
 
+from actors._filelock import StateFileLock
 from actors._types import StateVersion
 
 __all__ = ["FLAT_NS", "SqliteBackend"]
@@ -38,6 +45,35 @@ CREATE TABLE IF NOT EXISTS history (
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
+def _owner_only(path: str) -> None:
+    """Make the state file (and any WAL and shm files) readable by its owner only.
+
+    The file is created 0600 before SQLite opens it; SQLite gives its WAL
+    and shm files the database's mode. Files left group- or world-readable
+    by an older version are tightened, if they are ours.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        _tighten(fd)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            fd = os.open(path + suffix, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            _tighten(fd)
+        finally:
+            os.close(fd)
+
+
+def _tighten(fd: int) -> None:
+    st = os.fstat(fd)
+    if st.st_mode & 0o077 and st.st_uid == os.getuid():
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o700)
+
+
 def _ns_out(ns: str | None) -> str:
     return FLAT_NS if ns is None else ns
 
@@ -55,12 +91,20 @@ class SqliteBackend:
             msg = f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
             raise ValueError(msg)
         # Opened by whoever builds the store; used only by the store's thread.
+        # The lock comes first: a second runtime touches nothing.
         try:
+            self._lock = StateFileLock(path)
+        except OSError as exc:
+            msg = f"can't use {path!r} as a state file: {exc}"
+            raise ValueError(msg) from exc
+        try:
+            _owner_only(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={level}")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
+            self._lock.release()
             msg = f"can't use {path!r} as a state file: {exc}"
             raise ValueError(msg) from exc
         self._commits = 0
@@ -136,4 +180,8 @@ class SqliteBackend:
             )
 
     def close(self) -> None:
-        self._db.close()
+        """Close the file, then let another runtime have it."""
+        try:
+            self._db.close()
+        finally:
+            self._lock.release()

@@ -94,7 +94,11 @@ class StateStore(ActorBase):
         self._announce: list[dict[str, Any]] = []
         self._announce_timer: TimerHandle | None = None
         if self._backend is not None:
-            self._load()
+            try:
+                self._load()
+            except BaseException:
+                self._backend.close()  # gives the file (and its lock) up
+                raise
 
     def _load(self) -> None:
         namespaces, self._data, self._tombstones, history = self._backend.load(self._max_history)

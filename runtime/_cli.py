@@ -10,7 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actors import Event, EventType
+from actors import Event, EventType, StateFileInUseError
 from runtime._spec import LaunchSpec, SpecError, agent_names, load_spec
 from runtime._status import ControlFile, StatusError, run_status
 from runtime._tasks import Progress
@@ -77,7 +77,7 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
 
     try:
         rt = Runtime(**spec.runtime)
-    except (TypeError, ValueError, NotImplementedError, ImportError, OSError) as exc:
+    except (TypeError, ValueError, NotImplementedError, ImportError, OSError, StateFileInUseError) as exc:
         raise SpecError(f"{spec.source} [runtime]: {exc}") from None
     stop = threading.Event()
     running_tasks = False

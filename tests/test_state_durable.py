@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 
+import psutil
 import pytest
 
-from actors import EventType, NamespacePermissionError
-from conftest import wait_for
+from actors import ActorsError, Agent, EventType, NamespacePermissionError, StateFileInUseError
+from conftest import stray_processes, wait_for
 from runtime import Runtime
 
 
@@ -118,3 +120,75 @@ def test_every_acknowledged_write_survives_the_runtime_being_killed(tmp_path):
         missing = [key for key in acked if rt.state.get("shared", key) is None]
         assert missing == []
         assert rt.state.get_version("shared", acked[0]).version == 1
+
+
+def test_the_state_file_and_its_wal_and_shm_are_readable_by_their_owner_only(tmp_path):
+    path = tmp_path / "state.db"
+    with Runtime(state_path=str(path)) as rt:
+        rt.state.set("shared", "secret", "s3cr3t")
+        for name in ("state.db", "state.db-wal", "state.db-shm"):
+            assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
+
+
+def test_a_world_readable_state_file_from_before_is_tightened(tmp_path):
+    path = tmp_path / "state.db"
+    path.touch(mode=0o644)
+    os.chmod(path, 0o644)
+    with Runtime(state_path=str(path)) as rt:
+        rt.state.set("shared", "k", 1)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_second_runtime_on_a_file_in_use_fails_naming_it_and_leaves_nothing_behind(tmp_path):
+    path = str(tmp_path / "state.db")
+    with Runtime(state_path=path) as rt:
+        rt.state.set("shared", "k", 1)
+        files, children = sorted(os.listdir(tmp_path)), {p.pid for p in stray_processes()}
+        with pytest.raises(StateFileInUseError, match=rf"state\.db.*in use by another runtime \(pid {os.getpid()}\)") as caught:
+            Runtime(state_path=os.path.join(str(tmp_path), ".", "state.db"))  # another name, the same file
+        assert isinstance(caught.value, ActorsError)
+        assert (caught.value.path, caught.value.pid) == (os.path.join(str(tmp_path), ".", "state.db"), os.getpid())
+        assert sorted(os.listdir(tmp_path)) == files
+        wait_for(lambda: {p.pid for p in stray_processes()} == children)
+        assert rt.state.set("shared", "k", 2, expected_version=1) is True  # the holder is unharmed
+    with Runtime(state_path=path) as rt:  # released by the shutdown
+        assert rt.state.get("shared", "k") == 2
+    assert sorted(os.listdir(tmp_path)) == ["state.db"]
+
+
+def test_no_agent_or_zygote_process_holds_the_state_files_lock(tmp_path):
+    with Runtime(state_path=str(tmp_path / "state.db")) as rt:
+        rt.spawn(Agent, "a")
+        lock = os.path.realpath(tmp_path / "state.db.lock")
+        for proc in stray_processes():  # the zygote and the agent
+            assert lock not in [f.path for f in proc.open_files()], proc.cmdline()
+        assert lock in [f.path for f in psutil.Process().open_files()]
+
+
+def test_a_lock_left_by_a_killed_runtime_does_not_block_the_next(tmp_path):
+    path = tmp_path / "state.db"
+    script = tmp_path / "holder.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        from actors import Agent
+        from runtime import Runtime
+
+        rt = Runtime(state_path={str(path)!r})
+        rt.spawn(Agent, "a")
+        rt.state.set("shared", "k", "from the killed one")
+        print("ready", flush=True)
+        time.sleep(120)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        with pytest.raises(StateFileInUseError, match=f"pid {proc.pid}"):
+            Runtime(state_path=str(path))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+    with Runtime(state_path=str(path)) as rt:  # at once: only the dead runtime held it
+        assert rt.state.get("shared", "k") == "from the killed one"
