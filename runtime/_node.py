@@ -13,6 +13,7 @@ each name, and answers LOOKUP frames for the others.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -35,7 +36,7 @@ from runtime._reply import Outbox, RemoteReply
 from runtime._serialization import loads
 from runtime._spin import IDLE_SPIN, Spinner
 from runtime._wire import (
-    INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
+    INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
 )
 
 __all__ = ["Node", "node_for"]
@@ -235,8 +236,8 @@ class Node:
             if kind == STATS:
                 reply.set({n: _depth(r) for n, r in self.local.items()})
                 return
-            if kind == INFO:
-                reply.set(self.info() if self.info is not None else [])
+            if kind == INFO:  # in JSON: `actors status` unpickles nothing
+                outbox.send(encode(REPLY, request_id, b"", self._info_json()))
                 return
             message = loads(body)
             ref = self.local.get(name)
@@ -252,6 +253,14 @@ class Node:
                 reply.set_exception()
             else:
                 logger.exception("could not deliver a tell to %r", name)
+
+    def _info_json(self) -> bytes:
+        """The `agent_info()` rows as JSON (or {"error": ...}); never raises."""
+        try:
+            return json.dumps(self.info() if self.info is not None else [], default=str).encode()
+        except Exception as exc:  # noqa: BLE001 - status prints the reason
+            logger.exception("agent_info() failed for `actors status`")
+            return json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
 
     # -- outbound ---------------------------------------------------------
 
