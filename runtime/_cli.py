@@ -93,6 +93,10 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
         control: ControlFile | None = ControlFile(rt.control_info())
     except NotImplementedError:  # the Ray backend: Ray's own tools report on it
         control = None
+    except (StatusError, OSError) as exc:
+        rt.shutdown()
+        print(f"actors: error: can't write the control file `actors status` reads: {exc}", file=sys.stderr)
+        return 1
     try:
         with rt:
             rt.events.subscribe(EventType.AGENT_JOINED, printer.event)

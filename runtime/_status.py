@@ -29,7 +29,7 @@ from typing import Any
 
 from runtime._wire import INFO, REPLY, decode_header, encode, set_read_timeout, write_all
 
-__all__ = ["ControlFile", "StatusError", "fetch_status", "render_table", "run_status"]
+__all__ = ["ControlFile", "StatusError", "fetch_status", "read_control", "render_table", "run_status"]
 
 CONTROL = Path(".actors") / "control.json"
 _TIMEOUT = 30.0  # for the whole conversation with the runtime
@@ -44,13 +44,34 @@ class StatusError(Exception):
 
 
 class ControlFile:
-    """The control file of one `actors run`, removed when it ends."""
+    """The control file of one `actors run`, removed when it ends.
+
+    It holds the runtime's key, so it is written only into a folder that is
+    the caller's own and private (else `StatusError`), always as a new file:
+    never through a file or symlink someone planted there.
+    """
 
     def __init__(self, info: dict[str, Any], directory: str | os.PathLike[str] = ".") -> None:
         self.path = Path(directory) / CONTROL
-        self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(self.path.parent, 0o700)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self.path.parent.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        dir_fd = _open_refusing_links("folder", self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if os.fstat(dir_fd).st_uid == os.getuid():
+                os.fchmod(dir_fd, 0o700)
+            reason = _untrusted("folder", self.path.parent, os.fstat(dir_fd))
+            if reason:
+                raise StatusError(reason)
+            try:
+                os.unlink(self.path.name, dir_fd=dir_fd)  # a leftover, or something planted
+            except FileNotFoundError:
+                pass
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self.path.name, flags, 0o600, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         with os.fdopen(fd, "w") as handle:
             json.dump(info, handle)
 

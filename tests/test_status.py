@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import shutil
+import stat
 import tempfile
 import threading
 from multiprocessing.connection import Listener
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime._status import CONTROL, StatusError, fetch_status
+from runtime._status import CONTROL, ControlFile, StatusError, fetch_status, read_control
 from runtime._wire import REPLY, decode_header, encode
 
 
@@ -127,3 +128,26 @@ def test_a_planted_listener_never_gets_its_reply_unpickled(tmp_path, body, error
     finally:
         planted.close()
     assert not marker.exists()
+
+
+def test_the_control_file_is_never_written_through_a_planted_symlink(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / ".actors").mkdir(mode=0o700)
+    (tmp_path / CONTROL).symlink_to(victim)
+    control = ControlFile({"address": "/nowhere.sock", "key": "00" * 32, "pid": 1}, tmp_path)
+    try:
+        assert victim.read_text() == "precious"
+        assert not control.path.is_symlink() and stat.S_IMODE(control.path.stat().st_mode) == 0o600
+        assert read_control(control.path)["address"] == "/nowhere.sock"
+    finally:
+        control.remove()
+
+
+def test_the_control_file_is_never_written_into_a_folder_of_another_user(tmp_path, monkeypatch):
+    (tmp_path / ".actors").mkdir(mode=0o755)
+    me = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: me + 1)  # as seen by another user
+    with pytest.raises(StatusError, match=rf"refusing folder .*\.actors: it belongs to uid {me}"):
+        ControlFile({"address": "/nowhere.sock", "key": "00" * 32, "pid": 1}, tmp_path)
+    assert not (tmp_path / CONTROL).exists()
