@@ -163,7 +163,7 @@ class SqliteBackend:
                         "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (ns, row["key"], blob, row["version"], row["timestamp"], row["updated_by"], row["checksum"]),
                     )
-                    if row["version"] > 1:  # it may be a deleted key set again (version 1 never is)
+                    if row.get("revived"):  # a deleted key set again
                         db.execute("DELETE FROM tombstones WHERE ns = ? AND key = ?", (ns, row["key"]))
                 db.execute(
                     "INSERT INTO history (ns, key, op, version, value, updated_by, timestamp) VALUES (?,?,?,?,?,?,?)",

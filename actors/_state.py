@@ -264,11 +264,14 @@ class StateStore(ActorBase):
         except Exception as exc:
             msg = f"value for {ns}/{key} can't be pickled: {exc.__cause__ or exc}"
             raise MessageSerializationError(msg) from exc
-        version = (self._tombstones.pop((ns, key), 0) if current is None else current.version) + 1
+        tombstone = self._tombstones.pop((ns, key), None) if current is None else None
+        version = (current.version if current is not None else tombstone or 0) + 1
         digest = checksum(blob)
         stamp = time.time()
         self._data[(ns, key)] = StateVersion(value, version, stamp, updater, digest)
         self._record(ns, key, "set", version, value, updater, blob, digest, stamp)
+        if tombstone is not None and self._backend is not None:
+            self._pending_rows[-1]["revived"] = True  # its tombstone leaves the file too
 
     def _record(
         self, ns: str | None, key: str, op: str, version: int, value: Any, updater: str,

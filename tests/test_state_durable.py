@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -62,6 +63,11 @@ def test_a_deleted_keys_version_survives_a_reopen(tmp_path):
         rt.state.set("shared", "back", 3)
     with Runtime(state_path=path) as rt:
         assert rt.state.get_version("shared", "back").version == 4
+    db = sqlite3.connect(path)
+    try:  # a tombstone leaves the file once its key is set again
+        assert db.execute("SELECT key FROM tombstones").fetchall() == []
+    finally:
+        db.close()
 
 
 def test_state_changed_is_announced_after_the_commit(tmp_path):
