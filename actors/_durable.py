@@ -74,6 +74,11 @@ def _tighten(fd: int) -> None:
         os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o700)
 
 
+class _NoLock:
+    def release(self) -> None:
+        pass
+
+
 def _ns_out(ns: str | None) -> str:
     return FLAT_NS if ns is None else ns
 
@@ -91,14 +96,17 @@ class SqliteBackend:
             msg = f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
             raise ValueError(msg)
         # Opened by whoever builds the store; used only by the store's thread.
-        # The lock comes first: a second runtime touches nothing.
+        # The lock comes first: a second runtime touches nothing. SQLite's
+        # private databases (":memory:", "") have no file to share or protect.
+        private = path in ("", ":memory:")
         try:
-            self._lock = StateFileLock(path)
+            self._lock = _NoLock() if private else StateFileLock(path)
         except OSError as exc:
             msg = f"can't use {path!r} as a state file: {exc}"
             raise ValueError(msg) from exc
         try:
-            _owner_only(path)
+            if not private:
+                _owner_only(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={level}")

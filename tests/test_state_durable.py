@@ -150,7 +150,8 @@ def test_a_second_runtime_on_a_file_in_use_fails_naming_it_and_leaves_nothing_be
     with Runtime(state_path=path) as rt:
         rt.state.set("shared", "k", 1)
         files, children = sorted(os.listdir(tmp_path)), {p.pid for p in stray_processes()}
-        with pytest.raises(StateFileInUseError, match=rf"state\.db.*in use by another runtime \(pid {os.getpid()}\)") as caught:
+        in_use = rf"state\.db.*in use by another runtime \(pid {os.getpid()}\)"
+        with pytest.raises(StateFileInUseError, match=in_use) as caught:
             Runtime(state_path=os.path.join(str(tmp_path), ".", "state.db"))  # another name, the same file
         assert isinstance(caught.value, ActorsError)
         assert (caught.value.path, caught.value.pid) == (os.path.join(str(tmp_path), ".", "state.db"), os.getpid())
