@@ -19,6 +19,7 @@ __all__ = [
     "NamespacePermissionError",
     "NoCapableAgentError",
     "RemoteError",
+    "StateFileInUseError",
     "StreamClosedError",
     "UnknownNamespaceError",
     "UnknownStreamError",
@@ -117,6 +118,22 @@ class RemoteError(ActorsError):
         self.message = message
         self.remote_traceback = remote_traceback
         super().__init__(f"{remote_type}: {message}")
+
+
+class StateFileInUseError(ActorsError):
+    """Another runtime holds the state file (two would overwrite each other's writes).
+
+    `path` is the state file; `pid` the holder's process id, or None if it
+    could not be read.
+    """
+
+    def __init__(self, path: str, pid: int | None = None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"another runtime (pid {pid})" if pid is not None else "another runtime"
+        super().__init__(f"state file {path!r} is in use by {holder}; one runtime at a time may use it")
+
+    _fields = ("path", "pid")
 
 
 class UnknownStreamError(ActorsError, LookupError):

@@ -56,6 +56,10 @@ class StateStore(ActorBase):
     every write is announced as STATE_CHANGED. With `path` the store is durable (SQLite, see
     `_durable`): a write is answered only once its transaction committed,
     and writes that queue up while one commits share the next commit.
+
+    A key's versions never repeat: a deleted key leaves a tombstone (its
+    delete's version, kept in memory and in the file), and a key set again
+    continues after it.
     """
 
     runs_inline = True
@@ -83,6 +87,11 @@ class StateStore(ActorBase):
         self._max_history = max_history
         # Keys are (namespace, key) tuples: no formatting, so no collisions.
         self._data: dict[tuple[str | None, str], StateVersion] = {}
+        # Tombstones: the version at which each deleted key was deleted, so a
+        # key set again continues after it and versions never repeat (a
+        # stale expected_version can't match again: no ABA). One small entry
+        # per deleted key, dropped when the key is set again.
+        self._tombstones: dict[tuple[str | None, str], int] = {}
         self._namespaces: dict[str | None, frozenset[str] | None] = {FLAT: None, SHARED: None}
         self._history: deque[dict[str, Any]] = deque(maxlen=max_history)
         # Durable mode. Invariant: everything in _pending_* is applied in
@@ -95,10 +104,14 @@ class StateStore(ActorBase):
         self._announce: list[dict[str, Any]] = []
         self._announce_timer: TimerHandle | None = None
         if self._backend is not None:
-            self._load()
+            try:
+                self._load()
+            except BaseException:
+                self._backend.close()  # gives the file (and its lock) up
+                raise
 
     def _load(self) -> None:
-        namespaces, self._data, history = self._backend.load(self._max_history)
+        namespaces, self._data, self._tombstones, history = self._backend.load(self._max_history)
         self._namespaces = {FLAT: None, SHARED: None, **namespaces}
         self._history = deque(history, maxlen=self._max_history)
 
@@ -264,6 +277,7 @@ class StateStore(ActorBase):
         current = self._data.pop((ns, key), None)
         if current is None:
             return False
+        self._tombstones[(ns, key)] = current.version + 1
         self._record(ns, key, "delete", current.version + 1, None, updater, None, None)
         return True
 
@@ -273,11 +287,14 @@ class StateStore(ActorBase):
         except Exception as exc:
             msg = f"value for {ns}/{key} can't be pickled: {exc.__cause__ or exc}"
             raise MessageSerializationError(msg) from exc
-        version = 1 if current is None else current.version + 1
+        tombstone = self._tombstones.pop((ns, key), None) if current is None else None
+        version = (current.version if current is not None else tombstone or 0) + 1
         digest = checksum(blob)
         stamp = time.time()
         self._data[(ns, key)] = StateVersion(value, version, stamp, updater, digest)
         self._record(ns, key, "set", version, value, updater, blob, digest, stamp)
+        if tombstone is not None and self._backend is not None:
+            self._pending_rows[-1]["revived"] = True  # its tombstone leaves the file too
 
     def _record(
         self, ns: str | None, key: str, op: str, version: int, value: Any, updater: str,

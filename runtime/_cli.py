@@ -10,7 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actors import Event, EventType
+from actors import Event, EventType, StateFileInUseError
 from runtime._spec import LaunchSpec, SpecError, agent_names, load_spec
 from runtime._status import ControlFile, StatusError, run_status
 from runtime._tasks import Progress
@@ -77,7 +77,7 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
 
     try:
         rt = Runtime(**spec.runtime)
-    except (TypeError, ValueError, NotImplementedError, ImportError, OSError) as exc:
+    except (TypeError, ValueError, NotImplementedError, ImportError, OSError, StateFileInUseError) as exc:
         raise SpecError(f"{spec.source} [runtime]: {exc}") from None
     stop = threading.Event()
     running_tasks = False
@@ -93,6 +93,10 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
         control: ControlFile | None = ControlFile(rt.control_info())
     except NotImplementedError:  # the Ray backend: Ray's own tools report on it
         control = None
+    except (StatusError, OSError) as exc:
+        rt.shutdown()
+        print(f"actors: error: can't write the control file `actors status` reads: {exc}", file=sys.stderr)
+        return 1
     try:
         with rt:
             rt.events.subscribe(EventType.AGENT_JOINED, printer.event)

@@ -18,11 +18,13 @@ told who really sent each message.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
@@ -41,12 +43,20 @@ from runtime._reply import Outbox, RemoteReply
 from runtime._serialization import loads
 from runtime._spin import IDLE_SPIN, Spinner
 from runtime._wire import (
-    INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
+    INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
 )
 
 __all__ = ["Node", "node_for"]
 
 logger = logging.getLogger("runtime")
+
+# The whole handshake must end within this many seconds, however slowly
+# bytes trickle in; and at most this many may be under way at once per
+# listener (each holds a thread). Connections beyond the cap are closed at
+# once: an honest peer gets PeerGone and may try again.
+HANDSHAKE_DEADLINE = 10.0
+MAX_PENDING_HANDSHAKES = 64
+_REFUSAL_LOG_INTERVAL = 5.0  # seconds between log lines about refused connections
 
 # runtime id -> this process's node for that runtime (how unpickled refs bind)
 _NODES: dict[str, Node] = {}
@@ -85,6 +95,13 @@ class Node:
         self._tls = threading.local()
         self._conns: set[Connection] = set()
         self._closed = False
+        # Handshakes under way: fd -> [deadline, expired]. Invariant: an fd
+        # is here only while its thread has not closed it, so the accept
+        # loop may shut it down (never close it) once its deadline passed.
+        self._handshakes: dict[int, list[Any]] = {}
+        self._handshakes_lock = threading.Lock()
+        self._refused = 0  # connections refused at the cap since the last log line
+        self._refusal_logged = float("-inf")
         # In an agent's process the agent's own thread reads the connections
         # (see `_reactor`); elsewhere each connection has a reader thread.
         self.reactor = Reactor(self._dispatch, self._conns.discard) if reactor else None
@@ -144,12 +161,57 @@ class Node:
     # -- inbound ----------------------------------------------------------
 
     def _accept_loop(self) -> None:
+        # Also the handshakes' watchdog: accept() waits no longer than the
+        # nearest handshake deadline, then drops the handshakes past theirs.
         while not self._closed:
             try:
+                self._sock.settimeout(self._expire_handshakes())
                 sock, _ = self._sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(sock,), name="node-conn", daemon=True).start()
+            with self._handshakes_lock:
+                full = len(self._handshakes) >= MAX_PENDING_HANDSHAKES
+                if not full:
+                    self._handshakes[sock.fileno()] = [time.monotonic() + HANDSHAKE_DEADLINE, False]
+            if full:
+                sock.close()
+                self._log_refusal()
+                continue
+            try:
+                threading.Thread(target=self._serve, args=(sock,), name="node-conn", daemon=True).start()
+            except RuntimeError:  # no thread to be had: as if at the cap
+                with self._handshakes_lock:
+                    del self._handshakes[sock.fileno()]
+                sock.close()
+                self._log_refusal()
+
+    def _expire_handshakes(self) -> float | None:
+        """Shut down the handshakes past their deadline; seconds to the next one."""
+        now = time.monotonic()
+        nearest = None
+        with self._handshakes_lock:
+            for fd, entry in self._handshakes.items():
+                deadline, expired = entry
+                if expired:
+                    continue
+                if deadline <= now:
+                    entry[1] = True
+                    shutdown_fd(fd)  # its thread's read ends; that thread closes it
+                elif nearest is None or deadline < nearest:
+                    nearest = deadline
+        return None if nearest is None else nearest - now
+
+    def _log_refusal(self) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= _REFUSAL_LOG_INTERVAL:
+            logger.warning(
+                "closed %d connection(s) at once: %d handshakes already under way (the limit)",
+                self._refused, MAX_PENDING_HANDSHAKES,
+            )
+            self._refused, self._refusal_logged = 0, now
 
     def _serve(self, sock: socket.socket) -> None:
         sender = None
@@ -157,20 +219,29 @@ class Node:
             pid = _peer_pid(sock)
             sender = self.identify(pid) if pid > 0 else "_unknown"
         conn = Connection(sock.detach())
-        set_read_timeout(conn.fileno(), 10)  # a peer that stalls the handshake is dropped
+        fd = conn.fileno()
+        # Each read of a stalled peer ends by the deadline too (the accept
+        # loop enforces the deadline for the handshake as a whole).
+        set_read_timeout(fd, HANDSHAKE_DEADLINE)
         try:
             deliver_challenge(conn, self.authkey)
             answer_challenge(conn, self.authkey)
-        except Exception:  # noqa: BLE001 - wrong key, garbage or a stall
-            logger.warning("refused a connection without the runtime's key")
+        except Exception:  # noqa: BLE001 - wrong key, garbage, a stall or the deadline
+            logger.warning("refused a connection without the runtime's key (or too slow to show it)")
+            with self._handshakes_lock:
+                del self._handshakes[fd]
             conn.close()
             return
-        set_read_timeout(conn.fileno(), None)  # the conversation itself may idle
+        with self._handshakes_lock:
+            expired = self._handshakes.pop(fd)[1]
+        if expired:  # shut down at the deadline just as it succeeded
+            conn.close()
+            return
+        set_read_timeout(fd, None)  # the conversation itself may idle
         self._conns.add(conn)
         if self.reactor is not None:
             self.reactor.add(conn)
             return
-        fd = conn.fileno()
         outbox = Outbox(fd)
         reader = FrameReader(fd)
         # Idle services run inline in this thread (`_inline`), so it may
@@ -205,8 +276,8 @@ class Node:
             if kind == STATS:
                 reply.set({n: _depth(r) for n, r in self.local.items()})
                 return
-            if kind == INFO:
-                reply.set(self.info() if self.info is not None else [])
+            if kind == INFO:  # in JSON: `actors status` unpickles nothing
+                outbox.send(encode(REPLY, request_id, b"", self._info_json()))
                 return
             message = loads(body)
             if sender is not None and name in self._wants_sender:
@@ -224,6 +295,14 @@ class Node:
                 reply.set_exception()
             else:
                 logger.exception("could not deliver a tell to %r", name)
+
+    def _info_json(self) -> bytes:
+        """The `agent_info()` rows as JSON (or {"error": ...}); never raises."""
+        try:
+            return json.dumps(self.info() if self.info is not None else [], default=str).encode()
+        except Exception as exc:  # noqa: BLE001 - status prints the reason
+            logger.exception("agent_info() failed for `actors status`")
+            return json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
 
     # -- outbound ---------------------------------------------------------
 
@@ -288,6 +367,10 @@ class Node:
         except OSError:
             pass
         self._sock.close()
+        with self._handshakes_lock:  # the watchdog is gone: end these now
+            for fd, entry in self._handshakes.items():
+                entry[1] = True
+                shutdown_fd(fd)
         for conn in list(self._conns):
             try:
                 shutdown_fd(conn.fileno())

@@ -3,25 +3,40 @@
 `actors run` writes `.actors/control.json` (mode 0600, in a 0700 folder)
 in the directory it started in: the runtime's control address and secret
 key. `actors status` reads it, connects with that key (the same
-authenticated channel every agent uses) and asks for `agent_info()`.
+authenticated handshake every agent uses) and asks for `agent_info()`.
+
+The key proves nothing about a file someone else wrote: whoever planted
+the file chose the key, and can answer the handshake. So status trusts a
+control file only if it and its folder are the caller's own and writable
+by nobody else (checked on the open descriptors, so nothing can be swapped
+in between), and it unpickles nothing: the runtime answers INFO in JSON,
+read here by a few lines that know only frames and JSON.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
+import stat
+import struct
 import sys
 import time
+from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from pathlib import Path
 from typing import Any
 
-from actors import ActorDeadError
-from runtime._channel import Channel, PeerGone
-from runtime._wire import INFO, encode
+from runtime._wire import INFO, REPLY, decode_header, encode, set_read_timeout, write_all
 
-__all__ = ["ControlFile", "StatusError", "fetch_status", "render_table", "run_status"]
+__all__ = ["ControlFile", "StatusError", "fetch_status", "read_control", "render_table", "run_status"]
 
 CONTROL = Path(".actors") / "control.json"
+_TIMEOUT = 30.0  # for the whole conversation with the runtime
+_MAX_CONTROL = 1 << 16  # a control file is a few hundred bytes
+_MAX_REPLY = 64 << 20  # ~200k rows; a larger length is not a runtime's answer
+_LENGTH = struct.Struct("!i")  # multiprocessing's length prefix, which frames share (`_wire`)
+_ROW_KEYS = ("name", "kind", "pid", "alive", "restarts", "cpu_percent", "rss_bytes", "mailbox", "capabilities")
 
 
 class StatusError(Exception):
@@ -29,13 +44,34 @@ class StatusError(Exception):
 
 
 class ControlFile:
-    """The control file of one `actors run`, removed when it ends."""
+    """The control file of one `actors run`, removed when it ends.
+
+    It holds the runtime's key, so it is written only into a folder that is
+    the caller's own and private (else `StatusError`), always as a new file:
+    never through a file or symlink someone planted there.
+    """
 
     def __init__(self, info: dict[str, Any], directory: str | os.PathLike[str] = ".") -> None:
         self.path = Path(directory) / CONTROL
-        self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(self.path.parent, 0o700)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self.path.parent.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        dir_fd = _open_refusing_links("folder", self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if os.fstat(dir_fd).st_uid == os.getuid():
+                os.fchmod(dir_fd, 0o700)
+            reason = _untrusted("folder", self.path.parent, os.fstat(dir_fd))
+            if reason:
+                raise StatusError(reason)
+            try:
+                os.unlink(self.path.name, dir_fd=dir_fd)  # a leftover, or something planted
+            except FileNotFoundError:
+                pass
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self.path.name, flags, 0o600, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         with os.fdopen(fd, "w") as handle:
             json.dump(info, handle)
 
@@ -51,23 +87,141 @@ def _control_path(address: str | None) -> Path:
     return path / CONTROL if path.is_dir() else path
 
 
-def fetch_status(address: str | None = None) -> list[dict[str, Any]]:
-    """The `agent_info()` rows of the runtime whose control file is at `address`."""
-    path = _control_path(address)
+def _untrusted(what: str, path: Path, st: os.stat_result) -> str | None:
+    """Why `path` (a `what`) can't be trusted, or None if only the caller could have written it."""
+    if st.st_uid != os.getuid():
+        return f"refusing {what} {path}: it belongs to uid {st.st_uid}, not to you (uid {os.getuid()})"
+    if st.st_mode & 0o022:
+        writers = " and ".join(w for w, bit in (("group", 0o020), ("others", 0o002)) if st.st_mode & bit)
+        return f"refusing {what} {path}: it is writable by {writers} (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _open_refusing_links(what: str, path: Path, flags: int, dir_fd: int | None = None) -> int:
     try:
-        info = json.loads(path.read_text())
+        return os.open(path.name if dir_fd is not None else path, flags | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       dir_fd=dir_fd)
     except FileNotFoundError:
         raise StatusError(f"no running runtime found ({path} does not exist; start one with `actors run`)") from None
-    except (OSError, ValueError) as exc:
-        raise StatusError(f"can't read {path}: {exc}") from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+            raise StatusError(f"refusing {what} {path}: it is a symbolic link") from None
+        raise StatusError(f"can't read {path}: {exc.strerror}") from None
+
+
+def read_control(path: Path) -> dict[str, Any]:
+    """The control file at `path`, if only the caller could have written it.
+
+    The folder is opened first (not through a symlink) and checked on its
+    descriptor; the file is opened relative to that descriptor (not
+    through a symlink either) and checked on its own: no race between the
+    check and the read.
+    """
+    folder = path.parent
+    dir_fd = _open_refusing_links("folder", folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        channel = Channel(info["address"], bytes.fromhex(info["key"]))
-        request_id = channel.next_id()
-        channel.send(encode(INFO, request_id, b"", b""))
-        rows = channel.wait(request_id, 30.0, "the runtime")
-    except (PeerGone, ActorDeadError, EOFError, OSError) as exc:
-        raise StatusError(f"the runtime that wrote {path} (pid {info.get('pid')}) is not answering: {exc}") from None
-    channel.close()
+        reason = _untrusted("folder", folder, os.fstat(dir_fd))
+        if reason:
+            raise StatusError(reason)
+        # O_NONBLOCK: a FIFO planted there can't block the open; refused below.
+        fd = _open_refusing_links("control file", path, os.O_RDONLY | os.O_NONBLOCK, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StatusError(f"refusing control file {path}: it is not a regular file")
+        reason = _untrusted("control file", path, st)
+        if reason:
+            raise StatusError(reason)
+        data = handle.read(_MAX_CONTROL + 1)
+    try:
+        info = json.loads(data)
+        if len(data) > _MAX_CONTROL or not isinstance(info, dict):
+            raise ValueError("not a control file")
+        address, key = info["address"], bytes.fromhex(info["key"])
+        if not isinstance(address, str):
+            raise ValueError("address is not a string")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StatusError(f"can't read {path}: {exc}") from None
+    return {**info, "key": key}
+
+
+def fetch_status(address: str | None = None, timeout: float = _TIMEOUT) -> list[dict[str, Any]]:
+    """The `agent_info()` rows of the runtime whose control file is at `address`."""
+    path = _control_path(address)
+    info = read_control(path)
+    try:
+        body = _ask_info(info["address"], info["key"], time.monotonic() + timeout)
+    except Exception as exc:  # noqa: BLE001 - refused key, garbage (an assert in the handshake), gone
+        reason = str(exc) or type(exc).__name__
+        raise StatusError(f"the runtime that wrote {path} (pid {info.get('pid')}) is not answering: {reason}") from None
+    return _rows(body, path)
+
+
+def _ask_info(address: str, key: bytes, deadline: float) -> bytes:
+    """Send one INFO frame and return the body of its reply; nothing is unpickled."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+    try:
+        sock.connect(address)
+        sock.setblocking(True)
+    except BaseException:
+        sock.close()
+        raise
+    conn = Connection(sock.detach())
+    fd = conn.fileno()
+    try:
+        # The handshake reads through multiprocessing's recv_bytes (which
+        # never unpickles), each read bounded by the time left.
+        set_read_timeout(fd, max(deadline - time.monotonic(), 0.001))
+        answer_challenge(conn, key)
+        deliver_challenge(conn, key)
+        write_all(fd, encode(INFO, 1, b"", b""))
+        while True:
+            (size,) = _LENGTH.unpack(_read_exact(fd, _LENGTH.size, deadline))
+            if not 0 < size <= _MAX_REPLY:
+                raise OSError(f"a reply of {size} bytes is not a runtime's answer")
+            kind, request_id, _name, body = decode_header(memoryview(_read_exact(fd, size, deadline)))
+            if kind == REPLY and request_id == 1:
+                return bytes(body)
+    finally:
+        conn.close()
+
+
+def _read_exact(fd: int, size: int, deadline: float) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no answer in time")
+        set_read_timeout(fd, remaining)
+        try:
+            chunk = os.read(fd, min(size - got, 1 << 20))
+        except BlockingIOError:
+            raise TimeoutError("no answer in time") from None
+        if not chunk:
+            raise EOFError("the connection was closed")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _rows(body: bytes, path: Path) -> list[dict[str, Any]]:
+    """The reply's rows, checked: a list of dicts with the table's columns."""
+    where = f"the runtime that wrote {path}"
+    try:
+        rows = json.loads(body)
+    except ValueError:
+        raise StatusError(f"{where} sent a reply that is not JSON (an older runtime, or not a runtime)") from None
+    if isinstance(rows, dict) and isinstance(rows.get("error"), str):
+        raise StatusError(f"{where} could not report: {rows['error']}")
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise StatusError(f"{where} sent a reply that is not a list of rows")
+    for row in rows:
+        missing = [k for k in _ROW_KEYS if k not in row]
+        if missing:
+            raise StatusError(f"{where} sent a row without {', '.join(missing)}")
     return rows
 
 

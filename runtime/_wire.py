@@ -1,8 +1,9 @@
 """Frames on the wire between processes, and reading them in bulk.
 
 A frame is ``length (4, big-endian) | kind (1) | request id (8) | name
-length (2) | name | body``, where body is one pickle. The length prefix is
-multiprocessing's own, so the authentication handshake (done with a
+length (2) | name | body``, where body is one pickle (JSON in the reply to
+INFO, which `actors status` reads). The length prefix is multiprocessing's
+own, so the authentication handshake (done with a
 `multiprocessing.connection.Connection`) and our frames share one stream.
 The header stays outside the pickle so a body that can't be unpickled can
 still be answered, with the error, by request id.
@@ -30,7 +31,7 @@ ASK = 2  # deliver body with a reply future; a REPLY frame answers
 REPLY = 3  # body is (ok, value) for the request id
 LOOKUP = 4  # registry: where does the named actor live? body unused
 STATS = 5  # host: mailbox depths of the actors hosted here
-INFO = 6  # registry: the runtime's agent_info() rows (for `actors status`)
+INFO = 6  # registry: the runtime's agent_info() rows (for `actors status`), answered in JSON
 
 _PREFIX = struct.Struct("!iBQH")  # length, kind, request id, name length
 _HEADER = struct.Struct("!BQH")

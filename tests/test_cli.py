@@ -213,6 +213,20 @@ def test_status_with_a_wrong_key_is_refused(tmp_path):
         proc.communicate(timeout=60)
 
 
+def test_status_refuses_a_control_file_others_may_write_in_one_line(tmp_path):
+    import json
+
+    (tmp_path / ".actors").mkdir(mode=0o700)
+    control = tmp_path / ".actors" / "control.json"
+    control.write_text(json.dumps({"address": "/nowhere.sock", "key": "00" * 32, "pid": 1}))
+    os.chmod(control, 0o666)
+    out = actors("status", cwd=tmp_path)
+    assert out.returncode == 1
+    [line] = out.stderr.splitlines()
+    assert line.startswith("actors: error: refusing control file ")
+    assert line.endswith(".actors/control.json: it is writable by group and others (mode 666)")
+
+
 def test_an_agent_failing_to_start_is_one_line_and_exit_1(tmp_path):
     (tmp_path / "team.py").write_text(textwrap.dedent("""
         from actors import Agent

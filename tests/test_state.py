@@ -84,6 +84,25 @@ def test_compare_and_swap_and_delete(rt):
     assert ops == [("set", 1), ("set", 2), ("delete", 3)]
 
 
+def test_versions_of_a_key_never_repeat_across_a_delete(rt):
+    rt.state.set("shared", "k", "a")
+    rt.state.set("shared", "k", "b")
+    assert rt.state.delete("shared", "k") is True  # version 3
+    assert rt.state.get("shared", "k") is None
+    assert rt.state.get_version("shared", "k") is None
+    assert "k" not in rt.state.list_keys("shared")
+    assert rt.state.set("shared", "k", "stale", expected_version=2) is False  # no ABA
+    assert rt.state.set("shared", "k", "c", expected_version=0) is True  # absent again
+    assert rt.state.get_version("shared", "k").version == 4
+    assert rt.state.delete("shared", "k") is True
+    assert rt.state.update("shared", "k", lambda v: (v or 0) + 1) == 1
+    assert rt.state.get_version("shared", "k").version == 6
+    rt.store.set("k", 1)
+    rt.store.delete("k")
+    rt.store.set("k", 2)
+    assert rt.store.get_version("k").version == 3
+
+
 def test_update_runs_the_function_inside_the_store_and_a_raising_one_changes_nothing(rt):
     step = 5
     assert rt.state.update("shared", "n", lambda v: (v or 0) + step) == 5

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
 
+import psutil
 import pytest
 
-from actors import Agent, EventType, NamespacePermissionError
-from conftest import wait_for
+from actors import ActorsError, Agent, EventType, NamespacePermissionError, StateFileInUseError
+from conftest import stray_processes, wait_for
 from runtime import Runtime
 
 
@@ -41,6 +44,36 @@ def test_a_new_runtime_on_the_same_file_sees_values_versions_history_and_namespa
         with pytest.raises(NamespacePermissionError):
             rt.state.set("team", "plan", "no", updater="boss")
         assert rt.state.set("shared", "a", {"n": 3}, expected_version=2) is True
+
+
+def test_a_deleted_keys_version_survives_a_reopen(tmp_path):
+    path = str(tmp_path / "state.db")
+    with Runtime(state_path=path) as rt:
+        rt.state.set("shared", "k", "a")
+        rt.state.set("shared", "k", "b")
+        rt.state.delete("shared", "k")  # version 3
+        rt.store.set("f", 1)
+        rt.store.delete("f")  # version 2
+        rt.state.set("shared", "back", 1)
+        rt.state.delete("shared", "back")
+        rt.state.set("shared", "back", 2)  # version 3, its tombstone gone
+    with Runtime(state_path=path) as rt:
+        assert rt.state.get_version("shared", "k") is None
+        assert rt.state.list_keys("shared") == ["back"]
+        assert rt.state.set("shared", "k", "stale", expected_version=2) is False
+        assert rt.state.set("shared", "k", "c", expected_version=0) is True
+        assert rt.state.get_version("shared", "k").version == 4
+        assert rt.store.set("f", 2) is True
+        assert rt.store.get_version("f").version == 3
+        assert rt.state.get_version("shared", "back").version == 3
+        rt.state.set("shared", "back", 3)
+    with Runtime(state_path=path) as rt:
+        assert rt.state.get_version("shared", "back").version == 4
+    db = sqlite3.connect(path)
+    try:  # a tombstone leaves the file once its key is set again
+        assert db.execute("SELECT key FROM tombstones").fetchall() == []
+    finally:
+        db.close()
 
 
 def test_state_changed_is_announced_after_the_commit(tmp_path):
@@ -99,3 +132,76 @@ def test_every_acknowledged_write_survives_the_runtime_being_killed(tmp_path):
         missing = [key for key in acked if rt.state.get("shared", key) is None]
         assert missing == []
         assert rt.state.get_version("shared", acked[0]).version == 1
+
+
+def test_the_state_file_and_its_wal_and_shm_are_readable_by_their_owner_only(tmp_path):
+    path = tmp_path / "state.db"
+    with Runtime(state_path=str(path)) as rt:
+        rt.state.set("shared", "secret", "s3cr3t")
+        for name in ("state.db", "state.db-wal", "state.db-shm"):
+            assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
+
+
+def test_a_world_readable_state_file_from_before_is_tightened(tmp_path):
+    path = tmp_path / "state.db"
+    path.touch(mode=0o644)
+    os.chmod(path, 0o644)
+    with Runtime(state_path=str(path)) as rt:
+        rt.state.set("shared", "k", 1)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_second_runtime_on_a_file_in_use_fails_naming_it_and_leaves_nothing_behind(tmp_path):
+    path = str(tmp_path / "state.db")
+    with Runtime(state_path=path) as rt:
+        rt.state.set("shared", "k", 1)
+        files, children = sorted(os.listdir(tmp_path)), {p.pid for p in stray_processes()}
+        in_use = rf"state\.db.*in use by another runtime \(pid {os.getpid()}\)"
+        with pytest.raises(StateFileInUseError, match=in_use) as caught:
+            Runtime(state_path=os.path.join(str(tmp_path), ".", "state.db"))  # another name, the same file
+        assert isinstance(caught.value, ActorsError)
+        assert (caught.value.path, caught.value.pid) == (os.path.join(str(tmp_path), ".", "state.db"), os.getpid())
+        assert sorted(os.listdir(tmp_path)) == files
+        wait_for(lambda: {p.pid for p in stray_processes()} == children)
+        assert rt.state.set("shared", "k", 2, expected_version=1) is True  # the holder is unharmed
+    with Runtime(state_path=path) as rt:  # released by the shutdown
+        assert rt.state.get("shared", "k") == 2
+    assert sorted(os.listdir(tmp_path)) == ["state.db"]
+
+
+def test_no_agent_or_zygote_process_holds_the_state_files_lock(tmp_path):
+    with Runtime(state_path=str(tmp_path / "state.db")) as rt:
+        rt.spawn(Agent, "a")
+        lock = os.path.realpath(tmp_path / "state.db.lock")
+        for proc in stray_processes():  # the zygote and the agent
+            assert lock not in [f.path for f in proc.open_files()], proc.cmdline()
+        assert lock in [f.path for f in psutil.Process().open_files()]
+
+
+def test_a_lock_left_by_a_killed_runtime_does_not_block_the_next(tmp_path):
+    path = tmp_path / "state.db"
+    script = tmp_path / "holder.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        from actors import Agent
+        from runtime import Runtime
+
+        rt = Runtime(state_path={str(path)!r})
+        rt.spawn(Agent, "a")
+        rt.state.set("shared", "k", "from the killed one")
+        print("ready", flush=True)
+        time.sleep(120)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        with pytest.raises(StateFileInUseError, match=f"pid {proc.pid}"):
+            Runtime(state_path=str(path))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+    with Runtime(state_path=str(path)) as rt:  # at once: only the dead runtime held it
+        assert rt.state.get("shared", "k") == "from the killed one"
