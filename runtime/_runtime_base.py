@@ -159,8 +159,11 @@ class RuntimeBase:
 
         Writes succeed once `quorum` replicas acknowledge them; reads resolve
         what the replicas hold with `conflict_resolver` (default:
-        last-write-wins on a hybrid logical clock). The same name returns the
-        same store.
+        last-write-wins on a hybrid logical clock). Either raises
+        `QuorumNotReachedError` when fewer than `quorum` replicas answer (for
+        a read: replicas that know; see `actors._replicated`). The same name
+        returns the same store. A key `_replicated:<name>:<id>` in `rt.store`
+        marks the store as made (replicas started after it are restarts).
         """
         self._check_open()
         if not isinstance(name, str) or not name or name.startswith("_"):
@@ -180,12 +183,15 @@ class RuntimeBase:
         if existing is not None:
             return existing
         names = [f"{name}.replica{i}" for i in range(replicas)]
+        marker = f"_replicated:{name}:{uuid.uuid4().hex}"  # set once all are up: a replica finding it restarted
         refs = [
             self._launch(
-                Replica, replica, [], "permanent", 10, 5.0, (tuple(n for n in names if n != replica),), {}, "service"
+                Replica, replica, [], "permanent", 10, 5.0,
+                (tuple(n for n in names if n != replica), quorum, marker), {}, "service",
             )
             for replica in names
         ]
+        self.store.set(marker, True)
         store = ReplicatedState(name, refs, quorum, conflict_resolver, dumps=dumps)
         with self._lock:
             self._replicated[name] = store
