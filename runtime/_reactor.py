@@ -222,12 +222,12 @@ class Reactor:
         """
         reader = inbound.reader
         mailbox = self._mailbox
+        tell_limit = self._tell_limit
         try:
             while reader.buffered():
-                kind = reader.next_kind()
-                if (kind == TELL and len(mailbox) >= self._tell_limit) or (
-                    kind == ASK and len(mailbox) >= self._ask_limit
-                ):
+                # One comparison per frame while there is room; the kind is
+                # looked at only once the mailbox is full.
+                if len(mailbox) >= tell_limit and self._must_wait(reader.next_kind(), len(mailbox)):
                     if polled:  # not polled until resumed: its socket fills, its sender waits
                         self._epoll.unregister(inbound.conn.fileno())
                     self.paused.append(inbound)
@@ -246,6 +246,11 @@ class Reactor:
         for inbound in paused:
             if self._deliver(inbound, polled=False):
                 self._epoll.register(inbound.conn.fileno(), _READABLE)
+
+    def _must_wait(self, kind: int, depth: int) -> bool:
+        # Called with the mailbox at the bound: tells wait; asks (a stop is
+        # one) get in up to twice the bound; STATS never enter it.
+        return kind == TELL or (kind == ASK and depth >= self._ask_limit)
 
     def _drop(self, inbound: _Inbound, polled: bool = True) -> None:
         fd = inbound.conn.fileno()

@@ -126,11 +126,10 @@ def test_a_flood_of_tells_waits_for_a_bounded_mailbox_and_every_tell_arrives(rt)
         flooding.clear()
         sampler.join(30)
     assert slow.ask("count", timeout=60) == n
-    print(f"told in {told:.2f} s; depths sampled {len(depths)}, max {max(depths)}")
     assert depths and max(depths) <= 50 + 5, max(depths)
     assert max(depths) >= 25  # it was sampled while full
     # The sender waited for the agent: only what fits in the mailbox and the
-    # socket buffers (well under 1,000 of these messages) was ahead of it.
+    # socket buffers (about 600 of these messages here) was ahead of it.
     assert told >= (n - 1000) * 0.002
     assert rss_peak[0] - rss_before[0] < 64 << 20
     assert rss_peak[1] - rss_before[1] < 64 << 20
