@@ -29,7 +29,11 @@ mailbox (STATS) are answered at once on connections not paused, and asks
 has taken the mailbox down to half the bound it asks the token holder to
 resume the paused connections, oldest first. Messages put by threads of
 the agent's own process are not bounded (blocking them could deadlock the
-actor on itself).
+actor on itself). As with any bounded mailbox, two agents whose handlers
+flood each other with tells can end up waiting on each other once both
+mailboxes are full; the runtime's services never wait on an agent this way
+except through tells they send it (event and topic deliveries, which then
+wait for a subscriber that is `mailbox_size` messages behind).
 
 Invariants: only the holder of `_token` polls or reads the sockets (the
 actor's thread inside `get()`, or the standby while it has taken over),
