@@ -18,6 +18,7 @@ __all__ = [
     "MessageSerializationError",
     "NamespacePermissionError",
     "NoCapableAgentError",
+    "QuorumNotReachedError",
     "RemoteError",
     "StateFileInUseError",
     "StreamClosedError",
@@ -102,6 +103,29 @@ class MessageSerializationError(ActorsError, TypeError):
 
 class AgentStartError(ActorsError):
     """An agent process could not be started (it died before `on_start` ended)."""
+
+
+class QuorumNotReachedError(ActorsError):
+    """A replicated state's read or write got fewer than `quorum` answers.
+
+    For a read, only replicas that know count: one that restarted empty and
+    could not catch up from its peers says "I don't know" for a key it
+    doesn't hold. `answered` is how many counted.
+    """
+
+    _fields = ("key", "quorum", "answered", "operation", "store")
+
+    def __init__(self, key: str, quorum: int, answered: int, operation: str = "read", store: str = "") -> None:
+        self.key = key
+        self.quorum = quorum
+        self.answered = answered
+        self.operation = operation
+        self.store = store
+        where = f" of replicated state {store!r}" if store else ""
+        why = " (a replica that restarted empty and did not catch up doesn't count)" if operation == "read" else ""
+        super().__init__(
+            f"{operation} of {key!r}{where} reached {answered} replica(s), needs a quorum of {quorum}{why}"
+        )
 
 
 class RemoteError(ActorsError):

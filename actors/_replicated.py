@@ -7,6 +7,18 @@ lets the conflict resolver pick among what they hold. The default resolver
 is last-write-wins on a hybrid logical clock: wall time in nanoseconds,
 bumped past the last stamp seen, so it never runs backwards even when the
 wall clock does, and two writes never tie (the writer's id breaks ties).
+
+A read or write that fewer than `quorum` replicas answer raises
+`QuorumNotReachedError`, never a silent `None`. For a read only replicas
+that *know* count: a replica created with the store knows (nothing was
+written before it), and so does one that restarted and caught up from
+enough peers that know; one that restarted empty and could not catch up
+answers "I don't know" for any key it doesn't hold, and publishes
+ERROR_OCCURRED saying so. How a replica tells a restart from its first
+start: the runtime writes a marker to its flat store once every replica
+of a new store is up; a replica that finds it at start is a restart.
+A read sees every acknowledged write when reads and writes overlap
+(2 * quorum > replicas, as with the default 3 and 2).
 """
 
 from __future__ import annotations
@@ -21,10 +33,10 @@ from pykka.messages import ProxyCall
 
 from actors._agent import Agent
 from actors._context import current_agent_id
-from actors._errors import ActorDeadError, AskTimeout
+from actors._errors import ActorDeadError, ActorsError, AskTimeout, QuorumNotReachedError
 from actors._state import check_key, checksum
 from actors._timers import call_later
-from actors._types import StateVersion
+from actors._types import EventType, StateVersion
 
 __all__ = ["HybridClock", "ReplicatedState", "Replica", "last_write_wins"]
 
@@ -64,33 +76,86 @@ def last_write_wins(versions: list[StateVersion]) -> StateVersion:
 class Replica(Agent):
     """One replica. `StateVersion.version` holds the write's clock stamp.
 
-    `on_start` (in the replica's process) catches up from its peers, so a
-    replica restarted after a crash holds every write the others kept; it
-    catches up once more shortly after, for the writes that went only to
-    the others while it was being registered under its name again.
+    `peers` are the other replicas' names, `quorum` the store's, and
+    `marker` the flat-store key the runtime sets once the store is made
+    (None: no way to tell a restart, so it trusts itself, as before).
+
+    `on_start` (in the replica's process): at the store's creation there is
+    nothing to catch up. After a restart it catches up from its peers, so it
+    holds every write the others kept; it knows (counts for reads) once
+    enough of them that know answered: `caught_up_from` of them, so that
+    every write a quorum acknowledged is on one of them. It catches up once
+    more shortly after, for the writes that went only to the others while
+    it was being registered under its name again; if it still doesn't
+    know then, it publishes ERROR_OCCURRED.
     """
 
     catch_up_again_after = 0.3  # seconds
 
-    def __init__(self, peers: tuple[str, ...] = ()) -> None:
+    def __init__(self, peers: tuple[str, ...] = (), quorum: int = 1, marker: str | None = None) -> None:
         super().__init__()
         self._data: dict[str, StateVersion] = {}
         self._peers = tuple(peers)
+        self._marker = marker
+        self._knows = marker is None
+        replicas = len(self._peers) + 1
+        # A write sits on >= quorum replicas: on >= quorum - 1 peers if this
+        # one lost it; hearing from replicas - quorum + 1 peers finds it.
+        self.caught_up_from = max(1, min(replicas - quorum + 1, replicas - 1))
 
     def on_start(self) -> None:
-        self.catch_up()
+        if self._marker is not None and self.ctx.store.get(self._marker) is None:
+            self._knows = True  # made with the store: nothing was written before
+            return
+        self.catch_up(last=not self._peers)
         if self._peers:
-            call_later(self.catch_up_again_after, self.actor_ref.tell, ProxyCall(("catch_up",), (), {}))
+            call_later(
+                self.catch_up_again_after, self.actor_ref.tell, ProxyCall(("catch_up",), (), {"last": True})
+            )
 
-    def catch_up(self) -> None:
-        """Merge every peer's data into ours (newest version of each key wins)."""
+    def catch_up(self, last: bool = False) -> None:
+        """Merge every peer's data into ours (newest version of each key wins).
+
+        `last`: the final try after a restart; not knowing by then is
+        published as ERROR_OCCURRED.
+        """
+        vouched = 0  # peers that know
         for peer in self._peers:
             try:
-                dump = self.ctx.peer(peer).ask(ProxyCall(("dump",), (), {}), timeout=5)
-            except (ActorDeadError, AskTimeout):
-                continue  # not started yet, or down too: the others suffice
-            for key, version in dump.items():
+                knows, data = self.ctx.peer(peer).ask(ProxyCall(("share",), (), {}), timeout=5)
+            except ActorsError:
+                continue  # not started yet, or down too: the others may suffice
+            for key, version in data.items():
                 self.put(key, version)
+            vouched += knows
+        if vouched >= self.caught_up_from:
+            self._knows = True
+        elif last and not self._knows:
+            self._report_unknown(vouched)
+
+    def _report_unknown(self, vouched: int) -> None:
+        me = self.ctx.agent_id
+        error = (
+            f"replica {me} restarted empty and could not catch up: {vouched} of the {self.caught_up_from} "
+            f"peer(s) that know it needs answered (acknowledged writes may be lost); it answers "
+            f"\"don't know\" for keys it doesn't hold, so reads without a quorum that knows raise "
+            f"QuorumNotReachedError"
+        )
+        try:
+            self.ctx.events.emit(me, EventType.ERROR_OCCURRED, {
+                "agent_id": me, "error": error, "peers_that_know": vouched, "needed": self.caught_up_from,
+            })
+        except ActorsError:
+            pass  # the runtime is going away
+
+    def share(self) -> tuple[bool, dict[str, StateVersion]]:
+        """Whether this replica knows, and everything it holds (for a catching-up peer)."""
+        return self._knows, dict(self._data)
+
+    def lookup(self, key: str) -> tuple[bool, StateVersion | None]:
+        """(knows, version): a replica that doesn't know says so for keys it doesn't hold."""
+        version = self._data.get(key)
+        return (self._knows or version is not None), version
 
     def put(self, key: str, version: StateVersion, force: bool = False) -> bool:
         """Keep `version` if it is newer than what is held (or if `force`)."""
@@ -154,7 +219,11 @@ class ReplicatedState:
         return outcomes
 
     def set_replicated(self, key: str, value: Any, updater: str | None = None, quorum: int | None = None) -> bool:
-        """Write to every replica; True once `quorum` of them acknowledged."""
+        """Write to every replica; True once `quorum` of them acknowledged.
+
+        Fewer acknowledgements raise `QuorumNotReachedError` (the replicas
+        that did acknowledge keep the write).
+        """
         check_key(key)
         needed = self.quorum if quorum is None else quorum
         if not 1 <= needed <= len(self.replicas):
@@ -163,15 +232,24 @@ class ReplicatedState:
         digest = checksum(self._dumps(value))
         version = StateVersion(value, _clock.now(), time.time(), updater or current_agent_id(), digest)
         acks = sum(ok for ok, _ in self._fan_out("put", key, version))
-        return acks >= needed
+        if acks < needed:
+            raise QuorumNotReachedError(key, needed, acks, "write", self.name)
+        return True
 
     def versions(self, key: str) -> list[StateVersion | None]:
         """What each replica holds for `key` (None: nothing, or unreachable)."""
         return [reply if ok else None for ok, reply in self._fan_out("read", key)]
 
     def _resolve(self, key: str) -> tuple[StateVersion | None, list[StateVersion | None]]:
-        """The winning version of `key`, and what each replica holds."""
-        versions = self.versions(key)
+        """The winning version of `key`, and what each replica holds.
+
+        `QuorumNotReachedError` unless `quorum` replicas that know answered.
+        """
+        answers = self._fan_out("lookup", key)
+        known = sum(1 for ok, answer in answers if ok and answer[0])  # answer: (knows, version)
+        if known < self.quorum:
+            raise QuorumNotReachedError(key, self.quorum, known, "read", self.name)
+        versions = [answer[1] if ok else None for ok, answer in answers]
         held = [v for v in versions if v is not None]
         if not held:
             return None, versions
@@ -179,7 +257,10 @@ class ReplicatedState:
         return self.conflict_resolver(held), versions
 
     def get_version(self, key: str) -> StateVersion | None:
-        """The resolved version; replicas holding something else are repaired."""
+        """The resolved version (None: absent); replicas holding something else are repaired.
+
+        `QuorumNotReachedError` if fewer than `quorum` replicas that know answered.
+        """
         winner, versions = self._resolve(key)
         if winner is None:
             return None

@@ -24,7 +24,7 @@ import pykka
 
 from actors import ActorDeadError, AskTimeout
 from runtime._batching import BATCH_BYTES, BURST, flush_thread, queued
-from runtime._serialization import loads
+from runtime._serialization import loads, unloadable
 from runtime._spin import Spinner
 from runtime._wire import REPLY, FrameReader, decode_header, set_read_timeout, shutdown_fd, socket_view, write_all
 
@@ -240,8 +240,8 @@ class Channel:
             return
         try:
             outcome = loads(body)
-        except Exception as exc:  # noqa: BLE001 - report it to the asker
-            outcome = (False, exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. a class only the answering process has
+            outcome = (False, unloadable(body, exc))
         with self._cond:
             self._forget_dropped()
             if request_id in self._abandoned:

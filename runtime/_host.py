@@ -25,7 +25,7 @@ import pykka
 from actors import AgentContext
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from runtime._node import Node
-from runtime._reactor import ReactorInbox
+from runtime._reactor import MAILBOX_SIZE, ReactorInbox
 from runtime._ref import AgentRef
 from runtime._serialization import dumps, exception_payload, loads
 
@@ -47,6 +47,7 @@ class BootSpec:
     authkey: bytes
     rundir: str
     registry_address: str
+    mailbox_size: int = MAILBOX_SIZE  # messages from other processes waiting unread (see `_reactor`)
 
 
 class ProcessHost(pykka.Actor):
@@ -59,13 +60,15 @@ class ProcessHost(pykka.Actor):
 
     _node: Node
     _control: Connection
+    _mailbox_size = MAILBOX_SIZE
     _failed = False
 
     def _create_actor_inbox(self) -> ReactorInbox:  # type: ignore[override]
         # Runs in __init__ (main thread). The actor's thread reads the
         # process's sockets while its mailbox is empty: a message from
-        # another process needs no hand-over between threads.
-        return ReactorInbox(self._node.reactor)
+        # another process needs no hand-over between threads. It holds at
+        # most `_mailbox_size` of them: senders beyond that wait.
+        return ReactorInbox(self._node.reactor, self._mailbox_size)
 
     def _start_actor_loop(self) -> None:
         self._actor_loop()  # blocks: this thread is the actor's thread
@@ -123,6 +126,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "capabilities": spec.ctx.capabilities,
             "_node": node,
             "_control": control,
+            "_mailbox_size": spec.mailbox_size,
             "__module__": cls.__module__,
             "__qualname__": cls.__qualname__,
         },

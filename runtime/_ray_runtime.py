@@ -31,6 +31,7 @@ from runtime._launcher import preload_modules
 from runtime._monitor import info_row
 from runtime._ray_host import EXITS, host_class
 from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
+from runtime._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import check_agent_id
 from runtime._runtime import Runtime
 from runtime._serialization import dumps
@@ -140,7 +141,12 @@ class RayRuntime(Runtime):
     def _launch(
         self, agent_cls: type[Agent], name: str, caps: list[str], restart: str, max_restarts: int,
         restart_window: float, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str,
+        *, mailbox_size: int = MAILBOX_SIZE,
     ) -> RayRef:
+        # `mailbox_size` is checked, not applied: Ray queues an actor's calls
+        # itself, and its own bound (`max_pending_calls`) fails a call
+        # rather than making its sender wait.
+        check_mailbox_size(mailbox_size)
         ctx = AgentContext(agent_id=name, state=self.state, store=self.store, sync=self.sync, events=self.events,
                            comm=self.comm, capabilities=caps, _peer=self._peer)
         boot = dumps((agent_cls, args, kwargs, ctx), f"agent {name!r} (its class or arguments)")

@@ -31,6 +31,7 @@ from runtime._inline import inline_hosted
 from runtime._launcher import Started, Zygote, preload_modules, reap, start_agent_process
 from runtime._monitor import info_row
 from runtime._node import Node
+from runtime._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._runtime_base import RuntimeBase
 from runtime._ref import AgentRef, check_agent_id
 from runtime._serialization import dumps
@@ -146,6 +147,8 @@ class Runtime(RuntimeBase):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         kind: str,
+        *,
+        mailbox_size: int = MAILBOX_SIZE,
     ) -> AgentRef:
         ctx = AgentContext(
             agent_id=name,
@@ -159,6 +162,7 @@ class Runtime(RuntimeBase):
         )
         spec = BootSpec(
             name, agent_cls, args, kwargs, ctx, self.id, self._authkey, self._rundir, self._node.address,
+            mailbox_size=check_mailbox_size(mailbox_size),
         )
         boot = dumps(spec, f"agent {name!r} (its class or arguments)")
         with self._lock:

@@ -18,6 +18,7 @@ from typing import Any
 from actors import ActorDeadError, Agent, EventType
 from actors._replicated import Replica, ReplicatedState
 from runtime._monitor import ProcessMonitor
+from runtime._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import AgentRef
 from runtime._serialization import dumps
 from runtime._supervisor import RESTART_POLICIES
@@ -40,8 +41,12 @@ class RuntimeBase:
     def _launch(
         self, agent_cls: type[Agent], name: str, caps: list[str], restart: str, max_restarts: int,
         restart_window: float, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str,
+        *, mailbox_size: int = MAILBOX_SIZE,
     ) -> AgentRef:
-        """Start one agent (or service agent) and keep its record; its ref."""
+        """Start one agent (or service agent) and keep its record; its ref.
+
+        `mailbox_size` (checked) bounds what waits unread for it.
+        """
         raise NotImplementedError
 
     def _reap(self, record: Any, timeout: float) -> None:
@@ -113,8 +118,13 @@ class RuntimeBase:
         restart_window: float = 5.0,
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
+        mailbox_size: int = MAILBOX_SIZE,
     ) -> AgentRef:
         """Start `agent_cls` in a process of its own; return once `on_start` ran.
+
+        `mailbox_size` bounds the messages from other processes waiting
+        unread for the agent: a sender that gets that far ahead waits (its
+        `tell` blocks) until the agent has caught up half of it.
 
         Raises what the agent's `__init__` or `on_start` raised, and
         `MessageSerializationError` if the class or arguments can't travel.
@@ -126,6 +136,7 @@ class RuntimeBase:
         if restart not in RESTART_POLICIES:
             msg = f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}"
             raise ValueError(msg)
+        check_mailbox_size(mailbox_size)
         if name is None:
             name = f"{agent_cls.__name__.lower()}-{next(self._seq)}"
         if not isinstance(name, str) or not name or name.startswith("_"):
@@ -133,7 +144,8 @@ class RuntimeBase:
             raise ValueError(msg)
         caps = list(agent_cls.capabilities if capabilities is None else capabilities)
         return self._launch(
-            agent_cls, name, caps, restart, max_restarts, restart_window, tuple(args), dict(kwargs or {}), "agent"
+            agent_cls, name, caps, restart, max_restarts, restart_window, tuple(args), dict(kwargs or {}), "agent",
+            mailbox_size=mailbox_size,
         )
 
     def replicated_state(
@@ -147,8 +159,11 @@ class RuntimeBase:
 
         Writes succeed once `quorum` replicas acknowledge them; reads resolve
         what the replicas hold with `conflict_resolver` (default:
-        last-write-wins on a hybrid logical clock). The same name returns the
-        same store.
+        last-write-wins on a hybrid logical clock). Either raises
+        `QuorumNotReachedError` when fewer than `quorum` replicas answer (for
+        a read: replicas that know; see `actors._replicated`). The same name
+        returns the same store. A key `_replicated:<name>:<id>` in `rt.store`
+        marks the store as made (replicas started after it are restarts).
         """
         self._check_open()
         if not isinstance(name, str) or not name or name.startswith("_"):
@@ -168,12 +183,15 @@ class RuntimeBase:
         if existing is not None:
             return existing
         names = [f"{name}.replica{i}" for i in range(replicas)]
+        marker = f"_replicated:{name}:{uuid.uuid4().hex}"  # set once all are up: a replica finding it restarted
         refs = [
             self._launch(
-                Replica, replica, [], "permanent", 10, 5.0, (tuple(n for n in names if n != replica),), {}, "service"
+                Replica, replica, [], "permanent", 10, 5.0,
+                (tuple(n for n in names if n != replica), quorum, marker), {}, "service",
             )
             for replica in names
         ]
+        self.store.set(marker, True)
         store = ReplicatedState(name, refs, quorum, conflict_resolver, dumps=dumps)
         with self._lock:
             self._replicated[name] = store

@@ -27,7 +27,7 @@ import cloudpickle
 
 from actors import MessageSerializationError, RemoteError
 
-__all__ = ["dumps", "exception_payload", "loads"]
+__all__ = ["dumps", "exception_payload", "loads", "unloadable"]
 
 loads = pickle.loads
 
@@ -82,16 +82,81 @@ def _dump(state: _Pickling, pickler: pickle.Pickler, obj: Any) -> bytes:
         state.buffer.truncate()
 
 
-def exception_payload(exc: BaseException) -> BaseException:
-    """The exception to send back to an asker: itself if it pickles, else `RemoteError`.
+def exception_payload(exc: BaseException) -> Any:
+    """What to pickle for an asker in place of `exc` (on the error path only).
 
-    Either way the remote traceback text travels with it, as a note.
+    If `exc` pickles, a stand-in that loads, in the asker's process, as
+    `exc` itself, or as a `RemoteError` naming its class when that class
+    can't be loaded there (defined in a module only the agent imported, say);
+    else that `RemoteError` at once. Either way the remote traceback text
+    travels with it (as a note on `exc`, as `remote_traceback` on the error).
     """
     text = "".join(traceback.format_exception(exc))
     try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+        message = f"<{type(exc).__name__} whose str() failed>"
+    fallback = RemoteError(f"{type(exc).__module__}.{type(exc).__qualname__}", message, text)
+    try:
         if not any("remote traceback" in note for note in getattr(exc, "__notes__", ())):
             exc.add_note(f"remote traceback:\n{text}")
-        pickle.loads(cloudpickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+        pickled = dumps(exc, "exception")
+        pickle.loads(pickled)
     except Exception:  # noqa: BLE001 - anything that won't round-trip
-        return RemoteError(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), text)
-    return exc
+        return fallback
+    return _Raised(pickled, fallback)
+
+
+class _Raised:
+    """Pickles as a call that loads the exception `pickled`, or `fallback` if it can't."""
+
+    __slots__ = ("fallback", "pickled")
+
+    def __init__(self, pickled: bytes, fallback: RemoteError) -> None:
+        self.pickled = pickled
+        self.fallback = fallback
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load_exception, (self.pickled, self.fallback))
+
+
+def _load_exception(pickled: bytes, fallback: RemoteError) -> BaseException:
+    # Runs in the asker's process, while it loads the reply.
+    try:
+        return pickle.loads(pickled)
+    except Exception as exc:  # noqa: BLE001 - its class (or something in it) is unknown here
+        why = f"{fallback.message} (the exception can't be loaded in this process: {type(exc).__name__}: {exc})"
+        return RemoteError(fallback.remote_type, why, fallback.remote_traceback)
+
+
+def unloadable(body: bytes | memoryview, error: Exception, what: str = "reply") -> RemoteError:
+    """The error for a `what` whose pickle `body` failed to load here with `error`.
+
+    Only on that failure path: loads `body` again, slowly, to learn which
+    class or function was missing (`remote_type`).
+    """
+    missing = _missing_global(body)
+    name = missing or type(error).__name__
+    message = f"the {what} can't be loaded in this process ({name} is unknown here: {type(error).__name__}: {error})"
+    detail = "".join(traceback.format_exception(error))
+    return RemoteError(name, message, f"(no remote traceback: loading the {what} failed here)\n{detail}")
+
+
+class _FindingUnpickler(pickle.Unpickler):
+    missing: str | None = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except Exception:
+            self.missing = f"{module}.{name}"
+            raise
+
+
+def _missing_global(body: bytes | memoryview) -> str | None:
+    unpickler = _FindingUnpickler(io.BytesIO(body))
+    try:
+        unpickler.load()
+    except Exception:  # noqa: BLE001 - expected: it failed before
+        pass
+    return unpickler.missing

@@ -166,6 +166,10 @@ class FrameReader:
         (size,) = _LENGTH.unpack_from(self._buf, self._pos)
         return size if available >= _LENGTH.size + size else None
 
+    def next_kind(self) -> int:
+        """The kind of the next frame, without taking it (only once `buffered()`)."""
+        return self._buf[self._pos + _LENGTH.size]
+
     def read(self) -> memoryview:
         """The next frame (without its length prefix); EOFError at the end."""
         while True:

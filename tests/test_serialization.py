@@ -104,3 +104,84 @@ def test_unpicklable_spawn_arguments_fail_before_any_process_starts(rt):
     with pytest.raises(MessageSerializationError, match="agent 'x'"):
         rt.spawn(Apply, "x", args=(threading.Lock(),))
     assert rt.agent_info() == []
+
+
+class AgentOnly(Agent):
+    """Uses classes that exist only in its own process: from a module only it
+    imports (written to `path`), and from a module it makes up at run time."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def _module(self):
+        import importlib
+        import sys
+
+        if self.path not in sys.path:
+            sys.path.insert(0, self.path)
+        return importlib.import_module("agent_only_mod")
+
+    def _made_up(self):
+        import sys
+        import types
+
+        module = sys.modules.get("made_up_mod")
+        if module is None:
+            module = sys.modules["made_up_mod"] = types.ModuleType("made_up_mod")
+            module.Boom = type("Boom", (Exception,), {"__module__": "made_up_mod"})
+        return module
+
+    def raise_from_module(self):
+        raise self._module().Boom("from a module only the agent has")
+
+    def raise_made_up(self):
+        raise self._made_up().Boom("from a class made at run time")
+
+    def value_from_module(self):
+        return {"result": self._module().Value(3)}
+
+    def ping(self):
+        return "pong"
+
+
+@pytest.fixture
+def agent_only_module(tmp_path):
+    (tmp_path / "agent_only_mod.py").write_text(
+        "class Boom(Exception):\n    pass\n\n\nclass Value:\n    def __init__(self, x):\n        self.x = x\n"
+    )
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("method, remote_type", [("raise_from_module", "agent_only_mod.Boom"),
+                                                 ("raise_made_up", "made_up_mod.Boom")])
+def test_an_exception_whose_class_only_the_agent_has_arrives_as_remote_error(rt, agent_only_module, method,
+                                                                             remote_type):
+    agent = rt.spawn(AgentOnly, "only", args=(agent_only_module,))
+    with pytest.raises(RemoteError) as info:
+        getattr(agent.proxy(), method)().get(timeout=10)
+    assert info.value.remote_type == remote_type
+    assert "from a" in str(info.value) and "can't be loaded in this process" in str(info.value)
+    assert method in info.value.remote_traceback and "Boom: from a" in info.value.remote_traceback
+    assert agent.proxy().ping().get(timeout=10) == "pong"  # still running
+
+
+def test_a_reply_whose_class_only_the_agent_has_arrives_as_remote_error_naming_it(rt, agent_only_module):
+    agent = rt.spawn(AgentOnly, "only", args=(agent_only_module,))
+    with pytest.raises(RemoteError) as info:
+        agent.proxy().value_from_module().get(timeout=10)
+    assert info.value.remote_type == "agent_only_mod.Value"
+    assert "reply can't be loaded in this process" in str(info.value)
+    assert "agent_only_mod" in info.value.remote_traceback
+    assert agent.proxy().ping().get(timeout=10) == "pong"
+
+
+class StartsWithAgentOnlyError(AgentOnly):
+    def on_start(self):
+        self.raise_from_module()
+
+
+def test_spawn_raises_remote_error_for_an_on_start_error_only_the_agent_can_load(rt, agent_only_module):
+    with pytest.raises(RemoteError) as info:
+        rt.spawn(StartsWithAgentOnlyError, "only", args=(agent_only_module,))
+    assert info.value.remote_type == "agent_only_mod.Boom" and "on_start" in info.value.remote_traceback

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from actors import Agent, StateVersion
+from actors import Agent, EventType, QuorumNotReachedError, StateVersion
 from actors._replicated import HybridClock
 from conftest import wait_for
 
@@ -102,3 +102,63 @@ def test_killing_a_replica_mid_stream_loses_no_acknowledged_write_and_it_catches
     others = cache.replicas[0].proxy().dump().get(timeout=10)
     wait_for(lambda: set(others) <= set(cache.replicas[1].proxy().dump().get(timeout=10)))
 
+
+
+def _restarted(rt, names, restarts):
+    rows = {r["name"]: r for r in rt.agent_info()}
+    return all(rows[n]["alive"] and rows[n]["restarts"] >= restarts for n in names)
+
+
+def _replica_errors(rt, name):
+    return [e for e in rt.events.get_history(EventType.ERROR_OCCURRED, limit=1000)
+            if e.source.startswith(f"{name}.replica")]
+
+
+def test_reads_and_writes_that_reach_fewer_than_quorum_replicas_raise(rt):
+    cache = rt.replicated_state("cache", replicas=3, quorum=2)
+    assert cache.set_replicated("k", "v") is True
+    assert rt.remove_agent("cache.replica1") and rt.remove_agent("cache.replica2")
+    with pytest.raises(QuorumNotReachedError) as info:
+        cache.set_replicated("k", "w")
+    assert (info.value.key, info.value.quorum, info.value.answered, info.value.operation) == ("k", 2, 1, "write")
+    with pytest.raises(QuorumNotReachedError) as info:
+        cache.get("k")
+    assert (info.value.quorum, info.value.answered, info.value.operation) == (2, 1, "read")
+    assert "cache" in str(info.value) and "'k'" in str(info.value)
+    with pytest.raises(QuorumNotReachedError):
+        cache.get("never written")  # not None: absent on one replica is not absent
+    assert cache.set_replicated("k", "w", quorum=1) is True  # a lower quorum, asked for, is reached
+
+
+def test_with_every_replica_restarted_empty_reads_raise_and_the_loss_is_published(rt):
+    cache = rt.replicated_state("cache", replicas=3, quorum=2)
+    for i in range(10):
+        cache.set_replicated(f"k{i}", i)
+    names = [f"cache.replica{i}" for i in range(3)]
+    pids = [r["pid"] for r in rt.agent_info() if r["name"] in names]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _restarted(rt, names, 1))
+    wait_for(lambda: len({e.source for e in _replica_errors(rt, "cache")}) == 3)
+    assert "could not catch up" in _replica_errors(rt, "cache")[0].payload["error"]
+    for key in ("k0", "k9", "never written"):
+        with pytest.raises(QuorumNotReachedError) as info:
+            cache.get(key)
+        assert info.value.answered == 0
+    # What is written after the loss is known again.
+    assert cache.set_replicated("k0", "again") is True
+    assert cache.get("k0") == "again"
+
+
+def test_losing_fewer_than_quorum_replicas_at_a_time_loses_nothing_and_raises_nothing(rt):
+    cache = rt.replicated_state("cache", replicas=3, quorum=2)
+    for i in range(20):
+        cache.set_replicated(f"k{i}", i)
+    for n, victim in enumerate(["cache.replica1", "cache.replica0", "cache.replica2"], start=1):
+        os.kill(next(r["pid"] for r in rt.agent_info() if r["name"] == victim), signal.SIGKILL)
+        wait_for(lambda: _restarted(rt, [victim], 1))
+        cache.set_replicated(f"after{n}", n)
+    assert [cache.get(f"k{i}") for i in range(20)] == list(range(20))
+    assert [cache.get(f"after{n}") for n in (1, 2, 3)] == [1, 2, 3]
+    assert cache.get("never written") is None
+    assert _replica_errors(rt, "cache") == []
