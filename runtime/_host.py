@@ -23,6 +23,7 @@ from typing import Any
 import pykka
 
 from actors import AgentContext
+from actors._chain import set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from runtime._node import Node
 from runtime._reactor import ReactorInbox
@@ -71,6 +72,7 @@ class ProcessHost(pykka.Actor):
         self._actor_loop()  # blocks: this thread is the actor's thread
 
     def _actor_loop_setup(self) -> None:
+        set_thread_agent(self.ctx.agent_id)  # what this thread asks from now on carries the agent's id
         self._node.host(self.ctx.agent_id, self.actor_ref)
         try:
             self.on_start()

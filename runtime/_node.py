@@ -27,6 +27,7 @@ from pykka._envelope import Envelope
 
 from actors import ActorDeadError
 from actors._base import set_idle_hook
+from actors._chain import AskChain
 from runtime._batching import flush_all, flush_thread
 from runtime._channel import Channel, PeerGone
 from runtime._reactor import Reactor
@@ -34,7 +35,7 @@ from runtime._reply import Outbox, RemoteReply
 from runtime._serialization import loads
 from runtime._spin import IDLE_SPIN, Spinner
 from runtime._wire import (
-    INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
+    ASK_CHAINED, INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
 )
 
 __all__ = ["Node", "node_for"]
@@ -169,6 +170,8 @@ class Node:
                 reply.set(self.info() if self.info is not None else [])
                 return
             message = loads(body)
+            if kind == ASK_CHAINED:  # the handler learns who waits on it
+                message = AskChain(*message)
             ref = self.local.get(name)
             if ref is None or not ref.is_alive():
                 if reply is not None:
