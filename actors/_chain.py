@@ -37,9 +37,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pykka
+
 from actors._errors import DeadlockError
 
-__all__ = ["AskChain", "current", "deadlock", "run_in_chain", "set_thread_agent"]
+__all__ = ["AskChain", "OwnFuture", "current", "deadlock", "run_in_chain", "set_thread_agent"]
 
 
 class AskChain:
@@ -101,3 +103,29 @@ def run_in_chain(agent_id: str, chain: tuple[str, ...], handle: Callable[[Any], 
 def deadlock(chain: tuple[str, ...], target: str) -> DeadlockError:
     """The error for asking `target` from a handler whose chain is `chain`."""
     return DeadlockError((*chain, target))
+
+
+class OwnFuture(pykka.ThreadingFuture[Any]):
+    """The future of an ask to an agent made in the agent's own process.
+
+    A host whose agents run one to a process makes these its pykka futures
+    (`_create_future`), so pykka's own `self.actor_ref.ask(...)` (or a
+    proxy's future) waited for inside the agent's handler raises
+    `DeadlockError` instead of hanging: no reply of the agent's can come
+    while its handler runs. A reply already there is taken, and a wait
+    with `timeout=0` is a poll, never refused. Outside the agent's handlers
+    it is a plain pykka future.
+    """
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__()
+        self._agent_id = agent_id
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        chain = current.chain
+        if chain is not None and chain[-1] == self._agent_id and timeout != 0 and self._get_hook is None:
+            try:
+                return super().get(timeout=0)
+            except pykka.Timeout:
+                raise deadlock(chain, self._agent_id) from None
+        return super().get(timeout=timeout)

@@ -23,7 +23,7 @@ from typing import Any
 import pykka
 
 from actors import AgentContext
-from actors._chain import set_thread_agent
+from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from runtime._node import Node
 from runtime._reactor import ReactorInbox
@@ -67,6 +67,12 @@ class ProcessHost(pykka.Actor):
         # process's sockets while its mailbox is empty: a message from
         # another process needs no hand-over between threads.
         return ReactorInbox(self._node.reactor)
+
+    @classmethod
+    def _create_future(cls) -> OwnFuture:  # type: ignore[override]
+        # The futures of asks made in this process, all to this agent: one
+        # waited for in its own handler raises DeadlockError (`actors._chain`).
+        return OwnFuture(cls.ctx.agent_id)
 
     def _start_actor_loop(self) -> None:
         self._actor_loop()  # blocks: this thread is the actor's thread

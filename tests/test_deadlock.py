@@ -84,6 +84,17 @@ class Hopper(Agent):
     def wait_kept(self):
         return self.kept.get(timeout=WAIT)
 
+    def pykka_self_asks(self):
+        # Through pykka's own ref, as plain pykka code would ask itself.
+        refused = []
+        for ask in (lambda: self.actor_ref.ask("ping", timeout=WAIT),
+                    lambda: self.actor_ref.proxy().later().get(timeout=WAIT)):
+            try:
+                ask()
+            except DeadlockError as exc:
+                refused.append(str(exc))
+        return refused
+
     def self_ask_waited_here(self):
         future = self.ctx.peer(self.agent_id).ask("ping", block=False)
         try:
@@ -93,12 +104,32 @@ class Hopper(Agent):
         return "no deadlock"
 
 
+class Caller(Agent):
+    """Answers request-reply actions; "call" asks `payload["to"]` in turn."""
+
+    def handle_request(self, message):
+        action = message.payload.get("action")
+        if action == "call":
+            # Services answer inside a chain as ever: they are never part of one.
+            self.ctx.state.set("shared", f"called:{self.agent_id}", True)
+            with self.ctx.sync.get_lock(f"lock:{self.agent_id}"):
+                return self.request_peer(message.payload["payload"]["to"], "get_status", timeout=WAIT)
+        return super().handle_request(message)
+
+
 def _raises_deadlock_at_once(ask):
     started = time.monotonic()
     with pytest.raises(DeadlockError) as info:
         ask()
     assert time.monotonic() - started < QUICK
     return info.value
+
+
+def _no_exception_at_once(ask):
+    started = time.monotonic()
+    result = ask()
+    assert time.monotonic() - started < QUICK
+    return result
 
 
 def test_deadlock_error_is_an_actors_error_that_names_the_cycle_and_travels():
@@ -176,10 +207,26 @@ def test_a_future_waited_for_in_the_handler_of_the_cycle_raises_deadlock_error(r
     assert exc.chain == ("a", "b", "c", "a")
 
 
+def test_request_peer_back_to_the_waiting_agent_raises_deadlock_error(rt):
+    a, b, c = rt.spawn(Caller, "a"), rt.spawn(Caller, "b"), rt.spawn(Caller, "c")
+    assert a.proxy().request_peer("b", "call", {"to": "c"}).get(timeout=30)["agent_id"] == "c"
+    exc = _raises_deadlock_at_once(lambda: a.proxy().request_peer("b", "call", {"to": "a"}).get(timeout=30))
+    assert exc.chain == ("a", "b", "a")
+    assert rt.state.get("shared", "called:b") is True
+    assert rt.comm.request_reply.request("runtime", "b", {"action": "get_status"})["agent_id"] == "b"
+
+
 def test_asking_oneself_without_waiting_still_works(rt):
     a = rt.spawn(Hopper, "a")
     assert a.proxy().self_proxy_without_waiting().get(timeout=10) == "queued"
     wait_for(lambda: a.ask("later_ran", timeout=10) == 2)
+
+
+def test_an_agent_asking_itself_through_pykkas_own_ref_raises_deadlock_error(rt):
+    a = rt.spawn(Hopper, "a")
+    refused = _no_exception_at_once(lambda: a.proxy().pykka_self_asks().get(timeout=60))
+    assert refused == ["agent 'a' asking 'a' would deadlock: a -> a"] * 2
+    wait_for(lambda: a.ask("later_ran", timeout=10) == 1)  # the refused wait's message still ran, later
 
 
 def test_a_future_of_ones_own_is_refused_in_the_handler_that_asked_and_answered_in_a_later_one(rt):
