@@ -5,30 +5,41 @@ ask, the agent itself waits. Each ask made inside an agent's handler
 carries the chain of agents waiting on that handler (outermost first,
 ending with the asker; as Orleans does for its call chains), and the
 handler of the ask runs with that chain plus its own agent id. An ask
-whose target is already in the asker's chain would wait on itself, so the
-asker (`runtime._ref.AgentRef.ask`) raises `DeadlockError` at once instead
-of sending it: an agent asking itself, A asking B while B's handler asks
-A, or any longer cycle.
+whose target is already in the asker's chain would wait on itself: an
+agent asking itself, A asking B while B's handler asks A, or any longer
+cycle. The asker gets `DeadlockError` at once instead (the agents on the
+cycle get it back as the error of their own asks, and keep running):
+
+- a blocking ask (`runtime._ref.AgentRef.ask`) is refused before anything
+  is sent;
+- a non-blocking one (a future, a proxy call) is sent, since pykka's idiom
+  of asking oneself without waiting must work, and its future refuses to
+  wait inside the handler that asked (a future of the agent's own: inside
+  any of its handlers) unless the reply is already there;
+- pykka's own `self.actor_ref.ask(...)` waited for inside the agent's
+  handler is refused by the future it returns (`OwnFuture`).
 
 Who sets what: a host marks the thread that runs an agent's handlers
 (`set_thread_agent`), so whatever that thread asks carries at least the
 agent's own id; a message that came with a chain (`AskChain`, built by the
 receiving node from the frame, never pickled) is handled under that chain
 (`run_in_chain`). Asks from any other thread (the runtime's own, a thread
-an agent started) carry nothing and cost nothing extra. Services (state
-store, locks, event bus...) answer asks and never ask agents, so they are
-never part of a cycle: asks to them carry no chain, and a chain reaching
-one is ignored. Tells carry no chain: nobody waits on them.
+an agent started) carry nothing, cost nothing extra and are never refused.
+Services (state store, locks, event bus...) answer asks and never ask
+agents, so they are never part of a cycle: asks to them carry no chain,
+and a chain reaching one is ignored. Tells carry no chain: nobody waits on
+them.
 
-The check is conservative in two ways. A chain records that an ask was
-made, not that its asker still waits: an ask whose future is never waited
-for (or that timed out) still counts as a wait edge while its target
-handles it, so a handler that asks back along such a chain gets
-`DeadlockError` although its first asker has moved on. Send what nobody
-waits for as a tell (or a proxy's `.defer()`) instead. And a future kept
-by a handler and waited for in a later handler is checked only when it is
-the agent's own (see `AgentRef.ask`): other cycles through it still wait
-until the ask's timeout.
+The check is conservative: a chain records that an ask was made, not that
+its asker still waits. An ask whose future is never waited for, or whose
+wait timed out, still counts as a wait edge while its target handles it,
+so a handler that asks back along such a chain gets `DeadlockError`
+although the first asker has moved on. Send what nobody waits for as a
+tell (or a proxy's `.defer()`). It is also incomplete in one place: a
+future kept by a handler and waited for in a later handler is checked
+only when it is the agent's own; any other cycle through it still waits
+for the ask's timeout. Only the local backend carries chains (the Ray
+backend's asks don't).
 """
 
 from __future__ import annotations

@@ -168,17 +168,21 @@ class AgentRef:
         if chain is not None and self._agent:
             future = self._ask_in_chain(chain, message, block)
         else:
-            future = self._ask(ASK, message, message)
+            future = self._ask(message, None)
         return future.get(timeout=timeout) if block else future
 
-    def _ask(self, kind: int, message: Any, wire: Any) -> AskFuture:
-        """Send an ask: `message` to an actor of this process, else `wire` in a `kind` frame."""
+    def _ask(self, message: Any, chain: tuple[str, ...] | None) -> AskFuture:
+        """Send an ask (with the asker's `chain`, if any); its future."""
         node = self._bound()
         what = self._what
         local = node.local.get(self.name)
         if local is not None:
-            return AskFuture(local_waiter(local.ask(message, block=False), what))
-        body = dumps(wire)  # fails here, before anything is sent
+            asked = message if chain is None else AskChain(chain, message)
+            return AskFuture(local_waiter(local.ask(asked, block=False), what))
+        if chain is None:
+            kind, body = ASK, dumps(message)  # fails here, before anything is sent
+        else:
+            kind, body = ASK_CHAINED, dumps((chain, message))
         try:
             channel, request_id = self._send(node, kind, body)
         except ActorDeadError as exc:
@@ -190,10 +194,10 @@ class AgentRef:
         # learns the chain of agents waiting on it.
         name = self.name
         if name not in chain:
-            return self._ask(ASK_CHAINED, AskChain(chain, message), (chain, message))
+            return self._ask(message, chain)
         if block:
             raise deadlock(chain, name)
-        return _ChainFuture(self._ask(ASK_CHAINED, AskChain(chain, message), (chain, message)), chain, name)
+        return _ChainFuture(self._ask(message, chain), chain, name)
 
     def stop(self, *, block: bool = True, timeout: float | None = None) -> Any:
         """Stop the agent after the messages already in its mailbox.
@@ -285,7 +289,8 @@ class _ChainFuture(AskFuture):
     agent itself, in any of its handlers), no reply can come until that
     handler returns: `get` then takes the reply only if it is already
     there, and raises `DeadlockError` otherwise, which leaves the future
-    usable later (outside that handler).
+    usable later (outside that handler). A `get(timeout=0)` is a poll,
+    never refused.
     """
 
     def __init__(self, asked: AskFuture, chain: tuple[str, ...], target: str) -> None:
@@ -296,7 +301,7 @@ class _ChainFuture(AskFuture):
         if self._get_hook is not None:
             return super().get(timeout=timeout)
         now = current.chain
-        if now is not None and (now is self._chain or now[-1] == self._target):
+        if now is not None and (now is self._chain or now[-1] == self._target) and timeout != 0:
             try:
                 return self._asked.get(timeout=0)
             except AskTimeout:

@@ -236,6 +236,16 @@ def test_a_future_of_ones_own_is_refused_in_the_handler_that_asked_and_answered_
     assert a.proxy().wait_kept().get(timeout=30) == "pong"  # asked before: answered in between
 
 
+class AsksItselfOnStart(Agent):
+    def on_start(self):
+        self.ctx.peer(self.agent_id).ask("hello", timeout=WAIT)
+
+
+def test_an_agent_asking_itself_in_on_start_fails_its_spawn_with_deadlock_error(rt):
+    exc = _raises_deadlock_at_once(lambda: rt.spawn(AsksItselfOnStart, "s", restart="temporary"))
+    assert exc.chain == ("s", "s")
+
+
 def test_agents_keep_running_after_a_deadlock_error(rt):
     a, b = rt.spawn(Hopper, "a"), rt.spawn(Hopper, "b")
     pids = pid_of(rt, "a"), pid_of(rt, "b")
