@@ -6,6 +6,7 @@ import logging
 from typing import Any, ClassVar
 
 from actors._base import ActorBase
+from actors._chain import AskChain, run_in_chain
 from actors._context import AgentContext
 from actors._types import EventType, Message, MessagePattern
 
@@ -106,6 +107,11 @@ class Agent(ActorBase):
         if isinstance(message, Message):
             return self.handle_request(message)
         return super().on_receive(message)
+
+    def _handle_in_chain(self, message: AskChain) -> Any:
+        # This agent waits while it handles the ask: its own asks meanwhile
+        # carry the chain plus its id (see `actors._chain`).
+        return run_in_chain(self.agent_id, message.chain, self._handle_receive, message.message)
 
     def _handle_receive(self, message: Any) -> Any:
         if isinstance(message, Message):

@@ -8,7 +8,10 @@ hooks so that any host (a thread, an OS process, Ray) runs it unchanged:
   without blocking its own mailbox;
 - introspection for proxies in other processes (`Introspect`);
 - delivery of event/topic callbacks registered in this process (`Deliver`),
-  so a handler runs in mailbox order with the actor's other messages.
+  so a handler runs in mailbox order with the actor's other messages;
+- messages that came with the chain of the ask that sent them (`AskChain`,
+  see `actors._chain`): unwrapped, and the chain ignored unless the actor
+  takes part in deadlock checks (agents do).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
 
+from actors._chain import AskChain
+
 if TYPE_CHECKING:
     from pykka._envelope import Envelope
 
@@ -35,6 +40,7 @@ __all__ = [
     "Inbox",
     "Introspect",
     "Sent",
+    "public_attributes",
     "register_handler",
     "set_idle_hook",
     "unregister_handler",
@@ -176,6 +182,11 @@ class DequeInbox(Inbox):
         return len(self._queue)
 
 
+def public_attributes(actor: Any) -> dict[str, bool]:
+    """What `Introspect` answers: each public attribute, and whether it is callable."""
+    return {name: callable(getattr(actor, name, None)) for name in dir(actor) if not name.startswith("_")}
+
+
 class ActorBase(pykka.ThreadingActor):
     """A pykka threading actor with deferred replies and remote introspection.
 
@@ -224,7 +235,13 @@ class ActorBase(pykka.ThreadingActor):
         reply, envelope.reply_to = envelope.reply_to, None
         return reply
 
+    def _handle_in_chain(self, message: AskChain) -> Any:
+        """Handle a message sent with its asker's chain; services ignore the chain."""
+        return self._handle_receive(message.message)
+
     def _handle_receive(self, message: Any) -> Any:
+        if type(message) is AskChain:
+            return self._handle_in_chain(message)
         if isinstance(message, Deliver):
             registered = _handlers.get(message.handler_id)
             if registered is None:
@@ -237,11 +254,7 @@ class ActorBase(pykka.ThreadingActor):
                 logger.exception("handler %s failed in %s", message.handler_id, self)
                 return None
         if isinstance(message, Introspect):
-            return {
-                name: callable(getattr(self, name, None))
-                for name in dir(self)
-                if not name.startswith("_")
-            }
+            return public_attributes(self)
         return super()._handle_receive(message)
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "AgentStartError",
     "AskTimeout",
     "BrokenBarrierError",
+    "DeadlockError",
     "LockTimeout",
     "MessageSerializationError",
     "NamespacePermissionError",
@@ -52,6 +53,27 @@ class ActorDeadError(ActorsError, pykka.ActorDeadError):
 
 class AskTimeout(ActorsError, pykka.Timeout):
     """No reply arrived within the ask's timeout; the actor may still be busy."""
+
+
+class DeadlockError(ActorsError):
+    """An ask would wait on itself: its target is already waiting for the asker.
+
+    Raised at once, to the asker, instead of sending an ask that could never
+    be answered (an agent asking itself, or A asking B while B's handler asks
+    A, round any cycle of blocking asks). `chain` holds the agents waiting on
+    each other, outermost first, then the asker and the target it asked (the
+    target appears twice: where it waits, and at the end).
+    """
+
+    _fields = ("chain",)
+
+    def __init__(self, chain: tuple[str, ...]) -> None:
+        self.chain = tuple(chain)
+        *waiting, target = self.chain
+        asker = waiting[-1] if waiting else "?"
+        cycle = self.chain[waiting.index(target):] if target in waiting else self.chain
+        self.asker, self.target = asker, target
+        super().__init__(f"agent {asker!r} asking {target!r} would deadlock: {' -> '.join(cycle)}")
 
 
 class NoCapableAgentError(ActorsError):

@@ -23,6 +23,7 @@ from typing import Any
 import pykka
 
 from actors import AgentContext
+from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from runtime._node import Node
 from runtime._reactor import MAILBOX_SIZE, ReactorInbox
@@ -70,10 +71,17 @@ class ProcessHost(pykka.Actor):
         # most `_mailbox_size` of them: senders beyond that wait.
         return ReactorInbox(self._node.reactor, self._mailbox_size)
 
+    @classmethod
+    def _create_future(cls) -> OwnFuture:  # type: ignore[override]
+        # The futures of asks made in this process, all to this agent: one
+        # waited for in its own handler raises DeadlockError (`actors._chain`).
+        return OwnFuture(cls.ctx.agent_id)
+
     def _start_actor_loop(self) -> None:
         self._actor_loop()  # blocks: this thread is the actor's thread
 
     def _actor_loop_setup(self) -> None:
+        set_thread_agent(self.ctx.agent_id)  # what this thread asks from now on carries the agent's id
         self._node.host(self.ctx.agent_id, self.actor_ref)
         try:
             self.on_start()

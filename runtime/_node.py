@@ -36,6 +36,7 @@ from pykka._envelope import Envelope
 
 from actors import ActorDeadError
 from actors._base import Sent, set_idle_hook
+from actors._chain import AskChain
 from runtime._batching import flush_all, flush_thread
 from runtime._channel import Channel, PeerGone
 from runtime._reactor import Reactor
@@ -43,7 +44,8 @@ from runtime._reply import Outbox, RemoteReply
 from runtime._serialization import loads
 from runtime._spin import IDLE_SPIN, Spinner
 from runtime._wire import (
-    INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
+    ASK_CHAINED, INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout,
+    shutdown_fd,
 )
 
 __all__ = ["Node", "node_for"]
@@ -280,6 +282,8 @@ class Node:
                 outbox.send(encode(REPLY, request_id, b"", self._info_json()))
                 return
             message = loads(body)
+            if kind == ASK_CHAINED:  # the handler learns who waits on it
+                message = AskChain(*message)
             if sender is not None and name in self._wants_sender:
                 message = Sent(sender, message)
             ref = self.local.get(name)

@@ -6,6 +6,10 @@ unpickled, to that process's node of the same runtime. Sending goes
 straight to the hosting process (no broker); if that process is gone the
 ref asks the registry where the name lives now, so it follows the agent
 through restarts.
+
+An ask made inside an agent's handler carries the handler's chain of
+waiting agents, and one that would close a cycle raises `DeadlockError`
+instead of being sent (see `actors._chain`).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from typing import Any
 import pykka
 from pykka.messages import ProxyCall, ProxyGetAttr, ProxySetAttr, _ActorStop
 
-from actors import ActorDeadError
-from actors._base import Introspect
+from actors import ActorDeadError, AskTimeout
+from actors._base import Introspect, public_attributes
+from actors._chain import AskChain, current, deadlock
 from runtime._channel import AskFuture, PeerGone, local_waiter
 from runtime._node import Node, node_for
 from runtime._serialization import dumps
-from runtime._wire import ASK, TELL, encode
+from runtime._wire import ASK, ASK_CHAINED, TELL, encode
 
 __all__ = ["AgentProxy", "AgentRef", "check_agent_id", "stop_future"]
 
@@ -57,15 +62,18 @@ class AgentRef:
     processes. Errors: `ActorDeadError` when the actor isn't running (also
     for asks pending when its process dies), `AskTimeout` on timeout,
     `MessageSerializationError` before sending a message that can't be
-    pickled.
+    pickled, `DeadlockError` for an ask that would wait on itself.
     """
 
-    __slots__ = ("_address", "_attrs", "_name_bytes", "_node", "_runtime_id", "_what", "name")
+    __slots__ = ("_address", "_agent", "_attrs", "_name_bytes", "_node", "_runtime_id", "_what", "name")
 
     def __init__(self, name: str, address: str | None, runtime_id: str) -> None:
         self.name = name
         self._name_bytes = name.encode()
         self._what = f"agent {name!r}"  # for error messages; built once, not per ask
+        # Services' names start with "_"; they never ask agents, so asks to
+        # them need no chain (see `actors._chain`).
+        self._agent = not name.startswith("_")
         self._address = address
         self._runtime_id = runtime_id
         self._node: Node | None = None  # bound on first use, in this process
@@ -116,9 +124,9 @@ class AgentRef:
         for attempt in (1, 2):
             try:
                 channel = node.channel(address)
-                if kind == ASK:
+                if kind != TELL:
                     request_id = channel.next_id()
-                    channel.send(encode(ASK, request_id, self._name_bytes, body))
+                    channel.send(encode(kind, request_id, self._name_bytes, body))
                 else:
                     request_id = 0
                     channel.tell(encode(kind, 0, self._name_bytes, body))
@@ -146,21 +154,50 @@ class AgentRef:
         self._send(node, TELL, dumps(message))
 
     def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
-        """Send `message` and wait for the reply (or get a future if not `block`)."""
+        """Send `message` and wait for the reply (or get a future if not `block`).
+
+        Inside an agent's handler, a blocking ask to an agent already
+        waiting on this handler (the agent itself, or one up its chain of
+        asks) raises `DeadlockError` and sends nothing. A non-blocking one
+        is sent (pykka's idiom of asking oneself without waiting works),
+        and its future raises `DeadlockError` if waited for in the same
+        handler before its reply is there; a future of the agent's own,
+        in any handler of the agent. See `actors._chain`.
+        """
+        chain = current.chain  # None outside agents' handlers: asked as ever
+        if chain is not None and self._agent:
+            future = self._ask_in_chain(chain, message, block)
+        else:
+            future = self._ask(message, None)
+        return future.get(timeout=timeout) if block else future
+
+    def _ask(self, message: Any, chain: tuple[str, ...] | None) -> AskFuture:
+        """Send an ask (with the asker's `chain`, if any); its future."""
         node = self._bound()
         what = self._what
         local = node.local.get(self.name)
         if local is not None:
-            future = AskFuture(local_waiter(local.ask(message, block=False), what))
+            asked = message if chain is None else AskChain(chain, message)
+            return AskFuture(local_waiter(local.ask(asked, block=False), what))
+        if chain is None:
+            kind, body = ASK, dumps(message)  # fails here, before anything is sent
         else:
-            body = dumps(message)  # fails here, before anything is sent
-            try:
-                channel, request_id = self._send(node, ASK, body)
-            except ActorDeadError as exc:
-                future = AskFuture.failed(exc)
-            else:
-                future = AskFuture(lambda t: channel.wait(request_id, t, what), lambda: channel.abandon(request_id))
-        return future.get(timeout=timeout) if block else future
+            kind, body = ASK_CHAINED, dumps((chain, message))
+        try:
+            channel, request_id = self._send(node, kind, body)
+        except ActorDeadError as exc:
+            return AskFuture.failed(exc)
+        return AskFuture(lambda t: channel.wait(request_id, t, what), lambda: channel.abandon(request_id))
+
+    def _ask_in_chain(self, chain: tuple[str, ...], message: Any, block: bool) -> AskFuture:
+        # An ask from inside an agent's handler: the handler of `message`
+        # learns the chain of agents waiting on it.
+        name = self.name
+        if name not in chain:
+            return self._ask(message, chain)
+        if block:
+            raise deadlock(chain, name)
+        return _ChainFuture(self._ask(message, chain), chain, name)
 
     def stop(self, *, block: bool = True, timeout: float | None = None) -> Any:
         """Stop the agent after the messages already in its mailbox.
@@ -201,7 +238,7 @@ class AgentProxy:
         # One introspection per ref, not per proxy: `ref.proxy().m()` in a
         # loop costs one round trip a call, as with pykka.
         if ref._attrs is None:
-            ref._attrs = ref.ask(Introspect(), timeout=30)
+            ref._attrs = _introspect(ref)
         self._attrs: dict[str, bool] = ref._attrs
 
     def __repr__(self) -> str:
@@ -214,7 +251,7 @@ class AgentProxy:
         if name.startswith("_"):
             raise AttributeError(name)
         if name not in self._attrs:
-            self._attrs = self._ref._attrs = self._ref.ask(Introspect(), timeout=30)
+            self._attrs = self._ref._attrs = _introspect(self._ref)
             if name not in self._attrs:
                 msg = f"agent {self._ref.name!r} has no attribute {name!r}"
                 raise AttributeError(msg)
@@ -227,6 +264,49 @@ class AgentProxy:
             object.__setattr__(self, name, value)
         else:
             self._ref.ask(ProxySetAttr((name,), value))
+
+
+def _introspect(ref: AgentRef) -> dict[str, bool]:
+    """The agent's attributes, for its proxy.
+
+    In the agent's own handler (its thread), asking itself would deadlock:
+    its attributes are read in place, so pykka's idiom of calling one's own
+    methods through a proxy, without waiting, works.
+    """
+    chain = current.chain
+    if chain is not None and chain[-1] == ref.name:
+        local = ref._bound().local.get(ref.name)
+        actor = local._actor_weakref() if local is not None else None  # as pykka's own proxy does
+        if actor is not None:
+            return public_attributes(actor)
+    return ref.ask(Introspect(), timeout=30)
+
+
+class _ChainFuture(AskFuture):
+    """The future of an ask whose target was already waiting on the asker.
+
+    Waited for in the handler it was asked from (or, if the target is the
+    agent itself, in any of its handlers), no reply can come until that
+    handler returns: `get` then takes the reply only if it is already
+    there, and raises `DeadlockError` otherwise, which leaves the future
+    usable later (outside that handler). A `get(timeout=0)` is a poll,
+    never refused.
+    """
+
+    def __init__(self, asked: AskFuture, chain: tuple[str, ...], target: str) -> None:
+        super().__init__()
+        self._asked, self._chain, self._target = asked, chain, target
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        if self._get_hook is not None:
+            return super().get(timeout=timeout)
+        now = current.chain
+        if now is not None and (now is self._chain or now[-1] == self._target) and timeout != 0:
+            try:
+                return self._asked.get(timeout=0)
+            except AskTimeout:
+                raise deadlock(now, self._target) from None
+        return self._asked.get(timeout=timeout)
 
 
 class _MethodProxy:
