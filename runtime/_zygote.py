@@ -207,8 +207,8 @@ def main(fd: int, preload: Sequence[str] = (), runtime_pid: int = 0) -> None:
     after importing the modules named in `preload`. `runtime_pid` is the
     process that started this one: once it is no longer the parent, the
     runtime is gone and so is this zygote."""
-    # Armed before anything slow, so a runtime that dies while modules are
-    # imported is noticed; checked at once in case it died already.
+    # Armed before the (maybe slow) imports and checked again after them;
+    # checked now in case the runtime died before the prctl.
     signal.signal(_PARENT_DEATH_SIGNAL, lambda *_: None)
     _prctl(_PR_SET_PDEATHSIG, _PARENT_DEATH_SIGNAL)
     if runtime_pid and os.getppid() != runtime_pid:
