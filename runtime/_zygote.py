@@ -65,6 +65,13 @@ _PARENT_DEATH_SIGNAL = signal.SIGUSR1  # the zygote's: it checks, then decides
 # Pids of the live agents this zygote forked (each leads its own group).
 _agents: set[int] = set()
 
+# Signals the zygote handles its own way; each agent gets back what the
+# zygote started with. A terminal's SIGHUP or SIGQUIT (Ctrl-\) reaches the
+# runtime too: the zygote leaves it to the runtime and follows it out through
+# the EOF, cleanly, instead of dying and leaving its agents' children behind.
+_OWN_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1)
+_inherited: dict[int, object] = {}
+
 
 def _load_prctl() -> Callable[[int, int], bool]:
     try:
@@ -154,9 +161,14 @@ def _exit() -> None:
 def _become_agent(
     sock: socket.socket, wake_r: int, wake_w: int, control_fd: int, sys_path: list[str], zygote: int,
 ) -> None:
-    # In the forked child. First tie this process to the zygote: the kernel
-    # kills it when the zygote dies, whatever holds the GIL; if the zygote
-    # died before the prctl, the signal will never come: leave now.
+    # In the forked child. First: forget the zygote's agents and signal
+    # handlers (its SIGTERM handler would kill their groups).
+    _agents.clear()
+    for signum, handler in _inherited.items():
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    # Then tie this process to the zygote: the kernel kills it when the
+    # zygote dies, whatever holds the GIL; if the zygote died before the
+    # prctl, the signal will never come: leave now.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != zygote:
         os._exit(1)
@@ -167,7 +179,6 @@ def _become_agent(
     # Drop the zygote's plumbing, then run the agent.
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(_PARENT_DEATH_SIGNAL, signal.SIG_DFL)
     sock.close()
     os.close(wake_r)
     os.close(wake_w)
@@ -209,7 +220,11 @@ def main(fd: int, preload: Sequence[str] = (), runtime_pid: int = 0) -> None:
     runtime is gone and so is this zygote."""
     # Armed before the (maybe slow) imports and checked again after them;
     # checked now in case the runtime died before the prctl.
+    _inherited.update((signum, signal.getsignal(signum)) for signum in _OWN_SIGNALS)
     signal.signal(_PARENT_DEATH_SIGNAL, lambda *_: None)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: _exit())  # asked to end: take the agents along
     _prctl(_PR_SET_PDEATHSIG, _PARENT_DEATH_SIGNAL)
     if runtime_pid and os.getppid() != runtime_pid:
         os._exit(0)

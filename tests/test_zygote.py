@@ -129,3 +129,16 @@ def test_a_process_that_left_its_agents_group_is_reaped_and_ended_with_the_runti
         wait_for(lambda: _gone(sleep_pid), timeout=10)
     finally:
         _kill([sleep_pid])
+
+
+def test_a_terminated_zygote_takes_its_agents_and_what_they_started_along():
+    rt = Runtime()
+    pids: list[int] = []
+    try:
+        ref = rt.spawn(Starter, "starter", restart="temporary")
+        pids = [ref.ask("start", timeout=30), pid_of(rt, "starter")]
+        os.kill(rt._zygote._proc.pid, signal.SIGTERM)
+        wait_for(lambda: all(_gone(pid) for pid in pids), timeout=10)
+    finally:
+        _kill(pids)
+        rt.shutdown()
