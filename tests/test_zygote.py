@@ -92,11 +92,18 @@ def test_a_runtime_made_in_a_thread_that_ended_keeps_its_zygote():
     # The zygote's parent death signal fires when the thread that started it
     # ends: the zygote must tell that apart from the runtime's death.
     made = []
-    thread = threading.Thread(target=lambda: made.append(Runtime()))
+
+    def make() -> None:
+        rt = Runtime()
+        made.append(rt)
+        rt.spawn(Agent, "early")  # the zygote is serving before the thread ends
+
+    thread = threading.Thread(target=make)
     thread.start()
     thread.join()
     with made[0] as rt:
         assert rt.spawn(Agent, "late").ask({"op": "ping"}, timeout=30) is None
+        assert rt.agents["early"].ask({"op": "ping"}, timeout=30) is None
 
 
 @pytest.mark.parametrize("how", ["killed", "stopped"])
