@@ -66,9 +66,11 @@ _PARENT_DEATH_SIGNAL = signal.SIGUSR1  # the zygote's: it checks, then decides
 _agents: set[int] = set()
 
 # Signals the zygote handles its own way; each agent gets back what the
-# zygote started with. A terminal's SIGHUP or SIGQUIT (Ctrl-\) reaches the
-# runtime too: the zygote leaves it to the runtime and follows it out through
-# the EOF, cleanly, instead of dying and leaving its agents' children behind.
+# zygote started with. SIGHUP, SIGQUIT (Ctrl-\) and SIGTERM sent to the
+# runtime's process group (a terminal, a shell's `kill %1`, `timeout`)
+# reach the runtime too: the zygote leaves them to the runtime (the command
+# line stops its agents cleanly on SIGTERM) and follows it out through the
+# EOF, instead of dying first and leaving its agents' children behind.
 _OWN_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1)
 _inherited: dict[int, object] = {}
 
@@ -161,8 +163,7 @@ def _exit() -> None:
 def _become_agent(
     sock: socket.socket, wake_r: int, wake_w: int, control_fd: int, sys_path: list[str], zygote: int,
 ) -> None:
-    # In the forked child. First: forget the zygote's agents and signal
-    # handlers (its SIGTERM handler would kill their groups).
+    # In the forked child. First: forget the zygote's agents and signals.
     _agents.clear()
     for signum, handler in _inherited.items():
         signal.signal(signum, signal.SIG_DFL if handler is None else handler)
@@ -222,9 +223,8 @@ def main(fd: int, preload: Sequence[str] = (), runtime_pid: int = 0) -> None:
     # checked now in case the runtime died before the prctl.
     _inherited.update((signum, signal.getsignal(signum)) for signum in _OWN_SIGNALS)
     signal.signal(_PARENT_DEATH_SIGNAL, lambda *_: None)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: _exit())  # asked to end: take the agents along
+    for signum in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)  # the runtime's to handle: the zygote lives as long
     _prctl(_PR_SET_PDEATHSIG, _PARENT_DEATH_SIGNAL)
     if runtime_pid and os.getppid() != runtime_pid:
         os._exit(0)

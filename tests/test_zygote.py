@@ -138,14 +138,52 @@ def test_a_process_that_left_its_agents_group_is_reaped_and_ended_with_the_runti
         _kill([sleep_pid])
 
 
-def test_a_terminated_zygote_takes_its_agents_and_what_they_started_along():
+def test_agents_die_with_a_killed_zygote():
     rt = Runtime()
     pids: list[int] = []
     try:
-        ref = rt.spawn(Starter, "starter", restart="temporary")
-        pids = [ref.ask("start", timeout=30), pid_of(rt, "starter")]
-        os.kill(rt._zygote._proc.pid, signal.SIGTERM)
+        rt.spawn(Agent, "a", restart="temporary")
+        pids = [pid_of(rt, "a")]
+        os.kill(rt._zygote._proc.pid, signal.SIGKILL)
         wait_for(lambda: all(_gone(pid) for pid in pids), timeout=10)
     finally:
         _kill(pids)
         rt.shutdown()
+
+
+def test_the_zygote_leaves_a_sigterm_to_its_runtime(rt):
+    # `kill %1` or `timeout` signal the runtime's whole process group: the
+    # runtime stops its agents cleanly, so the zygote must not end them first.
+    ref = rt.spawn(Agent, "a")
+    os.kill(rt._zygote._proc.pid, signal.SIGTERM)
+    assert rt.spawn(Agent, "b").ask({"op": "ping"}, timeout=30) is None
+    assert ref.ask({"op": "ping"}, timeout=30) is None
+
+
+def test_a_sigterm_to_the_whole_process_group_of_actors_run_lets_on_stop_run(tmp_path):
+    # As `kill %1` or `timeout` do: only the runtime handles it; agents, in
+    # groups of their own, are stopped by it.
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        from actors import Agent
+
+        class Idle(Agent):
+            def on_stop(self):
+                print("on_stop ran", flush=True)
+    """))
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "idle"\nclass = "team:Idle"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", "spec.toml"], cwd=tmp_path, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("serving"):
+                break
+        os.killpg(proc.pid, signal.SIGTERM)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 0, err
+    assert "on_stop ran" in rest and "left    idle: stopped" in rest
