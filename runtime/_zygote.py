@@ -16,7 +16,10 @@ Nothing outlives the runtime, and nothing an agent started outlives it; the
 kernel does the parts a busy interpreter could not:
 
 - runtime -> zygote: the zygote exits when its socket from the runtime hits
-  EOF (it only ever blocks in `select`, so it always notices). Its parent
+  EOF (it only ever blocks in `select`, so it always notices), and ignores
+  the signals a terminal or a shell sends to the runtime's whole process
+  group (SIGINT, SIGTERM, SIGHUP, SIGQUIT): it lives as long as its
+  runtime, which stops the agents cleanly first. Its parent
   death signal is SIGUSR1, not SIGKILL: Linux sends it when the *thread*
   that started the zygote ends, which for a runtime made in a short-lived
   thread is not the runtime's death, so the zygote only wakes and checks
