@@ -10,6 +10,8 @@ before the first message is handled.
 
 A watchdog thread holds the control pipe from the runtime: when it reads
 EOF the runtime's process is gone, and the agent process exits by itself.
+That needs the GIL; an agent stuck in a C call is ended by the kernel
+instead, when the zygote exits (see `_zygote`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ a new agent costs a fork rather than an interpreter start, and never
 inherits the runtime's threads, sockets or `__main__` module (classes from
 `__main__` travel by value with cloudpickle instead). Agents are the
 zygote's children: the zygote reports their exit status, and a pidfd gives
-the runtime a sentinel that becomes readable the moment one dies.
+the runtime a sentinel that becomes readable the moment one dies. Each agent
+leads its own process group, which the zygote kills when the agent dies.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", BOOT_CODE, str(theirs.fileno()), json.dumps(sys.path), json.dumps(list(preload))],
+            [sys.executable, "-c", BOOT_CODE, str(theirs.fileno()), json.dumps(sys.path), json.dumps(list(preload)),
+             str(os.getpid())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
         )

@@ -12,8 +12,6 @@ import functools
 import logging
 import os
 import resource
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,6 +32,7 @@ from runtime._node import Node
 from runtime._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._runtime_base import RuntimeBase
 from runtime._ref import AgentRef, check_agent_id
+from runtime._rundir import RunDir, remove_stale_rundirs
 from runtime._serialization import dumps
 from runtime._supervisor import AgentRecord, Supervisor
 from runtime._tasks import TaskRouter
@@ -97,7 +96,9 @@ class Runtime(RuntimeBase):
         _raise_open_files_limit()
         self._init_bookkeeping(start_timeout)
         self._authkey = os.urandom(32)
-        self._rundir = tempfile.mkdtemp(prefix="actors-")  # mode 0700
+        self._rundir_lock = RunDir()  # mode 0700, locked while this process lives
+        self._rundir = self._rundir_lock.path
+        remove_stale_rundirs(keep=self._rundir)  # those of runtimes that were killed
         self._node = Node(self.id, self._authkey, self._rundir)
         self._services: list[pykka.ActorRef[Any]] = []
         # Started first: it imports its modules while the services start.
@@ -110,7 +111,7 @@ class Runtime(RuntimeBase):
         except BaseException:  # e.g. a bad state_path or preload: leave nothing behind
             self._stop_services(5.0)
             self._zygote.close()
-            shutil.rmtree(self._rundir, ignore_errors=True)
+            self._rundir_lock.remove()
             raise
         self._peer = functools.partial(peer_ref, self.id)
         self.state, self.store, self.events, self.sync, self.comm = service_clients(refs, self._peer)
@@ -281,7 +282,7 @@ class Runtime(RuntimeBase):
             record.started.control.close()
             record.started.process.close()
         self._zygote.close()
-        shutil.rmtree(self._rundir, ignore_errors=True)
+        self._rundir_lock.remove()
 
     def _stop_services(self, timeout: float) -> None:
         for ref in reversed(self._services):
