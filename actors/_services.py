@@ -16,7 +16,8 @@ from pykka.messages import ProxyCall
 from actors._comm import CommHub
 from actors._events import EventBus, EventsClient
 from actors._pubsub import PubSubClient, PubSubManager
-from actors._state import FlatStateClient, StateClient, StateStore
+from actors._state import StateStore
+from actors._state_client import FlatStateClient, StateClient
 from actors._streams import StreamingClient, StreamManager
 from actors._sync import SyncClient, SyncManager
 

@@ -304,7 +304,7 @@ class Node:
         """The `agent_info()` rows as JSON (or {"error": ...}); never raises."""
         try:
             return json.dumps(self.info() if self.info is not None else [], default=str).encode()
-        except Exception as exc:  # noqa: BLE001 - status prints the reason
+        except Exception as exc:
             logger.exception("agent_info() failed for `actors status`")
             return json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
 

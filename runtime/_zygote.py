@@ -150,7 +150,7 @@ def _exit() -> None:
                 os.kill(child.pid, signal.SIGKILL)
             except OSError:
                 pass
-    except Exception:  # noqa: BLE001, S110 - best effort on the way out
+    except Exception:  # noqa: BLE001 - best effort on the way out
         pass
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:

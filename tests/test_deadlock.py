@@ -187,7 +187,8 @@ def test_a_chain_without_a_cycle_is_answered(rt):
 
 
 def test_a_proxy_call_that_closes_a_cycle_raises_deadlock_error(rt):
-    a, b = rt.spawn(Hopper, "a"), rt.spawn(Hopper, "b")
+    a = rt.spawn(Hopper, "a")
+    rt.spawn(Hopper, "b")
     exc = _raises_deadlock_at_once(lambda: a.ask(("proxy", ["b", "a"]), timeout=30))
     assert exc.chain == ("a", "b", "a")
 
@@ -208,7 +209,8 @@ def test_a_future_waited_for_in_the_handler_of_the_cycle_raises_deadlock_error(r
 
 
 def test_request_peer_back_to_the_waiting_agent_raises_deadlock_error(rt):
-    a, b, c = rt.spawn(Caller, "a"), rt.spawn(Caller, "b"), rt.spawn(Caller, "c")
+    a = rt.spawn(Caller, "a")
+    rt.spawn(Caller, "b"), rt.spawn(Caller, "c")
     assert a.proxy().request_peer("b", "call", {"to": "c"}).get(timeout=30)["agent_id"] == "c"
     exc = _raises_deadlock_at_once(lambda: a.proxy().request_peer("b", "call", {"to": "a"}).get(timeout=30))
     assert exc.chain == ("a", "b", "a")

@@ -156,7 +156,7 @@ def test_losing_fewer_than_quorum_replicas_at_a_time_loses_nothing_and_raises_no
         cache.set_replicated(f"k{i}", i)
     for n, victim in enumerate(["cache.replica1", "cache.replica0", "cache.replica2"], start=1):
         os.kill(next(r["pid"] for r in rt.agent_info() if r["name"] == victim), signal.SIGKILL)
-        wait_for(lambda: _restarted(rt, [victim], 1))
+        wait_for(lambda victim=victim: _restarted(rt, [victim], 1))
         cache.set_replicated(f"after{n}", n)
     assert [cache.get(f"k{i}") for i in range(20)] == list(range(20))
     assert [cache.get(f"after{n}") for n in (1, 2, 3)] == [1, 2, 3]
