@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from typing import Any
@@ -34,7 +35,7 @@ from runtime._reply import Outbox, RemoteReply
 from runtime._serialization import loads
 from runtime._spin import IDLE_SPIN, Spinner
 from runtime._wire import (
-    INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
+    GONE, INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout, shutdown_fd,
 )
 
 __all__ = ["Node", "node_for"]
@@ -72,7 +73,13 @@ class Node:
         self.local: dict[str, pykka.ActorRef[Any]] = {}
         self.names: dict[str, str] = {}  # registry only: name -> node address
         self.info: Callable[[], Any] | None = None  # registry only: answers INFO
+        # Registry only: gone(name, address, done) calls done(reason) once the
+        # process at `address` hosting `name` has exited and its exit is
+        # handled (at once if it already is); answers GONE.
+        self.gone: Callable[[str, str, Callable[[Any], None]], None] | None = None
         self._tls = threading.local()
+        # Every thread's `channels` (by id), while the thread lives.
+        self._thread_channels: weakref.WeakValueDictionary[int, _Channels] = weakref.WeakValueDictionary()
         self._conns: set[Connection] = set()
         self._closed = False
         # In an agent's process the agent's own thread reads the connections
@@ -168,6 +175,12 @@ class Node:
             if kind == INFO:
                 reply.set(self.info() if self.info is not None else [])
                 return
+            if kind == GONE:  # answered later, from the thread that handles the exit
+                if self.gone is None:
+                    reply.set(None)
+                else:
+                    self.gone(name, bytes(body).decode(), reply.set)
+                return
             message = loads(body)
             ref = self.local.get(name)
             if ref is None or not ref.is_alive():
@@ -197,11 +210,50 @@ class Node:
         try:
             return self._tls.channels
         except AttributeError:  # this thread's first connection
-            self._tls.channels = {}
-            return self._tls.channels
+            channels = self._tls.channels = _Channels()
+            with _CHANNELS_LOCK:
+                self._thread_channels[id(channels)] = channels
+            return channels
 
     def forget_channel(self, address: str) -> None:
         self._channels().pop(address, None)
+
+    def peer_gone(self, address: str) -> None:
+        """The process at `address` is known to be gone: every thread's
+        connection to it is dropped (its descriptor released), and a send
+        still holding one (a queued tell, too) fails, so a tell after a
+        `stop()` raises `ActorDeadError` instead of vanishing."""
+        with _CHANNELS_LOCK:
+            every = list(self._thread_channels.values())
+        for channels in every:
+            channel = channels.pop(address, None)  # atomic: the owning thread may be using its dict
+            if channel is not None:
+                channel.discard()
+
+    def await_gone(self, name: str, address: str, timeout: float | None) -> str | None:
+        """Wait until the process at `address` hosting `name` has exited and
+        the runtime has handled it (AGENT_LEFT out, the name free or being
+        restarted); its AGENT_LEFT reason, or None if unknown (an older
+        process, or the runtime did not answer within `timeout`)."""
+        try:
+            if self.is_registry:
+                if self.gone is None:
+                    return None
+                done = threading.Event()
+                outcome: list[Any] = [None]
+
+                def settle(reason: Any) -> None:
+                    outcome[0] = reason
+                    done.set()
+
+                self.gone(name, address, settle)
+                done.wait(timeout)
+                return outcome[0]
+            return self.request(self.registry_address, GONE, name, address.encode(), timeout)
+        except Exception:  # noqa: BLE001 - the runtime is gone or slow: nothing more to learn
+            return None
+        finally:
+            self.peer_gone(address)
 
     def request(self, address: str, kind: int, name: str, body: bytes, timeout: float | None) -> Any:
         """Send one ASK-like frame and wait for its reply (registry, stats)."""
@@ -255,6 +307,13 @@ class Node:
             os.unlink(self.address)
         except OSError:
             pass
+
+
+class _Channels(dict):  # type: ignore[type-arg]
+    """One thread's connections by address (a dict that can be weakly referenced)."""
+
+
+_CHANNELS_LOCK = threading.Lock()
 
 
 def _depth(ref: pykka.ActorRef[Any]) -> int:

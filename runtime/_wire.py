@@ -21,7 +21,7 @@ import struct
 from actors import MessageSerializationError
 
 __all__ = [
-    "ASK", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode",
+    "ASK", "GONE", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode",
     "set_read_timeout", "shutdown_fd", "socket_view", "write_all",
 ]
 
@@ -31,6 +31,7 @@ REPLY = 3  # body is (ok, value) for the request id
 LOOKUP = 4  # registry: where does the named actor live? body unused
 STATS = 5  # host: mailbox depths of the actors hosted here
 INFO = 6  # registry: the runtime's agent_info() rows (for `actors status`)
+GONE = 7  # registry: reply once the named agent's process at the address in body has exited and been handled
 
 _PREFIX = struct.Struct("!iBQH")  # length, kind, request id, name length
 _HEADER = struct.Struct("!BQH")
