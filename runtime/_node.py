@@ -166,20 +166,8 @@ class Node:
         kind, request_id, name, body = decode_header(frame)
         reply = RemoteReply(outbox, request_id) if kind != TELL else None
         try:
-            if kind == LOOKUP:
-                reply.set(self.names.get(name))
-                return
-            if kind == STATS:
-                reply.set({n: _depth(r) for n, r in self.local.items()})
-                return
-            if kind == INFO:
-                reply.set(self.info() if self.info is not None else [])
-                return
-            if kind == GONE:  # answered later, from the thread that handles the exit
-                if self.gone is None:
-                    reply.set(None)
-                else:
-                    self.gone(name, bytes(body).decode(), reply.set)
+            if kind >= LOOKUP:  # one test for tells and asks: the requests to the node itself follow
+                self._node_request(kind, name, body, reply)
                 return
             message = loads(body)
             ref = self.local.get(name)
@@ -195,6 +183,18 @@ class Node:
                 reply.set_exception()
             else:
                 logger.exception("could not deliver a tell to %r", name)
+
+    def _node_request(self, kind: int, name: str, body: memoryview, reply: RemoteReply) -> None:
+        if kind == LOOKUP:
+            reply.set(self.names.get(name))
+        elif kind == STATS:
+            reply.set({n: _depth(r) for n, r in self.local.items()})
+        elif kind == INFO:
+            reply.set(self.info() if self.info is not None else [])
+        elif kind == GONE and self.gone is not None:  # answered later, by the thread that handles the exit
+            self.gone(name, bytes(body).decode(), reply.set)
+        else:
+            reply.set(None)
 
     # -- outbound ---------------------------------------------------------
 

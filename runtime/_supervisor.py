@@ -137,8 +137,8 @@ class Restarter:
 
         `decided(record)` runs once the outcome is known (the status is
         "stopped", "gave up" or "restarting"), before any restart begins.
-        `restart(record)` starts its next incarnation; `watch(record)` then
-        runs, with the record already "running" again.
+        `restart(record)` starts its next incarnation; then AGENT_JOINED is
+        announced and `watch(record)` runs, with the record "running" again.
         """
         decision = decide(record, abnormal)
         if decision == "restart":
@@ -169,13 +169,15 @@ class Restarter:
             record.restarts += 1
             record.status = "running"
             record.exit_handled.clear()
+            # AGENT_JOINED before the new process is watched: its exit, however
+            # soon, is handled (and announced) after this.
+            self._on_restarted(record)
             if watch is not None:
                 watch(record)
         finally:
             with self._cond:
                 self._restarting.discard(id(record))
                 self._cond.notify_all()
-        self._on_restarted(record)
 
 
 class Supervisor:

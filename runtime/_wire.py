@@ -28,6 +28,7 @@ __all__ = [
 TELL = 1  # deliver body to the named actor; no reply
 ASK = 2  # deliver body with a reply future; a REPLY frame answers
 REPLY = 3  # body is (ok, value) for the request id
+# Kinds from LOOKUP on are requests to a node itself, not to an actor it hosts.
 LOOKUP = 4  # registry: where does the named actor live? body unused
 STATS = 5  # host: mailbox depths of the actors hosted here
 INFO = 6  # registry: the runtime's agent_info() rows (for `actors status`)
