@@ -163,6 +163,9 @@ class Restarter:
             try:
                 restart(record)
             except Exception as exc:  # noqa: BLE001 - on_start failing again (or ended by shutdown)
+                if self._stopped:  # a shutdown ended it: its AGENT_LEFT is out already
+                    record.status = "stopped"
+                    return
                 record.status = "gave up"
                 self._on_gave_up(record, f"gave up: restart failed: {type(exc).__name__}: {exc}")
                 return
