@@ -175,7 +175,8 @@ class Host:
         set_delivery_ref_factory(lambda: own)
         hosted = type(agent_cls.__name__, (_Started, agent_cls), {
             "ctx": ctx, "capabilities": ctx.capabilities, "_outcome": pykka.ThreadingFuture(),
-            "_failed": False, "_stop_requested": False, "__module__": agent_cls.__module__, "__qualname__": agent_cls.__qualname__,
+            "_failed": False, "_stop_requested": False,
+            "__module__": agent_cls.__module__, "__qualname__": agent_cls.__qualname__,
         })
         ref = hosted.start(*args, **kwargs)
         hosted._outcome.get(timeout=timeout)

@@ -1,7 +1,8 @@
 """The supervisor: notices agent processes dying and applies restart policy.
 
 It waits on every agent process's sentinel at once (no polling), so a
-death is seen within milliseconds. Per Erlang/OTP: `permanent` agents are
+death is seen within milliseconds, and handles each exit in a thread of its
+own, so agents come back independently of each other. Per Erlang/OTP: `permanent` agents are
 always restarted, `transient` ones only after an abnormal exit, `temporary`
 ones never; more than `max_restarts` restarts within `restart_window`
 seconds and the supervisor gives up on the agent.
@@ -60,7 +61,7 @@ class AgentRecord(SupervisedRecord):
 
     started: Started
     # Callbacks waiting for the current process's exit to be settled (see
-    # `Runtime.await_gone`), and the address of the last incarnation whose
+    # `Runtime._await_gone`), and the address of the last incarnation whose
     # exit was settled; both guarded by the runtime's lock.
     gone_waiters: list[Callable[[str | None], None]] = field(default_factory=list)
     settled: str | None = None

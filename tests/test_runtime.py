@@ -220,6 +220,7 @@ def test_map_shows_a_progress_bar_with_rate_and_eta(rt, capsys):
 
 class Stuck(Agent):
     def on_receive(self, message):
+        self.ctx.state.set("shared", f"stuck:{self.agent_id}", True)
         time.sleep(message)
 
 
@@ -230,7 +231,7 @@ def test_shutdown_returns_within_its_timeout_whatever_agents_do():
         pids = [row["pid"] for row in rt.agent_info()]
         for agent in agents:
             agent.tell(60)
-        time.sleep(0.2)  # let them start sleeping  # noqa: nothing to poll
+        wait_for(lambda: all(rt.state.get("shared", f"stuck:{a.name}") for a in agents))
     finally:
         started = time.monotonic()
         rt.shutdown(timeout=2)
