@@ -178,6 +178,21 @@ class Channel:
             self._close()
             self._cond.notify_all()
 
+    def discard(self) -> None:
+        """The peer is known gone (from any thread): later sends fail, queued
+        tells are dropped, and the descriptor is released, by its reader if
+        one is reading it right now (it sees EOF), else here."""
+        with self._cond:
+            if not self._reading:
+                self._close()
+            else:
+                with self._send_lock:
+                    if not self.closed:
+                        self.closed = True
+                        self._queued.clear()
+                        shutdown_fd(self._fd)
+            self._cond.notify_all()
+
     def wait(self, request_id: int, timeout: float | None, what: str) -> Any:
         """Block until the reply to `request_id` arrives; return or raise it."""
         deadline = None if timeout is None else time.monotonic() + timeout

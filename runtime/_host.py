@@ -36,6 +36,14 @@ __all__ = ["BootSpec", "ProcessHost", "agent_main"]
 
 EXIT_FAILED = 3  # the actor stopped because a told message raised
 
+# Written on the control pipe when a stop was asked of the agent, before its
+# on_stop runs: the supervisor reads it after the exit, so a stop asked for
+# (through any ref, from any process) is never taken for a crash, whatever
+# on_stop then does (raise: ON_STOP_FAILED follows; os._exit; hang and get
+# killed).
+STOP_REQUESTED = b"stopping:"
+ON_STOP_FAILED = b"on_stop_failed:"
+
 
 @dataclass
 class BootSpec:
@@ -65,6 +73,7 @@ class ProcessHost(pykka.Actor):
     _control: Connection
     _mailbox_size = MAILBOX_SIZE
     _failed = False
+    _stopping = False  # a stop was asked: failures from here on are on_stop's
 
     def _create_actor_inbox(self) -> ReactorInbox:  # type: ignore[override]
         # Runs in __init__ (main thread). The actor's thread reads the
@@ -100,9 +109,24 @@ class ProcessHost(pykka.Actor):
         except OSError:
             os._exit(1)  # the runtime went away while we were starting
 
+    def _stop(self) -> None:
+        # pykka's stop: for a stop message (from any ref), or a BaseException
+        # out of a handler (which exits with code 0 anyway).
+        self._stopping = True
+        self._note(STOP_REQUESTED)
+        super()._stop()
+
     def _handle_failure(self, *exc_info: Any) -> None:
         type(self)._failed = True  # one hosted class per process: the exit code reads it
+        if self._stopping:
+            self._note(ON_STOP_FAILED + f"on_stop raised {exc_info[0].__name__}: {exc_info[1]}".encode())
         super()._handle_failure(*exc_info)
+
+    def _note(self, note: bytes) -> None:
+        try:
+            self._control.send_bytes(note)
+        except OSError:
+            pass  # the runtime is gone: nobody to tell
 
 
 def _watch_runtime(control: Connection) -> None:

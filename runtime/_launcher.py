@@ -70,6 +70,7 @@ class AgentProcess:
     def __init__(self, pid: int, zygote: Zygote) -> None:
         self.pid = pid
         self._zygote = zygote
+        self._exitcode: int | None = None
         try:
             self.sentinel = os.pidfd_open(pid)
         except ProcessLookupError:  # already gone (and reaped by the zygote)
@@ -80,7 +81,9 @@ class AgentProcess:
 
     @property
     def exitcode(self) -> int | None:
-        return self._zygote.exitcode(self.pid)
+        if self._exitcode is None:
+            self._exitcode = self._zygote.exitcode(self.pid)
+        return self._exitcode
 
     def is_alive(self) -> bool:
         if self.sentinel < 0:
@@ -89,6 +92,8 @@ class AgentProcess:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the process ended and its exit status is known."""
+        if self.exitcode is not None:
+            return  # known: its pidfd may be closed already
         deadline = None if timeout is None else time.monotonic() + timeout
         if self.sentinel >= 0:
             wait([self.sentinel], timeout)
@@ -103,9 +108,14 @@ class AgentProcess:
                 pass
 
     def close(self) -> None:
-        """Close the pidfd now (once); only when no thread can wait on it."""
+        """Close the pidfd now (once); only when no thread can wait on it.
+
+        Once the exit status is known this handle keeps it, and the zygote's
+        copy is dropped (a later process may get the same pid)."""
         self.sentinel = -1
         self._closer()
+        if self.exitcode is not None:
+            self._zygote.forget(self.pid)
 
 
 class Zygote:
@@ -178,6 +188,11 @@ class Zygote:
         with self._cond:
             return self._exits.get(pid)
 
+    def forget(self, pid: int) -> None:
+        """Drop the exit status of `pid` (its handle keeps a copy)."""
+        with self._cond:
+            self._exits.pop(pid, None)
+
     def wait_exit(self, pid: int, timeout: float | None) -> int | None:
         with self._cond:
             self._cond.wait_for(lambda: pid in self._exits or self._gone, timeout)
@@ -208,6 +223,7 @@ class Started:
 
 def start_agent_process(
     zygote: Zygote, boot: bytes, name: str, timeout: float, on_fork: Callable[[int], None] | None = None,
+    starting: set[AgentProcess] | None = None,
 ) -> Started:
     """Start one agent process and wait until its `on_start` has run.
 
@@ -216,7 +232,8 @@ def start_agent_process(
 
     Raises what `__init__` or `on_start` raised, or `AgentStartError` if the
     process died or stayed silent for `timeout` seconds; in every failure
-    the process is reaped before this returns.
+    the process is reaped before this returns. The process is in `starting`
+    while this waits (so a shutdown can end a start that hangs).
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     control = Connection(ours.detach())
@@ -230,6 +247,16 @@ def start_agent_process(
     process = AgentProcess(pid, zygote)
     if on_fork is not None:
         on_fork(pid)
+    if starting is not None:
+        starting.add(process)
+    try:
+        return _wait_started(process, control, boot, name, timeout)
+    finally:
+        if starting is not None:
+            starting.discard(process)
+
+
+def _wait_started(process: AgentProcess, control: Connection, boot: bytes, name: str, timeout: float) -> Started:
     outcome = None
     try:
         control.send_bytes(boot)
@@ -263,9 +290,10 @@ def start_agent_process(
     raise AgentStartError(msg)
 
 
-def reap(process: AgentProcess, timeout: float = 5.0) -> None:
-    """Wait for `process` to end; kill it if it doesn't within `timeout`."""
+def reap(process: AgentProcess, timeout: float = 5.0, grace: float = 5.0) -> None:
+    """Wait for `process` to end; kill it if it doesn't within `timeout`
+    (then wait up to `grace` for its exit status)."""
     process.join(timeout)
     if process.exitcode is None:
         process.kill()
-        process.join(timeout)
+        process.join(grace)

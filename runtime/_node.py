@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from typing import Any
@@ -44,7 +45,7 @@ from runtime._reply import Outbox, RemoteReply
 from runtime._serialization import loads
 from runtime._spin import IDLE_SPIN, Spinner
 from runtime._wire import (
-    ASK_CHAINED, INFO, LOOKUP, REPLY, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout,
+    ASK_CHAINED, GONE, INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout,
     shutdown_fd,
 )
 
@@ -94,7 +95,13 @@ class Node:
         # Registry only: pid -> the agent (or service) that process runs.
         self.identities: dict[int, str] = {}
         self._wants_sender: set[str] = set()  # hosted names told who sent each message
+        # Registry only: gone(name, address, done) calls done(reason) once the
+        # process at `address` hosting `name` has exited and its exit is
+        # handled (at once if it already is); answers GONE.
+        self.gone: Callable[[str, str, Callable[[Any], None]], None] | None = None
         self._tls = threading.local()
+        # Every thread's `channels` (by id), while the thread lives.
+        self._thread_channels: weakref.WeakValueDictionary[int, _Channels] = weakref.WeakValueDictionary()
         self._conns: set[Connection] = set()
         self._closed = False
         # Handshakes under way: fd -> [deadline, expired]. Invariant: an fd
@@ -272,14 +279,8 @@ class Node:
         kind, request_id, name, body = decode_header(frame)
         reply = RemoteReply(outbox, request_id) if kind != TELL else None
         try:
-            if kind == LOOKUP:
-                reply.set(self.names.get(name))
-                return
-            if kind == STATS:
-                reply.set({n: _depth(r) for n, r in self.local.items()})
-                return
-            if kind == INFO:  # in JSON: `actors status` unpickles nothing
-                outbox.send(encode(REPLY, request_id, b"", self._info_json()))
+            if kind >= LOOKUP:  # one test for tells and asks: the requests to the node itself follow
+                self._node_request(kind, name, body, reply)
                 return
             message = loads(body)
             if kind == ASK_CHAINED:  # the handler learns who waits on it
@@ -308,6 +309,18 @@ class Node:
             logger.exception("agent_info() failed for `actors status`")
             return json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
 
+    def _node_request(self, kind: int, name: str, body: memoryview, reply: RemoteReply) -> None:
+        if kind == LOOKUP:
+            reply.set(self.names.get(name))
+        elif kind == STATS:
+            reply.set({n: _depth(r) for n, r in self.local.items()})
+        elif kind == INFO:  # in JSON: `actors status` unpickles nothing
+            reply.send_body(self._info_json())
+        elif kind == GONE and self.gone is not None:  # answered later, by the thread that handles the exit
+            self.gone(name, bytes(body).decode(), reply.set)
+        else:
+            reply.set(None)
+
     # -- outbound ---------------------------------------------------------
 
     def channel(self, address: str) -> Channel:
@@ -322,11 +335,50 @@ class Node:
         try:
             return self._tls.channels
         except AttributeError:  # this thread's first connection
-            self._tls.channels = {}
-            return self._tls.channels
+            channels = self._tls.channels = _Channels()
+            with _CHANNELS_LOCK:
+                self._thread_channels[id(channels)] = channels
+            return channels
 
     def forget_channel(self, address: str) -> None:
         self._channels().pop(address, None)
+
+    def peer_gone(self, address: str) -> None:
+        """The process at `address` is known to be gone: every thread's
+        connection to it is dropped (its descriptor released), and a send
+        still holding one (a queued tell, too) fails, so a tell after a
+        `stop()` raises `ActorDeadError` instead of vanishing."""
+        with _CHANNELS_LOCK:
+            every = list(self._thread_channels.values())
+        for channels in every:
+            channel = channels.pop(address, None)  # atomic: the owning thread may be using its dict
+            if channel is not None:
+                channel.discard()
+
+    def await_gone(self, name: str, address: str, timeout: float | None) -> str | None:
+        """Wait until the process at `address` hosting `name` has exited and
+        the runtime has handled it (AGENT_LEFT out, the name free or being
+        restarted); its AGENT_LEFT reason, or None if unknown (an older
+        process, or the runtime did not answer within `timeout`)."""
+        try:
+            if self.is_registry:
+                if self.gone is None:
+                    return None
+                done = threading.Event()
+                outcome: list[Any] = [None]
+
+                def settle(reason: Any) -> None:
+                    outcome[0] = reason
+                    done.set()
+
+                self.gone(name, address, settle)
+                done.wait(timeout)
+                return outcome[0]
+            return self.request(self.registry_address, GONE, name, address.encode(), timeout)
+        except Exception:  # noqa: BLE001 - the runtime is gone or slow: nothing more to learn
+            return None
+        finally:
+            self.peer_gone(address)
 
     def request(self, address: str, kind: int, name: str, body: bytes, timeout: float | None) -> Any:
         """Send one ASK-like frame and wait for its reply (registry, stats)."""
@@ -396,6 +448,13 @@ def _peer_pid(sock: socket.socket) -> int:
     except OSError:
         return 0
     return _CREDENTIALS.unpack(creds)[0]
+
+
+class _Channels(dict):  # type: ignore[type-arg]
+    """One thread's connections by address (a dict that can be weakly referenced)."""
+
+
+_CHANNELS_LOCK = threading.Lock()
 
 
 def _depth(ref: pykka.ActorRef[Any]) -> int:

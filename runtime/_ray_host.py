@@ -124,6 +124,12 @@ class _Started(pykka.Actor):
         type(self)._failed = True
         super()._handle_failure(*exc_info)
 
+    def _stop(self) -> None:
+        # A stop was asked (by any ref): whatever on_stop then does, the
+        # exit is a stop, never restarted (see `_host.STOP_REQUESTED`).
+        type(self)._stop_requested = True
+        super()._stop()
+
 
 class Host:
     """A Ray actor's body: named pykka actors, fed in per-sender order."""
@@ -169,7 +175,8 @@ class Host:
         set_delivery_ref_factory(lambda: own)
         hosted = type(agent_cls.__name__, (_Started, agent_cls), {
             "ctx": ctx, "capabilities": ctx.capabilities, "_outcome": pykka.ThreadingFuture(),
-            "_failed": False, "__module__": agent_cls.__module__, "__qualname__": agent_cls.__qualname__,
+            "_failed": False, "_stop_requested": False,
+            "__module__": agent_cls.__module__, "__qualname__": agent_cls.__qualname__,
         })
         ref = hosted.start(*args, **kwargs)
         hosted._outcome.get(timeout=timeout)
@@ -180,7 +187,8 @@ class Host:
     def _exit_with(self, name: str, ref: pykka.ActorRef[Any], hosted: type) -> None:
         # The process lives as long as its agent, as on the local backend.
         ref.actor_stopped.wait()
-        reason = f"crashed: {exit_reason(EXIT_FAILED)}" if hosted._failed else "stopped"
+        failed = hosted._failed and not hosted._stop_requested
+        reason = f"crashed: {exit_reason(EXIT_FAILED)}" if failed else "stopped"
         try:
             RayRef(EXITS, SERVICES, self._namespace).ask(ProxyCall(("note",), (name, reason), {}), timeout=10)
         except Exception:  # noqa: BLE001 - the runtime is going away too

@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 from actors._base import DequeInbox
 from runtime._reply import Outbox
 from runtime._spin import IDLE_SPIN, Backoff
-from runtime._wire import ASK, TELL, FrameReader
+from runtime._wire import ASK, ASK_CHAINED, TELL, FrameReader
 
 __all__ = ["MAILBOX_SIZE", "TAKEOVER", "Reactor", "ReactorInbox", "check_mailbox_size"]
 
@@ -72,6 +72,8 @@ TAKEOVER = 0.005  # seconds on one message before the standby reads for the acto
 # at most 64 KiB), small enough that a mailbox of small messages costs
 # around a megabyte and a stop or a task waits behind at most this many.
 MAILBOX_SIZE = 1000
+
+_ASKS = (ASK, ASK_CHAINED)
 
 _READABLE = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
 
@@ -254,7 +256,7 @@ class Reactor:
     def _must_wait(self, kind: int, depth: int) -> bool:
         # Called with the mailbox at the bound: tells wait; asks (a stop is
         # one) get in up to twice the bound; STATS never enter it.
-        return kind == TELL or (kind == ASK and depth >= self._ask_limit)
+        return kind == TELL or (kind in _ASKS and depth >= self._ask_limit)
 
     def _drop(self, inbound: _Inbound, polled: bool = True) -> None:
         fd = inbound.conn.fileno()

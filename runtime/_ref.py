@@ -14,6 +14,7 @@ instead of being sent (see `actors._chain`).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pykka
@@ -38,19 +39,29 @@ def check_agent_id(agent_id: object) -> str:
     return agent_id
 
 
-def stop_future(asked: Any, after: Any = None) -> AskFuture:
+def stop_future(asked: Any, after: Any = None, settle: Any = None) -> AskFuture:
     """pykka's stop result from the ask of `_ActorStop`: True if it was
-    running, False if it was already dead; `after()` runs once it is known."""
+    running, False if it was already dead; `after()` runs once it is known.
+
+    `settle(timeout)` then waits until the runtime has handled the exit and
+    returns its AGENT_LEFT reason: "stopped" also counts as True (the agent
+    took the stop, but died in `on_stop` before answering).
+    """
 
     def converted(timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             asked.get(timeout=timeout)
+            ran = True
         except ActorDeadError:
-            return False
+            ran = False
         finally:
             if after is not None:
                 after()
-        return True
+        if settle is not None:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+            ran = settle(remaining) == "stopped" or ran
+        return ran
 
     return AskFuture(converted)
 
@@ -203,9 +214,22 @@ class AgentRef:
         """Stop the agent after the messages already in its mailbox.
 
         True if it was running (its `on_stop` has run when this returns),
-        False if it was already dead.
+        False if it was already dead. Once it returned, the process has
+        exited and the runtime has handled it (AGENT_LEFT is out, the name
+        is free): `is_alive()` is False and a `tell` raises `ActorDeadError`.
         """
-        result = stop_future(self.ask(_ActorStop(), block=False))
+        node = self._bound()
+        if self.name in node.local:  # hosted in this process: pykka's own stop
+            result = stop_future(self.ask(_ActorStop(), block=False))
+            return result.get(timeout=timeout) if block else result
+        try:
+            channel, request_id = self._send(node, ASK, dumps(_ActorStop()))
+        except ActorDeadError as exc:
+            result = stop_future(AskFuture.failed(exc))  # not running: nothing to wait for
+        else:
+            what, name, address = self._what, self.name, channel.address
+            asked = AskFuture(lambda t: channel.wait(request_id, t, what), lambda: channel.abandon(request_id))
+            result = stop_future(asked, settle=lambda t: node.await_gone(name, address, t))
         return result.get(timeout=timeout) if block else result
 
     def is_alive(self) -> bool:

@@ -147,6 +147,10 @@ class RemoteReply(pykka.Future[Any]):
             body = dumps((False, error))
         self._send(body)
 
+    def send_body(self, body: bytes) -> None:
+        """Answer with `body` as it is (a node request answered in JSON)."""
+        self._send(body)
+
     def _send(self, body: bytes) -> None:
         if self._sent:
             raise pykka.Timeout("reply already sent")  # as pykka: set twice is an error

@@ -26,7 +26,7 @@ from actors import (
 from actors._services import service_clients, start_services
 from runtime._host import BootSpec
 from runtime._inline import inline_hosted
-from runtime._launcher import Started, Zygote, preload_modules, reap, start_agent_process
+from runtime._launcher import AgentProcess, Started, Zygote, preload_modules, reap, start_agent_process
 from runtime._monitor import info_row
 from runtime._node import Node
 from runtime._reactor import MAILBOX_SIZE, check_mailbox_size
@@ -116,8 +116,11 @@ class Runtime(RuntimeBase):
         self._peer = functools.partial(peer_ref, self.id)
         self.state, self.store, self.events, self.sync, self.comm = service_clients(refs, self._peer)
         self._tasks = TaskRouter(self)
-        self._supervisor = Supervisor(self._on_exit, self._restart, self._on_restarted, self._on_gave_up)
+        self._starting: set[AgentProcess] = set()  # restarts waiting for on_start (shutdown may end them)
+        self._supervisor = Supervisor(self._on_exit, self._restart, self._on_restarted, self._on_gave_up,
+                                      self._settled)
         self._node.info = self.agent_info
+        self._node.gone = self._await_gone
         atexit.register(self.shutdown)
 
     # -- services ----------------------------------------------------------
@@ -203,7 +206,7 @@ class Runtime(RuntimeBase):
     def _restart(self, record: AgentRecord) -> Started:
         try:
             started = start_agent_process(
-                self._zygote, record.boot, record.name, self.start_timeout, self._identify(record.name)
+                self._zygote, record.boot, record.name, self.start_timeout, self._identify(record.name), self._starting
             )
         except BaseException:
             self._forget_identity(record.name)
@@ -211,14 +214,52 @@ class Runtime(RuntimeBase):
         self._node.names[record.name] = started.address  # reachable before it counts as running
         return started
 
-    def _on_exit(self, record: AgentRecord, reason: str) -> None:
-        if self._node.names.get(record.name) == record.started.address:
+    def _on_exit(self, record: AgentRecord, reason: str, error: str | None = None) -> None:
+        """In the supervisor's thread for this exit: unregister, then AGENT_LEFT."""
+        address = record.started.address
+        if self._node.names.get(record.name) == address:
             del self._node.names[record.name]
         self._node.identities.pop(record.started.process.pid, None)
-        self._announce_exit(record, reason, record.started.process.exitcode)
+        try:
+            os.unlink(address)  # its listening socket, if it could not remove it itself
+        except OSError:
+            pass
+        record.left = reason
+        self._announce_exit(record, reason, record.started.process.exitcode, error)
+
+    def _settled(self, record: AgentRecord) -> None:
+        """The exit is announced and the policy decided (before any restart):
+        release what the runtime held of that process and answer the
+        `await_gone` waiters, so a returned `stop()` finds the name free."""
+        started = record.started
+        self._node.peer_gone(started.address)  # this process's connections to it
+        if started.process.exitcode is not None:
+            started.process.close()  # its pidfd: nothing waits on it any more
+        with self._lock:
+            record.settled = started.address
+            waiters, record.gone_waiters = record.gone_waiters, []
+            if record.status in ("stopped", "gave up"):
+                self._forget_ended(record)
+        for done in waiters:
+            try:
+                done(record.left)
+            except Exception:  # noqa: BLE001 - an asker that went away
+                pass
+
+    def _await_gone(self, name: str, address: str, done: Any) -> None:
+        """Call `done(reason)` once the process at `address` hosting `name`
+        has exited and been settled; at once if it is not that name's
+        current process, or already was (registry side of `Node.await_gone`)."""
+        with self._lock:
+            record = self._records.get(name)
+            current = record is not None and record.started.address == address
+            if current and record.settled != address:
+                record.gone_waiters.append(done)
+                return
+        done(record.left if current else None)
 
     def _reap(self, record: AgentRecord, timeout: float) -> None:
-        reap(record.started.process, timeout)
+        reap(record.started.process, timeout, grace=2.0)
 
     def _still_alive(self, record: AgentRecord) -> bool:
         # A process that just died is not "running" any more, even before the
@@ -268,16 +309,24 @@ class Runtime(RuntimeBase):
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every agent (running `on_stop`), every service, and reap all.
 
-        Safe to call twice; called at interpreter exit if it wasn't.
+        Returns within about `timeout` (plus a second or so): the agents are
+        stopped at once under one deadline, and what still runs then is
+        killed. Safe to call twice; called at interpreter exit if it wasn't.
         """
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + timeout
         atexit.unregister(self.shutdown)
-        self._supervisor.stop_restarting()
-        records = self._stop_all(timeout)
-        self._supervisor.close()
-        self._stop_services(timeout)
+        if not self._supervisor.stop_restarting(timeout):
+            # A restart still in on_start at the deadline is ended (its start
+            # fails at once), as is one that was about to fork.
+            while not self._supervisor.stop_restarting(0.05):
+                for process in list(self._starting):
+                    process.kill()
+        records = self._stop_all(max(deadline - time.monotonic(), 0))
+        self._supervisor.close(max(deadline - time.monotonic(), 1.0))
+        self._stop_services(max(deadline - time.monotonic(), 1.0))
         for record in records:
             record.started.control.close()
             record.started.process.close()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 import uuid
+from collections import deque
 from typing import Any
 
 from actors import ActorDeadError, Agent, EventType
@@ -26,6 +28,8 @@ from runtime._supervisor import RESTART_POLICIES
 __all__ = ["RuntimeBase"]
 
 logger = logging.getLogger("runtime")
+
+ENDED_KEPT = 16  # records of agents ended for good still listed by agent_info()
 
 
 class RuntimeBase:
@@ -63,19 +67,24 @@ class RuntimeBase:
     # -- shared ----------------------------------------------------------------
 
     def _stop_record(self, record: Any, timeout: float) -> None:
-        """Stop one agent, running its `on_stop`; AGENT_LEFT is out on return."""
+        """Stop one agent, running its `on_stop`; AGENT_LEFT is out on return.
+
+        Within `timeout` in all (then the process is killed)."""
+        deadline = time.monotonic() + timeout
         record.status = "stopping"
         try:
             record.ref.stop(timeout=timeout)
         except Exception:  # noqa: BLE001 - dead or stuck: reaped below
             pass
-        self._reap(record, timeout)
-        record.exit_handled.wait(timeout)  # AGENT_LEFT is out when this returns
+        self._reap(record, max(deadline - time.monotonic(), 0))
+        record.exit_handled.wait(max(deadline - time.monotonic(), 1.0))  # AGENT_LEFT is out when this returns
         record.status = "stopped"
 
     def _stop_all(self, timeout: float) -> list[Any]:
-        """Stop every agent at once (each runs `on_stop`), then reap each;
-        the records stopped. Restarts must already be stopped."""
+        """Stop every agent at once (each runs `on_stop`), under one deadline
+        `timeout` away; what still runs then is killed. The records stopped.
+        Restarts must already be stopped."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             records = [r for r in self._records.values() if r is not None and r.status not in ("stopped", "gave up")]
         for record in records:
@@ -86,15 +95,26 @@ class RuntimeBase:
                 stops.append(record.ref.stop(block=False))
             except Exception:  # noqa: BLE001 - already gone
                 stops.append(None)
-        for record, future in zip(records, stops):
+        for future in stops:
             try:
                 if future is not None:
-                    future.get(timeout=timeout)
+                    future.get(timeout=max(deadline - time.monotonic(), 0))
             except Exception:  # noqa: BLE001 - dead or stuck: reaped below
                 pass
-            self._reap(record, timeout)
+        for record in records:
+            self._reap(record, max(deadline - time.monotonic(), 0))
             record.status = "stopped"
         return records
+
+    def _forget_ended(self, record: Any) -> None:
+        """`record` ended for good: keep it listed until `ENDED_KEPT` newer
+        ones ended, then drop it (so short-lived agents leave nothing
+        behind). Called with `_lock` held."""
+        self._ended.append(record)
+        while len(self._ended) > ENDED_KEPT:
+            old = self._ended.popleft()
+            if self._records.get(old.name) is old:
+                del self._records[old.name]
 
     def _init_bookkeeping(self, start_timeout: float) -> None:
         """What every backend keeps about its agents (both call this first)."""
@@ -106,6 +126,7 @@ class RuntimeBase:
         self._seq = itertools.count(1)  # names for agents spawned without one
         self._monitor = ProcessMonitor()
         self._replicated: dict[str, ReplicatedState] = {}
+        self._ended: deque[Any] = deque()  # see _forget_ended
 
     def spawn(
         self,
@@ -197,8 +218,11 @@ class RuntimeBase:
             self._replicated[name] = store
         return store
 
-    def _announce_exit(self, record: Any, reason: str, exit_code: int | None) -> None:
-        """Release what the agent held, then publish AGENT_LEFT (both backends)."""
+    def _announce_exit(self, record: Any, reason: str, exit_code: int | None, error: str | None = None) -> None:
+        """Release what the agent held, then publish AGENT_LEFT (both backends).
+
+        `error`: what went wrong in a requested stop (on_stop raised, or the
+        process exited with an error code or was killed), as payload["error"]."""
         reclaimed = []
         try:
             reclaimed = self.sync._call("holder_died", record.name, timeout=30)
@@ -209,6 +233,8 @@ class RuntimeBase:
             "agent_id": record.name, "reason": reason, "exit_code": exit_code,
             "kind": record.kind, "reclaimed": reclaimed,
         }
+        if error is not None:
+            payload["error"] = error
         try:
             if reclaimed:
                 self.events.emit(

@@ -22,17 +22,20 @@ import struct
 from actors import MessageSerializationError
 
 __all__ = [
-    "ASK", "ASK_CHAINED", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header", "encode",
+    "ASK", "ASK_CHAINED", "GONE", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header",
+    "encode",
     "set_read_timeout", "shutdown_fd", "socket_view", "write_all",
 ]
 
 TELL = 1  # deliver body to the named actor; no reply
 ASK = 2  # deliver body with a reply future; a REPLY frame answers
 REPLY = 3  # body is (ok, value) for the request id
-LOOKUP = 4  # registry: where does the named actor live? body unused
-STATS = 5  # host: mailbox depths of the actors hosted here
-INFO = 6  # registry: the runtime's agent_info() rows (for `actors status`), answered in JSON
-ASK_CHAINED = 7  # an ASK from inside an agent's handler: body is (chain, message) (see `actors._chain`)
+ASK_CHAINED = 4  # an ASK from inside an agent's handler: body is (chain, message) (see `actors._chain`)
+# Kinds from LOOKUP on are requests to a node itself, not to an actor it hosts.
+LOOKUP = 5  # registry: where does the named actor live? body unused
+STATS = 6  # host: mailbox depths of the actors hosted here
+INFO = 7  # registry: the runtime's agent_info() rows (for `actors status`), answered in JSON
+GONE = 8  # registry: reply once the named agent's process at the address in body has exited and been handled
 
 _PREFIX = struct.Struct("!iBQH")  # length, kind, request id, name length
 _HEADER = struct.Struct("!BQH")

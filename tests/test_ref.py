@@ -10,7 +10,7 @@ import time
 import pykka
 import pytest
 
-from actors import ActorDeadError, Agent, AskTimeout
+from actors import ActorDeadError, Agent, AskTimeout, EventType
 from conftest import pid_of, wait_for
 
 
@@ -52,6 +52,25 @@ class Relay(Agent):
 class Echo(Agent):
     def on_receive(self, message):
         return message
+
+
+class StopAndLook(Agent):
+    """Stops a peer through a ref in its own process, then reports what it sees."""
+
+    def on_receive(self, message):
+        peer = self.ctx.peer(message)
+        assert peer.ask("x", timeout=10) == "x"
+        for i in range(3):
+            peer.tell(i)
+        assert peer.stop(timeout=10) is True
+        alive = peer.is_alive()
+        try:
+            for _ in range(3):
+                peer.tell("after")
+            told = "sent"
+        except ActorDeadError:
+            told = "dead"
+        return alive, told
 
 
 def test_ask_returns_the_reply(rt):
@@ -183,3 +202,27 @@ def test_an_unknown_name_fails_at_once(rt):
     with pytest.raises(ActorDeadError, match="no agent named 'ghost'"):
         ghost.ask("hi", timeout=30)
     assert ghost.is_alive() is False
+
+
+def test_once_stop_returned_the_agent_is_dead_and_its_name_is_free(rt):
+    for _ in range(10):
+        echo = rt.spawn(Echo, "again")
+        for i in range(3):
+            echo.tell(i)  # tells in a burst leave queued channels behind
+        assert echo.ask("x", timeout=10) == "x"
+        assert echo.stop(timeout=10) is True
+        assert not echo.is_alive()
+        with pytest.raises(ActorDeadError):
+            for _ in range(3):  # a queued tell to a peer known dead raises too
+                echo.tell("after")
+    events = [e for e in rt.events.get_history(limit=1000)
+              if e.source == "again" and e.type in (EventType.AGENT_JOINED, EventType.AGENT_LEFT)]
+    assert [e.type for e in events] == [EventType.AGENT_JOINED, EventType.AGENT_LEFT] * 10
+
+
+def test_once_stop_returned_in_another_agents_process_the_name_is_free(rt):
+    rt.spawn(Echo, "target")
+    stopper = rt.spawn(StopAndLook, "stopper")
+    for _ in range(5):
+        assert stopper.ask("target", timeout=20) == (False, "dead")
+        rt.spawn(Echo, "target")  # free at once

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import psutil
@@ -215,3 +216,50 @@ def test_map_shows_a_progress_bar_with_rate_and_eta(rt, capsys):
     rt.map("compute", [{"n": i} for i in range(5)], progress=True)
     err = capsys.readouterr().err
     assert "5/5" in err and "/s" in err and "ETA" in err
+
+
+class Stuck(Agent):
+    def on_receive(self, message):
+        self.ctx.state.set("shared", f"stuck:{self.agent_id}", True)
+        time.sleep(message)
+
+
+def test_shutdown_returns_within_its_timeout_whatever_agents_do():
+    rt = Runtime()
+    try:
+        agents = [rt.spawn(Stuck, f"stuck{i}") for i in range(3)]
+        pids = [row["pid"] for row in rt.agent_info()]
+        for agent in agents:
+            agent.tell(60)
+        wait_for(lambda: all(rt.state.get("shared", f"stuck:{a.name}") for a in agents))
+    finally:
+        started = time.monotonic()
+        rt.shutdown(timeout=2)
+        took = time.monotonic() - started
+    assert took < 4.5, f"shutdown took {took:.1f} s"
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_short_lived_agents_leave_no_descriptors_threads_or_records_behind(rt):
+    class Brief(Agent):  # defined here, it travels by value: no import of this module per agent
+        def on_receive(self, message):
+            return message
+
+    me = psutil.Process()
+    names = iter(range(10**6))
+
+    def cycles(n):
+        for _ in range(n):
+            agent = rt.spawn(Brief, f"brief{next(names)}")
+            assert agent.ask(0, timeout=10) == 0
+            assert agent.stop(timeout=10) is True
+
+    def measure():
+        return me.num_fds(), threading.active_count(), len(rt._records), len(rt.agent_info())
+
+    cycles(30)  # warm-up
+    before = measure()
+    cycles(150)
+    after = measure()
+    assert all(abs(a - b) <= 10 for a, b in zip(after, before)), (before, after)

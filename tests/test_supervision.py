@@ -157,3 +157,86 @@ def test_a_lost_service_is_reported_by_name(rt):
     ghost = AgentRef("_nothing", None, rt.id)
     with pytest.raises(ActorDeadError, match="the runtime's service '_nothing' is not running"):
         ghost.ask("hi", timeout=5)
+
+
+class SlowToComeBack(Agent):
+    """Starts at once the first time; hangs in on_start once `flag` exists."""
+
+    def __init__(self, flag):
+        super().__init__()
+        self.flag = flag
+
+    def on_start(self):
+        if os.path.exists(self.flag):
+            time.sleep(20)  # its restart hangs here
+        with open(self.flag, "w"):
+            pass
+
+    def on_receive(self, message):
+        return os.getpid()
+
+
+def test_an_agent_comes_back_while_another_agents_restart_hangs_in_on_start(rt, tmp_path):
+    slow = rt.spawn(SlowToComeBack, "slow", args=(str(tmp_path / "started-once"),))
+    quick = rt.spawn(Fragile, "quick")
+    os.kill(slow.ask("pid", timeout=10), signal.SIGKILL)
+    wait_for(lambda: [r for r in rt.agent_info() if r["name"] == "slow" and r["status"] == "restarting"])
+    os.kill(quick.ask("pid", timeout=10), signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(lambda: _joined(rt, "quick", 1), timeout=3)
+    assert quick.ask("pid", timeout=3) and time.monotonic() - killed < 3
+    assert next(r for r in rt.agent_info() if r["name"] == "slow")["status"] == "restarting"
+    started = time.monotonic()
+    rt.shutdown(timeout=2)
+    assert time.monotonic() - started < 6  # the hanging restart is ended at the deadline
+
+
+class BadStopper(Agent):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+
+    def on_stop(self):
+        if self.how == "raise":
+            raise RuntimeError("on_stop failed")
+        os._exit(7)
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+@pytest.mark.parametrize("via", ["ref", "remove_agent"])
+def test_a_requested_stop_is_never_followed_by_a_restart_whatever_on_stop_does(rt, how, via):
+    agent = rt.spawn(BadStopper, "bad", args=(how,))
+    if via == "ref":
+        agent.stop(timeout=10)
+    else:
+        assert rt.remove_agent("bad") is True
+    # Once the stop returned, the supervisor has decided: "stopped" is final.
+    assert [r["status"] for r in rt.agent_info() if r["name"] == "bad"] == ["stopped"]
+    left = rt.events.get_history(EventType.AGENT_LEFT, source="bad")
+    assert left[-1].payload["reason"] == "stopped"
+    assert left[-1].payload["error"]  # what on_stop did is noted
+    assert "7" in left[-1].payload["error"] if how == "exit" else "on_stop failed" in left[-1].payload["error"]
+    assert not _joined(rt, "bad", 1) and not agent.is_alive() and "bad" not in rt.agents
+
+
+class Stopper(Agent):
+    """Stops a peer through a ref in its own process, then reports what it sees."""
+
+    def on_receive(self, message):
+        peer = self.ctx.peer(message)
+        peer.ask("x", timeout=10)  # connected: its address is cached here
+        peer.stop(timeout=10)
+        alive = peer.is_alive()
+        try:
+            peer.tell("after")
+            told = "sent"
+        except ActorDeadError:
+            told = "dead"
+        return alive, told
+
+
+def test_a_requested_stop_from_another_agents_process_is_not_followed_by_a_restart(rt):
+    rt.spawn(BadStopper, "bad", args=("exit",))
+    stopper = rt.spawn(Stopper, "stopper")
+    assert stopper.ask("bad", timeout=20) == (False, "dead")
+    assert rt.events.get_history(EventType.AGENT_LEFT, source="bad")[-1].payload["reason"] == "stopped"
