@@ -7,6 +7,7 @@ processes that are gone are dropped.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import psutil
@@ -14,8 +15,15 @@ import psutil
 __all__ = ["ProcessMonitor", "info_row"]
 
 
-def info_row(record: Any, pid: int | None, alive: bool) -> dict[str, Any]:
-    """An `agent_info()` row with the record's facts; figures not read yet."""
+_HOST = socket.gethostname()
+
+
+def info_row(record: Any, pid: int | None, alive: bool, node: str | None = _HOST) -> dict[str, Any]:
+    """An `agent_info()` row with the record's facts; figures not read yet.
+
+    `node` names the machine the process runs on (this one by default; on
+    Ray, the Ray node id).
+    """
     return {
         "name": record.name,
         "kind": record.kind,
@@ -27,6 +35,7 @@ def info_row(record: Any, pid: int | None, alive: bool) -> dict[str, Any]:
         "cpu_percent": None,
         "rss_bytes": None,
         "mailbox": None,
+        "node": node,
     }
 
 

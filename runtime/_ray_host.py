@@ -235,7 +235,7 @@ class Host:
         return ref is not None and ref.is_alive()
 
     def stats(self) -> dict[str, Any]:
-        return {"pid": os.getpid(),
+        return {"pid": os.getpid(), "node": ray_module().get_runtime_context().get_node_id(),
                 "mailbox": {n: r.actor_inbox.qsize() for n, r in self._actors.items()
                             if hasattr(r.actor_inbox, "qsize")}}
 

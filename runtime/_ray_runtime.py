@@ -226,11 +226,12 @@ class RayRuntime(Runtime):
             records = [r for r in self._records.values() if r is not None]
         rows = []
         for r in records:
-            row = info_row(r, r.pid, r.status == "running")
+            row = info_row(r, r.pid, r.status == "running", node=None)
             if row["alive"]:
                 try:
                     stats = self._ray.get(r.handle.stats.remote(), timeout=5)
                     row["mailbox"] = stats["mailbox"].get(r.name)
+                    row["node"] = stats.get("node")
                     self._monitor.read(row, stats["pid"])  # figures only for agents on this machine
                 except Exception:  # noqa: BLE001 - dying
                     pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import signal
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def test_agent_info_reports_each_process(rt):
     assert w["pid"] != os.getpid() and psutil.pid_exists(w["pid"])
     assert w["rss_bytes"] > 1_000_000 and w["cpu_percent"] >= 0.0
     assert rows["s"]["mailbox"] == 2
+    assert w["node"] == socket.gethostname()
 
 
 def test_submit_task_routes_on_capability(rt):
