@@ -104,7 +104,10 @@ def test_a_failing_task_makes_the_exit_code_non_zero(tmp_path):
     assert "failed  task-2 (pick): ValueError: won't" in out.stdout
 
 
-def test_without_tasks_it_serves_until_sigterm_then_stops_cleanly(tmp_path):
+@pytest.mark.parametrize("to_group", [False, True], ids=["to-the-runtime", "to-its-process-group"])
+def test_without_tasks_it_serves_until_sigterm_then_stops_cleanly(tmp_path, to_group):
+    # A SIGTERM to the whole group (as `kill %1` or `timeout` send) reaches
+    # only the runtime: agents, in groups of their own, are stopped by it.
     (tmp_path / "team.py").write_text(textwrap.dedent("""
         from actors import Agent
 
@@ -114,17 +117,18 @@ def test_without_tasks_it_serves_until_sigterm_then_stops_cleanly(tmp_path):
     """))
     (tmp_path / "spec.toml").write_text('[[agents]]\nname = "idle"\nclass = "team:Idle"\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "run", "spec.toml"],
+        [sys.executable, "-m", "runtime", "run", "spec.toml"], start_new_session=to_group,
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        lines = []
         for line in proc.stdout:
-            lines.append(line)
             if line.startswith("serving"):
                 break
-        proc.send_signal(signal.SIGTERM)
+        if to_group:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
         rest, err = proc.communicate(timeout=60)
     finally:
         proc.kill()

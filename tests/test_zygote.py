@@ -158,32 +158,3 @@ def test_the_zygote_leaves_a_sigterm_to_its_runtime(rt):
     os.kill(rt._zygote._proc.pid, signal.SIGTERM)
     assert rt.spawn(Agent, "b").ask({"op": "ping"}, timeout=30) is None
     assert ref.ask({"op": "ping"}, timeout=30) is None
-
-
-def test_a_sigterm_to_the_whole_process_group_of_actors_run_lets_on_stop_run(tmp_path):
-    # As `kill %1` or `timeout` do: only the runtime handles it; agents, in
-    # groups of their own, are stopped by it.
-    (tmp_path / "team.py").write_text(textwrap.dedent("""
-        from actors import Agent
-
-        class Idle(Agent):
-            def on_stop(self):
-                print("on_stop ran", flush=True)
-    """))
-    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "idle"\nclass = "team:Idle"\n')
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "run", "spec.toml"], cwd=tmp_path, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    try:
-        for line in proc.stdout:
-            if line.startswith("serving"):
-                break
-        os.killpg(proc.pid, signal.SIGTERM)
-        rest, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        proc.wait(10)
-    assert proc.returncode == 0, err
-    assert "on_stop ran" in rest and "left    idle: stopped" in rest
