@@ -17,10 +17,10 @@ import pytest
 
 from actors import Agent
 from conftest import wait_for
-from runtime import _node
-from runtime._channel import Channel, PeerGone
-from runtime._node import Node
-from runtime._wire import LOOKUP, encode
+from runtime.wire import _node
+from runtime.wire._channel import Channel, PeerGone
+from runtime.wire._node import Node
+from runtime.wire._frames import LOOKUP, encode
 
 
 class Echo(Agent):

@@ -38,13 +38,13 @@ from pykka._envelope import Envelope
 from actors import ActorDeadError
 from actors._base import Sent, set_idle_hook
 from actors._chain import AskChain
-from runtime._batching import flush_all, flush_thread
-from runtime._channel import Channel, PeerGone
-from runtime._reactor import Reactor
-from runtime._reply import Outbox, RemoteReply
-from runtime._serialization import loads
-from runtime._spin import IDLE_SPIN, Spinner
-from runtime._wire import (
+from runtime.wire._batching import flush_all, flush_thread
+from runtime.wire._channel import Channel, PeerGone
+from runtime.wire._reactor import Reactor
+from runtime.wire._reply import Outbox, RemoteReply
+from runtime.wire._serialization import loads
+from runtime.wire._spin import IDLE_SPIN, Spinner
+from runtime.wire._frames import (
     ASK_CHAINED, GONE, INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout,
     shutdown_fd,
 )

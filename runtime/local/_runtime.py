@@ -24,19 +24,19 @@ from actors import (
     EventType,
 )
 from actors._services import service_clients, start_services
-from runtime._host import BootSpec
-from runtime._inline import inline_hosted
-from runtime._launcher import AgentProcess, Started, Zygote, preload_modules, reap, start_agent_process
+from runtime.local._host import BootSpec
+from runtime.local._inline import inline_hosted
+from runtime.local._launcher import AgentProcess, Started, Zygote, preload_modules, reap, start_agent_process
 from runtime._monitor import info_row
-from runtime._node import Node
-from runtime._reactor import MAILBOX_SIZE, check_mailbox_size
+from runtime.wire._node import Node
+from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._runtime_base import RuntimeBase
 from runtime._ref import AgentRef, check_agent_id
-from runtime._rundir import RunDir, remove_stale_rundirs
-from runtime._serialization import dumps
-from runtime._supervisor import AgentRecord, Supervisor
+from runtime.local._rundir import RunDir, remove_stale_rundirs
+from runtime.wire._serialization import dumps
+from runtime.local._supervisor import AgentRecord, Supervisor
 from runtime._tasks import TaskRouter
-from runtime._wire import STATS
+from runtime.wire._frames import STATS
 
 __all__ = ["MultiAgentSystem", "Runtime", "peer_ref"]
 
@@ -74,7 +74,7 @@ class Runtime(RuntimeBase):
 
     def __new__(cls, *args: Any, backend: str = "local", **kwargs: Any) -> Runtime:
         if backend == "ray" and cls is Runtime:
-            from runtime._ray_runtime import RayRuntime  # noqa: PLC0415 - Ray is optional
+            from runtime.ray._runtime import RayRuntime  # noqa: PLC0415 - Ray is optional
 
             return super().__new__(RayRuntime)
         return super().__new__(cls)
