@@ -6,7 +6,7 @@ process hosts the registry, the supervisor and the shared services.
 
 from runtime.local._launcher import PreloadError
 from runtime._ref import AgentProxy, AgentRef
-from runtime.local._runtime import MultiAgentSystem, Runtime
+from runtime._backends import MultiAgentSystem, Runtime
 
 __version__ = "0.1.0"
 

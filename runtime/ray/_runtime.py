@@ -33,7 +33,7 @@ from runtime.ray._host import EXITS, host_class
 from runtime.ray._ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
 from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import check_agent_id
-from runtime.local._runtime import Runtime
+from runtime._backends import Runtime
 from runtime.wire._serialization import dumps
 from runtime.local._supervisor import Restarter, SupervisedRecord
 from runtime._tasks import TaskRouter

@@ -26,7 +26,9 @@ from actors import ActorDeadError, AskTimeout
 from runtime.wire._batching import BATCH_BYTES, BURST, flush_thread, queued
 from runtime.wire._serialization import loads, unloadable
 from runtime.wire._spin import Spinner
-from runtime.wire._frames import REPLY, FrameReader, decode_header, set_read_timeout, shutdown_fd, socket_view, write_all
+from runtime.wire._frames import (
+    REPLY, FrameReader, decode_header, set_read_timeout, shutdown_fd, socket_view, write_all,
+)
 
 __all__ = ["AskFuture", "Channel", "PeerGone", "local_waiter"]
 
