@@ -4,9 +4,9 @@ Agents run one per OS process (forked by a clean zygote); the runtime's
 process hosts the registry, the supervisor and the shared services.
 """
 
-from runtime._launcher import PreloadError
+from runtime.local._launcher import PreloadError
 from runtime._ref import AgentProxy, AgentRef
-from runtime._runtime import MultiAgentSystem, Runtime
+from runtime._backends import MultiAgentSystem, Runtime
 
 __version__ = "0.1.0"
 

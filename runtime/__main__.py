@@ -1,6 +1,6 @@
 """`python -m runtime` is the `actors` command."""
 
-from runtime._cli import entry
+from runtime.cli._main import entry
 
 if __name__ == "__main__":
     entry()

@@ -23,10 +23,10 @@ from pykka.messages import ProxyCall, ProxyGetAttr, ProxySetAttr, _ActorStop
 from actors import ActorDeadError, AskTimeout
 from actors._base import Introspect, public_attributes
 from actors._chain import AskChain, current, deadlock
-from runtime._channel import AskFuture, PeerGone, local_waiter
-from runtime._node import Node, node_for
-from runtime._serialization import dumps
-from runtime._wire import ASK, ASK_CHAINED, TELL, encode
+from runtime.wire._channel import AskFuture, PeerGone, local_waiter
+from runtime.wire._node import Node, node_for
+from runtime.wire._serialization import dumps
+from runtime.wire._frames import ASK, ASK_CHAINED, TELL, encode
 
 __all__ = ["AgentProxy", "AgentRef", "check_agent_id", "stop_future"]
 

@@ -3,7 +3,7 @@
 `RuntimeBase` holds the public surface that doesn't depend on where agent
 processes come from: spawning (its checks and names), the agent table,
 tasks, replicated state, and the announcements around exits and restarts.
-A backend (`Runtime` on this machine, `RayRuntime` on Ray) adds how agents
+A backend (`LocalRuntime` on this machine, `RayRuntime` on Ray) adds how agents
 are launched, stopped, watched and shut down, through the hooks below.
 """
 
@@ -20,10 +20,10 @@ from typing import Any
 from actors import ActorDeadError, Agent, EventType
 from actors._replicated import Replica, ReplicatedState
 from runtime._monitor import ProcessMonitor
-from runtime._reactor import MAILBOX_SIZE, check_mailbox_size
+from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import AgentRef
-from runtime._serialization import dumps
-from runtime._supervisor import RESTART_POLICIES
+from runtime.wire._serialization import dumps
+from runtime.local._supervisor import RESTART_POLICIES
 
 __all__ = ["RuntimeBase"]
 
@@ -33,7 +33,7 @@ ENDED_KEPT = 16  # records of agents ended for good still listed by agent_info()
 
 
 class RuntimeBase:
-    """The backend-neutral half of `Runtime` (see `runtime._runtime`).
+    """The backend-neutral surface of `Runtime` (see `runtime._backends`).
 
     Attributes a backend sets up: `state`, `events`, `sync`, `comm`,
     `_peer` (name -> ref), `_tasks` (a `TaskRouter`), and the bookkeeping of

@@ -22,7 +22,7 @@ from pykka.messages import ProxyCall
 from actors import ActorDeadError, EventType, NoCapableAgentError
 
 if TYPE_CHECKING:
-    from runtime._runtime import Runtime
+    from runtime._backends import Runtime
 
 __all__ = ["Progress", "TaskRouter"]
 

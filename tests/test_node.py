@@ -17,10 +17,10 @@ import pytest
 
 from actors import Agent
 from conftest import wait_for
-from runtime import _node
-from runtime._channel import Channel, PeerGone
-from runtime._node import Node
-from runtime._wire import LOOKUP, encode
+from runtime.wire import _handshake
+from runtime.wire._channel import Channel, PeerGone
+from runtime.wire._node import Node
+from runtime.wire._frames import LOOKUP, encode
 
 
 class Echo(Agent):
@@ -89,7 +89,7 @@ def _looks_up(n: Node) -> bool:
 
 
 def test_a_peer_trickling_its_handshake_is_dropped_at_the_deadline(node, monkeypatch):
-    monkeypatch.setattr(_node, "HANDSHAKE_DEADLINE", 1.0)
+    monkeypatch.setattr(_handshake, "HANDSHAKE_DEADLINE", 1.0)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(node.address)
@@ -108,8 +108,8 @@ def test_a_peer_trickling_its_handshake_is_dropped_at_the_deadline(node, monkeyp
 
 
 def test_idle_unauthenticated_connections_hold_no_more_threads_than_the_cap(node, monkeypatch):
-    monkeypatch.setattr(_node, "MAX_PENDING_HANDSHAKES", 4)
-    monkeypatch.setattr(_node, "HANDSHAKE_DEADLINE", 2.0)
+    monkeypatch.setattr(_handshake, "MAX_PENDING_HANDSHAKES", 4)
+    monkeypatch.setattr(_handshake, "HANDSHAKE_DEADLINE", 2.0)
     before = _serving_threads()
     idle = []
     try:

@@ -16,7 +16,7 @@ import pytest
 
 from actors import Agent
 from runtime import Runtime
-from runtime._rundir import LOCK_NAME, PREFIX, RunDir, remove_stale_rundirs
+from runtime.local._rundir import LOCK_NAME, PREFIX, RunDir, remove_stale_rundirs
 
 from conftest import pid_of
 

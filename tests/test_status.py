@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime._status import CONTROL, ControlFile, StatusError, fetch_status, read_control
-from runtime._wire import REPLY, decode_header, encode
+from runtime.cli._status import CONTROL, ControlFile, StatusError, fetch_status, read_control
+from runtime.wire._frames import REPLY, decode_header, encode
 
 
 def _plant(directory: Path, info: dict, *, file_mode: int = 0o600, folder_mode: int = 0o700) -> Path:

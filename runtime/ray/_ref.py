@@ -19,7 +19,7 @@ import pykka
 from pykka.messages import _ActorStop
 
 from actors import ActorDeadError, AskTimeout, MessageSerializationError
-from runtime._channel import AskFuture
+from runtime.wire._channel import AskFuture
 from runtime._ref import AgentProxy, stop_future
 
 __all__ = ["DRIVER_INBOX", "REGISTRY", "SERVICES", "RayRef", "ray_module"]

@@ -27,15 +27,15 @@ from pykka.messages import ProxyCall
 from actors import Agent, AgentContext, AgentStartError, EventType
 from actors._base import HandlerActor
 from actors._services import service_clients
-from runtime._launcher import preload_modules
+from runtime.local._launcher import preload_modules
 from runtime._monitor import info_row
-from runtime._ray_host import EXITS, host_class
-from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
-from runtime._reactor import MAILBOX_SIZE, check_mailbox_size
+from runtime.ray._host import EXITS, host_class
+from runtime.ray._ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
+from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import check_agent_id
-from runtime._runtime import Runtime
-from runtime._serialization import dumps
-from runtime._supervisor import Restarter, SupervisedRecord
+from runtime._backends import Runtime
+from runtime.wire._serialization import dumps
+from runtime.local._supervisor import Restarter, SupervisedRecord
 from runtime._tasks import TaskRouter
 
 __all__ = ["RayRuntime", "ray_peer_ref"]

@@ -57,9 +57,9 @@ from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 from actors._base import DequeInbox
-from runtime._reply import Outbox
-from runtime._spin import IDLE_SPIN, Backoff
-from runtime._wire import ASK, ASK_CHAINED, TELL, FrameReader
+from runtime.wire._reply import Outbox
+from runtime.wire._spin import IDLE_SPIN, Backoff
+from runtime.wire._frames import ASK, ASK_CHAINED, TELL, FrameReader
 
 __all__ = ["MAILBOX_SIZE", "TAKEOVER", "Reactor", "ReactorInbox", "check_mailbox_size"]
 

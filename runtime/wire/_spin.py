@@ -29,7 +29,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from runtime._wire import FrameReader, socket_view
+from runtime.wire._frames import FrameReader, socket_view
 
 __all__ = ["IDLE_SPIN", "SPIN", "Backoff", "Spinner"]
 

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection, answer_challenge, deliver_cha
 from pathlib import Path
 from typing import Any
 
-from runtime._wire import INFO, REPLY, decode_header, encode, set_read_timeout, write_all
+from runtime.wire._frames import INFO, REPLY, decode_header, encode, set_read_timeout, write_all
 
 __all__ = ["ControlFile", "StatusError", "fetch_status", "read_control", "render_table", "run_status"]
 
@@ -35,7 +35,7 @@ CONTROL = Path(".actors") / "control.json"
 _TIMEOUT = 30.0  # for the whole conversation with the runtime
 _MAX_CONTROL = 1 << 16  # a control file is a few hundred bytes
 _MAX_REPLY = 64 << 20  # ~200k rows; a larger length is not a runtime's answer
-_LENGTH = struct.Struct("!i")  # multiprocessing's length prefix, which frames share (`_wire`)
+_LENGTH = struct.Struct("!i")  # multiprocessing's length prefix, which frames share (`wire._frames`)
 _ROW_KEYS = ("name", "kind", "pid", "alive", "restarts", "cpu_percent", "rss_bytes", "mailbox", "capabilities")
 
 

@@ -1,4 +1,4 @@
-"""`Runtime`: launches agents into processes and hosts the shared services.
+"""`Runtime()` on this machine: launches agents into processes, hosts the services.
 
 The runtime's process holds the registry node, the supervisor and the
 service actors (state store, event bus, sync manager and its primitives),
@@ -24,21 +24,21 @@ from actors import (
     EventType,
 )
 from actors._services import service_clients, start_services
-from runtime._host import BootSpec
-from runtime._inline import inline_hosted
-from runtime._launcher import AgentProcess, Started, Zygote, preload_modules, reap, start_agent_process
+from runtime.local._host import BootSpec
+from runtime.local._inline import inline_hosted
+from runtime.local._launcher import AgentProcess, Started, Zygote, preload_modules, reap, start_agent_process
 from runtime._monitor import info_row
-from runtime._node import Node
-from runtime._reactor import MAILBOX_SIZE, check_mailbox_size
-from runtime._runtime_base import RuntimeBase
+from runtime.wire._node import Node
+from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
+from runtime._backends import Runtime
 from runtime._ref import AgentRef, check_agent_id
-from runtime._rundir import RunDir, remove_stale_rundirs
-from runtime._serialization import dumps
-from runtime._supervisor import AgentRecord, Supervisor
+from runtime.local._rundir import RunDir, remove_stale_rundirs
+from runtime.wire._serialization import dumps
+from runtime.local._supervisor import AgentRecord, Supervisor
 from runtime._tasks import TaskRouter
-from runtime._wire import STATS
+from runtime.wire._frames import STATS
 
-__all__ = ["MultiAgentSystem", "Runtime", "peer_ref"]
+__all__ = ["LocalRuntime", "peer_ref"]
 
 logger = logging.getLogger("runtime")
 
@@ -60,8 +60,9 @@ def _raise_open_files_limit(wanted: int = 16384) -> None:
             pass
 
 
-class Runtime(RuntimeBase):
-    """A team of agents, each in its own OS process, and their services.
+class LocalRuntime(Runtime):
+    """A team of agents, each in its own OS process on this machine, and
+    their services; made by `Runtime()` (backend "local").
 
     Use it as a context manager, or call `shutdown()`: either way every
     agent's `on_stop` runs and no agent process is left behind.
@@ -71,13 +72,6 @@ class Runtime(RuntimeBase):
     their memory instead of holding a copy, and starts without importing
     them. A module that fails to import raises `PreloadError` here.
     """
-
-    def __new__(cls, *args: Any, backend: str = "local", **kwargs: Any) -> Runtime:
-        if backend == "ray" and cls is Runtime:
-            from runtime._ray_runtime import RayRuntime  # noqa: PLC0415 - Ray is optional
-
-            return super().__new__(RayRuntime)
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -345,6 +339,3 @@ class Runtime(RuntimeBase):
 
     def __repr__(self) -> str:
         return f"<Runtime {self.id[:8]} agents={sorted(self.agents)}>"
-
-
-MultiAgentSystem = Runtime

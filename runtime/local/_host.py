@@ -27,10 +27,10 @@ import pykka
 from actors import AgentContext
 from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
-from runtime._node import Node
-from runtime._reactor import MAILBOX_SIZE, ReactorInbox
+from runtime.wire._node import Node
+from runtime.wire._reactor import MAILBOX_SIZE, ReactorInbox
 from runtime._ref import AgentRef
-from runtime._serialization import dumps, exception_payload, loads
+from runtime.wire._serialization import dumps, exception_payload, loads
 
 __all__ = ["BootSpec", "ProcessHost", "agent_main"]
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pykka
 
-from runtime._batching import retry_later
-from runtime._serialization import dumps, exception_payload
-from runtime._wire import REPLY, encode, socket_view
+from runtime.wire._batching import retry_later
+from runtime.wire._serialization import dumps, exception_payload
+from runtime.wire._frames import REPLY, encode, socket_view
 
 __all__ = ["Outbox", "RemoteReply"]
 

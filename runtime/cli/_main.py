@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from actors import Event, EventType, StateFileInUseError
-from runtime._spec import LaunchSpec, SpecError, agent_names, load_spec
-from runtime._status import ControlFile, StatusError, run_status
+from runtime.cli._spec import LaunchSpec, SpecError, agent_names, load_spec
+from runtime.cli._status import ControlFile, StatusError, run_status
 from runtime._tasks import Progress
 
 __all__ = ["main"]

@@ -21,8 +21,8 @@ from dataclasses import KW_ONLY, dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from runtime._host import EXIT_FAILED
-from runtime._launcher import Started
+from runtime.local._host import EXIT_FAILED
+from runtime.local._launcher import Started
 
 __all__ = ["AgentRecord", "Restarter", "SupervisedRecord", "Supervisor", "decide", "exit_reason", "stop_notes"]
 

@@ -2,10 +2,10 @@
 
 A node listens on a Unix socket inside the runtime's private directory
 (mode 0700; socket 0600). Every connection proves it holds the runtime's
-secret (HMAC challenge both ways) before a single byte is unpickled. Each
-inbound connection has a reader thread that puts envelopes straight into
-the mailbox of the named actor hosted here; replies go back on the same
-connection from the actor's thread.
+secret (HMAC challenge both ways, under a deadline: `_handshake`) before a
+single byte is unpickled. Each inbound connection has a reader thread that
+puts envelopes straight into the mailbox of the named actor hosted here;
+replies go back on the same connection from the actor's thread.
 
 The runtime's own node is also the registry: it knows which node hosts
 each name, and answers LOOKUP frames for the others. Every process holds
@@ -22,13 +22,11 @@ import json
 import logging
 import os
 import socket
-import struct
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable
-from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+from multiprocessing.connection import Connection
 from typing import Any
 
 import psutil
@@ -38,28 +36,20 @@ from pykka._envelope import Envelope
 from actors import ActorDeadError
 from actors._base import Sent, set_idle_hook
 from actors._chain import AskChain
-from runtime._batching import flush_all, flush_thread
-from runtime._channel import Channel, PeerGone
-from runtime._reactor import Reactor
-from runtime._reply import Outbox, RemoteReply
-from runtime._serialization import loads
-from runtime._spin import IDLE_SPIN, Spinner
-from runtime._wire import (
-    ASK_CHAINED, GONE, INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, set_read_timeout,
-    shutdown_fd,
+from runtime.wire._batching import flush_all, flush_thread
+from runtime.wire._channel import Channel, PeerGone
+from runtime.wire._handshake import HandshakeGuard, peer_pid
+from runtime.wire._reactor import Reactor
+from runtime.wire._reply import Outbox, RemoteReply
+from runtime.wire._serialization import loads
+from runtime.wire._spin import IDLE_SPIN, Spinner
+from runtime.wire._frames import (
+    ASK_CHAINED, GONE, INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, shutdown_fd,
 )
 
 __all__ = ["Node", "node_for"]
 
 logger = logging.getLogger("runtime")
-
-# The whole handshake must end within this many seconds, however slowly
-# bytes trickle in; and at most this many may be under way at once per
-# listener (each holds a thread). Connections beyond the cap are closed at
-# once: an honest peer gets PeerGone and may try again.
-HANDSHAKE_DEADLINE = 10.0
-MAX_PENDING_HANDSHAKES = 64
-_REFUSAL_LOG_INTERVAL = 5.0  # seconds between log lines about refused connections
 
 # runtime id -> this process's node for that runtime (how unpickled refs bind)
 _NODES: dict[str, Node] = {}
@@ -104,13 +94,7 @@ class Node:
         self._thread_channels: weakref.WeakValueDictionary[int, _Channels] = weakref.WeakValueDictionary()
         self._conns: set[Connection] = set()
         self._closed = False
-        # Handshakes under way: fd -> [deadline, expired]. Invariant: an fd
-        # is here only while its thread has not closed it, so the accept
-        # loop may shut it down (never close it) once its deadline passed.
-        self._handshakes: dict[int, list[Any]] = {}
-        self._handshakes_lock = threading.Lock()
-        self._refused = 0  # connections refused at the cap since the last log line
-        self._refusal_logged = float("-inf")
+        self._guard = HandshakeGuard()  # deadlines and a cap for the handshakes under way
         # In an agent's process the agent's own thread reads the connections
         # (see `_reactor`); elsewhere each connection has a reader thread.
         self.reactor = Reactor(self._dispatch, self._conns.discard) if reactor else None
@@ -174,79 +158,28 @@ class Node:
         # nearest handshake deadline, then drops the handshakes past theirs.
         while not self._closed:
             try:
-                self._sock.settimeout(self._expire_handshakes())
+                self._sock.settimeout(self._guard.expire())
                 sock, _ = self._sock.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
-            with self._handshakes_lock:
-                full = len(self._handshakes) >= MAX_PENDING_HANDSHAKES
-                if not full:
-                    self._handshakes[sock.fileno()] = [time.monotonic() + HANDSHAKE_DEADLINE, False]
-            if full:
-                sock.close()
-                self._log_refusal()
+            if not self._guard.admit(sock):
                 continue
             try:
                 threading.Thread(target=self._serve, args=(sock,), name="node-conn", daemon=True).start()
             except RuntimeError:  # no thread to be had: as if at the cap
-                with self._handshakes_lock:
-                    del self._handshakes[sock.fileno()]
-                sock.close()
-                self._log_refusal()
-
-    def _expire_handshakes(self) -> float | None:
-        """Shut down the handshakes past their deadline; seconds to the next one."""
-        now = time.monotonic()
-        nearest = None
-        with self._handshakes_lock:
-            for fd, entry in self._handshakes.items():
-                deadline, expired = entry
-                if expired:
-                    continue
-                if deadline <= now:
-                    entry[1] = True
-                    shutdown_fd(fd)  # its thread's read ends; that thread closes it
-                elif nearest is None or deadline < nearest:
-                    nearest = deadline
-        return None if nearest is None else nearest - now
-
-    def _log_refusal(self) -> None:
-        self._refused += 1
-        now = time.monotonic()
-        if now - self._refusal_logged >= _REFUSAL_LOG_INTERVAL:
-            logger.warning(
-                "closed %d connection(s) at once: %d handshakes already under way (the limit)",
-                self._refused, MAX_PENDING_HANDSHAKES,
-            )
-            self._refused, self._refusal_logged = 0, now
+                self._guard.refuse(sock)
 
     def _serve(self, sock: socket.socket) -> None:
         sender = None
         if self.is_registry:  # the kernel says which process connected; the key can't
-            pid = _peer_pid(sock)
+            pid = peer_pid(sock)
             sender = self.identify(pid) if pid > 0 else "_unknown"
         conn = Connection(sock.detach())
         fd = conn.fileno()
-        # Each read of a stalled peer ends by the deadline too (the accept
-        # loop enforces the deadline for the handshake as a whole).
-        set_read_timeout(fd, HANDSHAKE_DEADLINE)
-        try:
-            deliver_challenge(conn, self.authkey)
-            answer_challenge(conn, self.authkey)
-        except Exception:  # noqa: BLE001 - wrong key, garbage, a stall or the deadline
-            logger.warning("refused a connection without the runtime's key (or too slow to show it)")
-            with self._handshakes_lock:
-                del self._handshakes[fd]
-            conn.close()
+        if not self._guard.authenticate(conn, self.authkey):
             return
-        with self._handshakes_lock:
-            expired = self._handshakes.pop(fd)[1]
-        if expired:  # shut down at the deadline just as it succeeded
-            conn.close()
-            return
-        set_read_timeout(fd, None)  # the conversation itself may idle
         self._conns.add(conn)
         if self.reactor is not None:
             self.reactor.add(conn)
@@ -423,10 +356,7 @@ class Node:
         except OSError:
             pass
         self._sock.close()
-        with self._handshakes_lock:  # the watchdog is gone: end these now
-            for fd, entry in self._handshakes.items():
-                entry[1] = True
-                shutdown_fd(fd)
+        self._guard.close()  # the watchdog is gone: end the handshakes now
         for conn in list(self._conns):
             try:
                 shutdown_fd(conn.fileno())
@@ -436,18 +366,6 @@ class Node:
             os.unlink(self.address)
         except OSError:
             pass
-
-
-_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
-
-def _peer_pid(sock: socket.socket) -> int:
-    """The pid of the process at the other end of a Unix socket (0 if unknown)."""
-    try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
-    except OSError:
-        return 0
-    return _CREDENTIALS.unpack(creds)[0]
 
 
 class _Channels(dict):  # type: ignore[type-arg]

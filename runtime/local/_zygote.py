@@ -55,7 +55,7 @@ __all__ = ["BOOT_CODE", "main"]
 # What `python -c` runs: set the runtime's sys.path, then serve.
 BOOT_CODE = (
     "import json, sys; sys.path[:0] = json.loads(sys.argv[2]); "
-    "from runtime._zygote import main; main(int(sys.argv[1]), json.loads(sys.argv[3]), int(sys.argv[4]))"
+    "from runtime.local._zygote import main; main(int(sys.argv[1]), json.loads(sys.argv[3]), int(sys.argv[4]))"
 )
 
 _MAX_REQUEST = 1 << 16
@@ -191,7 +191,7 @@ def _become_agent(
     try:
         from multiprocessing.connection import Connection
 
-        from runtime._host import agent_main
+        from runtime.local._host import agent_main
 
         control = Connection(control_fd)
         code = agent_main(control.recv_bytes(), control)
@@ -236,7 +236,7 @@ def main(fd: int, preload: Sequence[str] = (), runtime_pid: int = 0) -> None:
     import psutil  # noqa: F401
     import pykka  # noqa: F401
 
-    import runtime._host  # noqa: F401
+    import runtime.local._host  # noqa: F401
 
     sock = socket.socket(fileno=fd)
     _preload(sock, list(preload))

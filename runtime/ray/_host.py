@@ -23,10 +23,10 @@ from actors import ActorDeadError
 from actors._base import ActorBase, Deliver
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from actors._services import start_services
-from runtime._host import EXIT_FAILED
-from runtime._ray_ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
-from runtime._serialization import dumps
-from runtime._supervisor import exit_reason
+from runtime.local._host import EXIT_FAILED
+from runtime.ray._ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
+from runtime.wire._serialization import dumps
+from runtime.local._supervisor import exit_reason
 
 __all__ = ["EXITS", "DriverInbox", "Host", "Registry", "host_class"]
 

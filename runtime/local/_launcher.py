@@ -27,8 +27,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from actors import ActorsError, AgentStartError
-from runtime._serialization import loads
-from runtime._zygote import BOOT_CODE
+from runtime.wire._serialization import loads
+from runtime.local._zygote import BOOT_CODE
 
 __all__ = ["AgentProcess", "LauncherGoneError", "PreloadError", "Started", "Zygote", "preload_modules", "reap"]
 

@@ -4,7 +4,7 @@ A thread that asks and then waits reads its own reply off its own
 connection, so a blocking ask costs no hop through a reader thread. Futures
 handed to other threads still work: whoever waits first reads for everyone
 (leader/follower), parking replies that belong to others. Tells that follow
-each other closely are batched into one write (see `runtime._batching`).
+each other closely are batched into one write (see `runtime.wire._batching`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from typing import Any
 import pykka
 
 from actors import ActorDeadError, AskTimeout
-from runtime._batching import BATCH_BYTES, BURST, flush_thread, queued
-from runtime._serialization import loads, unloadable
-from runtime._spin import Spinner
-from runtime._wire import REPLY, FrameReader, decode_header, set_read_timeout, shutdown_fd, socket_view, write_all
+from runtime.wire._batching import BATCH_BYTES, BURST, flush_thread, queued
+from runtime.wire._serialization import loads, unloadable
+from runtime.wire._spin import Spinner
+from runtime.wire._frames import (
+    REPLY, FrameReader, decode_header, set_read_timeout, shutdown_fd, socket_view, write_all,
+)
 
 __all__ = ["AskFuture", "Channel", "PeerGone", "local_waiter"]
 
