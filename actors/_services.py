@@ -48,7 +48,9 @@ def start_services(
     bus = spawn(EventBus, "_events", max_history=max_history, state=StateClient(store))
     store.ask(ProxyCall(("set_event_bus",), (bus,), {}))
     sync = spawn(SyncManager, "_sync", spawn=spawn, state=store, events=bus,
-                 authenticated=authenticated, task_records=task_records)
+                 authenticated=authenticated, task_records=task_records,
+                 # a state file's commits, and hosts that order only per sender (Ray), need answers
+                 confirmed=state_path is not None or not authenticated)
     refs = {"_state": store, "_events": bus, "_sync": sync}
     for cls, name in ((PubSubManager, "_pubsub"), (StreamManager, "_streams")):
         refs[name] = spawn(cls, name, spawn=spawn)

@@ -9,7 +9,6 @@ ask and tell.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from actors._errors import ActorDeadError, AskTimeout, LockTimeout
 from actors._locks import LockTable
 from actors._primitives import BarrierActor, LockStatistics, SemaphoreActor
 from actors._task_ledger import TaskLedger
+from actors._types import new_id
 
 __all__ = [
     "TASK_LOCK_TIMEOUT", "BarrierClient", "LockClient", "LockStatistics", "SemaphoreClient", "SyncClient",
@@ -155,7 +155,8 @@ class SyncManager(ActorBase):
     wants_sender = True
 
     def __init__(
-        self, spawn: Callable[..., Any], *, state: Any = None, events: Any = None, authenticated: bool = True, task_records: int | None = None,
+        self, spawn: Callable[..., Any], *, state: Any = None, events: Any = None, authenticated: bool = True,
+        task_records: int | None = None, confirmed: bool = False,
     ) -> None:
         super().__init__()
         self._spawn = spawn
@@ -163,7 +164,7 @@ class SyncManager(ActorBase):
         self._primitives: dict[tuple[str, str], tuple[Any, tuple[Any, ...]]] = {}
         self._locks = LockTable(self)
         self._ledger = None if state is None else TaskLedger(
-            state, events, authenticated=authenticated, task_records=task_records)
+            state, events, authenticated=authenticated, task_records=task_records, confirmed=confirmed)
         self._sender: str | None = None  # who sent the message being handled, if another process
 
     def _handle_receive(self, message: Any) -> Any:
@@ -222,15 +223,16 @@ class SyncManager(ActorBase):
         parked, meanwhile), False if `timeout` ran out first (then none is)."""
         agent = self._agent(agent)
         self._require_ledger().begin(tasks, agent, created=created)
-        reply = self._defer_reply()
+        later: list[Any] = []  # the reply, taken only if the request is parked
 
         def done(granted: bool) -> None:
-            if not _answer(reply, granted) and granted:  # nobody to take them: give them back
+            if not _answer(later[0], granted) and granted:  # nobody to take them: give them back
                 self._release_tasks([t for t, _k in tasks], agent)
 
         if self._locks.acquire_all([f"task:{t}" for t, _k in tasks], agent, request_id, timeout, done):
-            done(True)
-        return True  # unsent: the reply was taken
+            return True
+        later.append(self._defer_reply())
+        return False  # unsent: the reply was taken
 
     def tasks_end(self, outcomes: list[tuple[str, bool, Any]], agent: str) -> int:
         """Tasks ended on `agent`, each (id, True, result) or (id, False,
@@ -354,7 +356,7 @@ class SyncClient(ManagerClient):
         """Tasks (id, type) start on `agent` (see `SyncManager.tasks_begin`);
         returns once `agent` holds their locks; `LockTimeout` if it could
         not within `timeout` s (then it holds none of them)."""
-        request_id = uuid.uuid4().hex
+        request_id = new_id()
         try:
             granted = self._call("tasks_begin", tasks, agent, timeout, request_id, created,
                                  timeout=timeout + _GRACE)

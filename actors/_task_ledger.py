@@ -56,10 +56,20 @@ class TaskLedger:
 
     `state` and `events` are refs to the store and the bus; `authenticated`
     says whether the store takes its writer from `Sent` (see `_state`).
+    With `confirmed`, the store and the bus are asked, not told, and their
+    answers waited for before the task's start or end is answered: where
+    the store has a state file (the records are then committed first), and
+    where a tell from here could be overtaken by another process's later
+    read (Ray's hosts order messages per sender only). Without it, both
+    run in this process, in order, and a tell is enough.
     """
 
-    def __init__(self, state: Any, events: Any, *, authenticated: bool = True, task_records: int | None = None) -> None:
+    def __init__(
+        self, state: Any, events: Any, *, authenticated: bool = True, task_records: int | None = None,
+        confirmed: bool = False,
+    ) -> None:
         self._state = state
+        self._confirmed = confirmed
         self._events = events
         self._authenticated = authenticated
         self._keep = check_task_records(task_records)
@@ -94,16 +104,25 @@ class TaskLedger:
         self._emit(events)
 
     def _emit(self, events: list[Event]) -> None:
-        # Told: the bus is FIFO, so anyone asking it after our reply sees them.
+        # Told (unless `confirmed`): the bus is FIFO, so anyone asking it
+        # after our reply sees them.
         if events:
-            self._events.tell(ProxyCall(("emit_many",), (events,), {}))
+            call = ProxyCall(("emit_many",), (events,), {})
+            if self._confirmed:
+                self._events.ask(call, timeout=60)
+            else:
+                self._events.tell(call)
 
     def _write(self, writes: list[tuple[str, Any]], task_ids: list[str], agent: str) -> None:
         purge = self._note(task_ids)
         call = ProxyCall(("write_many",), (SHARED, writes, agent), {"purge": purge})
-        # Asked: the reply (to the agent or the router) goes out once the
-        # records are in (and, with a state file, committed).
-        self._state.ask(Sent(agent, call) if self._authenticated else call, timeout=60)
+        message = Sent(agent, call) if self._authenticated else call
+        if self._confirmed:
+            self._state.ask(message, timeout=60)
+        else:
+            # Told: the store is FIFO, so whoever reads after our reply (which
+            # follows this) reads them; its values came pickled, so they pickle.
+            self._state.tell(message)
 
     def _note(self, task_ids: list[str]) -> list[str]:
         """Remember `task_ids` as the most recent; the keys of tasks that fell out."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pykka.messages import ProxyCall
 
 from actors import ActorDeadError, Agent, AskTimeout, Event, EventType, NoCapableAgentError
+from actors._types import new_id
 
 if TYPE_CHECKING:
     from runtime._runtime import Runtime
@@ -138,7 +138,7 @@ class TaskRouter:
         if not isinstance(task, dict) or "type" not in task:
             msg = f"a task is a dict with a 'type' key, got {task!r}"
             raise ValueError(msg)
-        task = {"id": uuid.uuid4().hex, **task}
+        task = {"id": new_id(), **task}
         failed = None
         for attempt in range(retries + 1):
             if attempt:
