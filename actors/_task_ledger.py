@@ -38,6 +38,7 @@ SHARED = "shared"
 # itself (the bus's reactive coordination then leaves it alone).
 RECORDED = "completed_recorded"
 
+_BACKPRESSURE = 256  # records and events told between two asks (see `TaskLedger._send`)
 _IN_PROGRESS, _COMPLETED, _FAILED = "in_progress", "completed", "failed"  # one object each, shared by all records
 
 
@@ -56,12 +57,17 @@ class TaskLedger:
 
     `state` and `events` are refs to the store and the bus; `authenticated`
     says whether the store takes its writer from `Sent` (see `_state`).
-    With `confirmed`, the store and the bus are asked, not told, and their
-    answers waited for before the task's start or end is answered: where
-    the store has a state file (the records are then committed first), and
-    where a tell from here could be overtaken by another process's later
-    read (Ray's hosts order messages per sender only). Without it, both
-    run in this process, in order, and a tell is enough.
+
+    Records and events are told: the store and the bus run in this
+    process, each in order, so whoever reads after the task's start or end
+    was answered (which follows the tell) reads them. Every
+    `_BACKPRESSURE` items one is asked instead and its answer waited for,
+    so a store or bus that falls behind holds up the tasks instead of
+    letting its mailbox, and the runtime's memory, grow. With `confirmed`
+    every one is asked: where the store has a state file (records are
+    then committed before the task's start or end is answered), and where
+    a tell could be overtaken by another process's later read (Ray's hosts
+    order messages per sender only).
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class TaskLedger:
     ) -> None:
         self._state = state
         self._confirmed = confirmed
+        self._unconfirmed = 0  # records and events told since the last ask
         self._events = events
         self._authenticated = authenticated
         self._keep = check_task_records(task_records)
@@ -104,25 +111,25 @@ class TaskLedger:
         self._emit(events)
 
     def _emit(self, events: list[Event]) -> None:
-        # Told (unless `confirmed`): the bus is FIFO, so anyone asking it
-        # after our reply sees them.
         if events:
-            call = ProxyCall(("emit_many",), (events,), {})
-            if self._confirmed:
-                self._events.ask(call, timeout=60)
-            else:
-                self._events.tell(call)
+            self._send(self._events, ProxyCall(("emit_many",), (events,), {}), len(events))
 
     def _write(self, writes: list[tuple[str, Any]], task_ids: list[str], agent: str) -> None:
         purge = self._note(task_ids)
         call = ProxyCall(("write_many",), (SHARED, writes, agent), {"purge": purge})
         message = Sent(agent, call) if self._authenticated else call
-        if self._confirmed:
-            self._state.ask(message, timeout=60)
+        self._send(self._state, message, len(writes))
+
+    def _send(self, ref: Any, message: Any, items: int) -> None:
+        """Tell, or ask and wait: always with `confirmed`, else once every
+        `_BACKPRESSURE` items, so a store or bus that falls behind holds up
+        the tasks before its mailbox (and the runtime's memory) grows."""
+        self._unconfirmed += items
+        if self._confirmed or self._unconfirmed >= _BACKPRESSURE:
+            self._unconfirmed = 0
+            ref.ask(message, timeout=60)
         else:
-            # Told: the store is FIFO, so whoever reads after our reply (which
-            # follows this) reads them; its values came pickled, so they pickle.
-            self._state.tell(message)
+            ref.tell(message)
 
     def _note(self, task_ids: list[str]) -> list[str]:
         """Remember `task_ids` as the most recent; the keys of tasks that fell out."""

@@ -50,6 +50,7 @@ class TaskRouter:
         self._inflight: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._own_execute: dict[str, bool] = {}  # agent name -> its class overrides execute_task
+        self._refs: dict[str, Any] = {}  # agent name -> its ref
 
     def note_class(self, name: str, agent_cls: type[Agent]) -> None:
         """Remember whether agent `name`'s class overrides `execute_task`."""
@@ -83,7 +84,9 @@ class TaskRouter:
         chunk is then recorded whenever the agent finishes it).
         `created`: emit TASK_CREATED for each task first.
         """
-        peer = self._rt._peer(name)
+        peer = self._refs.get(name)
+        if peer is None:  # one ref per agent: it resolves the name once, and follows restarts
+            peer = self._refs[name] = self._rt._peer(name)
         if self._own_execute.get(name, False):
             if created:
                 self._emit_created(tasks)
