@@ -4,6 +4,7 @@ Imports only the standard library and pykka; how agents get processes lives
 in the `runtime` package.
 """
 
+from actors import _aio  # noqa: F401 - registers `AgentContext.aio`
 from actors._agent import Agent
 from actors._base import ActorBase
 from actors._context import AgentContext, current_agent_id

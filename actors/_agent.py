@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import pickle
 import traceback
@@ -53,6 +55,29 @@ class Agent(ActorBase):
     stop_on_failure = True  # a crash: the process exits and the supervisor acts
     ctx: AgentContext = None  # type: ignore[assignment]  # set by the host
 
+    #: How many `async def` handlers may be in flight at once, interleaving
+    #: at their awaits (sync handlers still run one at a time, between them).
+    max_concurrency: ClassVar[int] = 1
+
+    #: Set once per class (never looked up per message): whether any hook,
+    #: handler or public method is `async def` (the host then runs an event
+    #: loop: `runtime.local._aio_host`), and whether `do_work` is.
+    _async_handlers: ClassVar[bool] = False
+    _async_work: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        limit = cls.max_concurrency
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            msg = f"{cls.__qualname__}.max_concurrency must be an int >= 1, got {limit!r}"
+            raise ValueError(msg)
+        cls._async_work = inspect.iscoroutinefunction(cls.do_work)
+        cls._async_handlers = any(
+            inspect.iscoroutinefunction(getattr(cls, name, None))
+            for name in dir(cls)
+            if not name.startswith("_") or name in ("on_start", "on_stop")
+        )
+
     @property
     def agent_id(self) -> str:
         return self.ctx.agent_id if self.ctx is not None else self.actor_urn
@@ -76,6 +101,8 @@ class Agent(ActorBase):
         Two messages to the runtime's process in all: the start (parked
         until the lock is granted) and the end (see `SyncManager.tasks_begin`).
         """
+        if self._async_work:
+            return self._execute_task_async(task)  # a coroutine: the host awaits it
         task_id = task.get("id")
         sync = self.ctx.sync
         sync.begin_tasks([(task_id, task.get("type"))], self.agent_id)
@@ -88,6 +115,42 @@ class Agent(ActorBase):
         self._tasks_completed = getattr(self, "_tasks_completed", 0) + 1
         return result
 
+    async def _execute_task_async(self, task: dict[str, Any]) -> Any:
+        # `execute_task` for an `async def do_work`: the same two messages,
+        # awaited, so the agent's other handlers run meanwhile.
+        task_id = task.get("id")
+        sync = self.ctx.aio.sync
+        await sync.begin_tasks([(task_id, task.get("type"))], self.agent_id)
+        try:
+            result = await self.do_work(task)
+        except Exception as exc:
+            await sync.end_tasks([(task_id, False, f"{type(exc).__name__}: {exc}")], self.agent_id)
+            raise
+        await sync.end_tasks([(task_id, True, result)], self.agent_id)
+        self._tasks_completed = getattr(self, "_tasks_completed", 0) + 1
+        return result
+
+    async def _run_chunk_async(self, tasks: list[dict[str, Any]], own: bool) -> list[tuple[bool, Any]]:
+        # `_run_chunk` when the work is a coroutine: up to `max_concurrency`
+        # tasks of the chunk in flight at once, results in order.
+        run = self.execute_task if own else self.do_work
+        room = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(task: dict[str, Any]) -> tuple[bool, Any]:
+            async with room:
+                try:
+                    outcome = run(task)
+                    if inspect.isawaitable(outcome):
+                        outcome = await outcome
+                    return True, outcome
+                except Exception as exc:  # noqa: BLE001 - as in `_run_chunk`
+                    return False, _travelling(exc)
+
+        results = list(await asyncio.gather(*(one(task) for task in tasks)))
+        if not own:
+            self._tasks_completed = getattr(self, "_tasks_completed", 0) + sum(ok for ok, _ in results)
+        return results
+
     def _run_chunk(self, tasks: list[dict[str, Any]], own: bool = False) -> list[tuple[bool, Any]]:
         """Run a chunk of tasks in order: (True, result) or (False, error) each.
 
@@ -98,6 +161,8 @@ class Agent(ActorBase):
         `execute_task` runs for each task instead, coordinating it itself.
         An error that could not travel back as itself comes as `RemoteError`.
         """
+        if self._async_handlers and (self._async_work or (own and inspect.iscoroutinefunction(self.execute_task))):
+            return self._run_chunk_async(tasks, own)  # type: ignore[return-value]  # the host awaits it
         run = self.execute_task if own else self.do_work
         results: list[tuple[bool, Any]] = []
         for task in tasks:

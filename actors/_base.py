@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pykka
 
 from actors._chain import AskChain
+from actors._future import NotifyingFuture
 
 if TYPE_CHECKING:
     from pykka._envelope import Envelope
@@ -216,6 +217,11 @@ class ActorBase(pykka.ThreadingActor):
     @staticmethod
     def _create_actor_inbox() -> Inbox:
         return Inbox()
+
+    @staticmethod
+    def _create_future() -> NotifyingFuture:
+        # Awaitable without blocking an event loop (`actors._future`).
+        return NotifyingFuture()
 
     def _handle_failure(self, *exc_info: Any) -> None:
         if self.stop_on_failure:

@@ -51,6 +51,7 @@ from typing import Any
 import pykka
 
 from actors._errors import DeadlockError
+from actors._future import NotifyingFuture
 
 __all__ = ["AskChain", "OwnFuture", "current", "deadlock", "run_in_chain", "set_thread_agent"]
 
@@ -116,7 +117,7 @@ def deadlock(chain: tuple[str, ...], target: str) -> DeadlockError:
     return DeadlockError((*chain, target))
 
 
-class OwnFuture(pykka.ThreadingFuture[Any]):
+class OwnFuture(NotifyingFuture):
     """The future of an ask to an agent made in the agent's own process.
 
     A host whose agents run one to a process makes these its pykka futures

@@ -38,6 +38,14 @@ def set_current_agent_id(agent_id: str, *, thread_only: bool = False) -> None:
 
 
 _delivery_ref_factory: Callable[[], Any] | None = None
+_aio_factory: Callable[[Any], Any] | None = None
+
+
+def set_aio_factory(factory: Callable[[Any], Any]) -> None:
+    """Set what builds `AgentContext.aio` (`actors._aio`, which imports the
+    clients that import this module, registers itself)."""
+    global _aio_factory
+    _aio_factory = factory
 
 
 def set_delivery_ref_factory(factory: Callable[[], Any] | None) -> None:
@@ -92,6 +100,20 @@ class AgentContext:
     comm: Any
     capabilities: list[str] = field(default_factory=list)
     _peer: Callable[[str], Any] | None = field(default=None, repr=False)
+
+    @property
+    def aio(self) -> Any:
+        """Awaitable twins of `state`, `store`, `sync`, `events`, `comm` and
+        `peer` (see `actors._aio`), made once per process."""
+        views = self.__dict__.get("_aio")
+        if views is None:
+            views = self.__dict__["_aio"] = _aio_factory(self)  # type: ignore[misc]
+        return views
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_aio", None)  # rebuilt where it is used
+        return state
 
     def peer(self, agent_id: str) -> Any:
         """An `AgentRef` to another agent of the same runtime, by name."""

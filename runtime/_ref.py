@@ -189,7 +189,10 @@ class AgentRef:
         local = node.local.get(self.name)
         if local is not None:
             asked = message if chain is None else AskChain(chain, message)
-            return AskFuture(local_waiter(local.ask(asked, block=False), what))
+            pending = local.ask(asked, block=False)
+            future = AskFuture(local_waiter(pending, what))
+            future._source = pending  # awaited: `runtime.wire._aio`
+            return future
         if chain is None:
             kind, body = ASK, dumps(message)  # fails here, before anything is sent
         else:
@@ -198,7 +201,9 @@ class AgentRef:
             channel, request_id = self._send(node, kind, body)
         except ActorDeadError as exc:
             return AskFuture.failed(exc)
-        return AskFuture(lambda t: channel.wait(request_id, t, what), lambda: channel.abandon(request_id))
+        future = AskFuture(lambda t: channel.wait(request_id, t, what), lambda: channel.abandon(request_id))
+        future._source = (channel, request_id, what)  # awaited: `runtime.wire._aio`
+        return future
 
     def _ask_in_chain(self, chain: tuple[str, ...], message: Any, block: bool) -> AskFuture:
         # An ask from inside an agent's handler: the handler of `message`

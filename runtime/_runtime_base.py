@@ -285,6 +285,17 @@ class RuntimeBase:
         self._stop_record(record, timeout)
         return True
 
+    @property
+    def aio(self) -> Any:
+        """Awaitable twins of the services, with `submit_task`, `map` and
+        `imap` (see `runtime._aio_runtime`); made once."""
+        views = self.__dict__.get("_aio")
+        if views is None:
+            from runtime._aio_runtime import RuntimeAio  # noqa: PLC0415 - asyncio only when asked for
+
+            views = self.__dict__["_aio"] = RuntimeAio(self)
+        return views
+
     def get_agent(self, agent_id: str) -> AgentRef:
         return self._peer(agent_id)
 

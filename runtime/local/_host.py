@@ -27,6 +27,7 @@ import pykka
 from actors import AgentContext
 from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
+from runtime.local._aio_host import AsyncHost
 from runtime.wire._node import Node
 from runtime.wire._reactor import MAILBOX_SIZE, ReactorInbox
 from runtime._ref import AgentRef
@@ -139,6 +140,13 @@ def _watch_runtime(control: Connection) -> None:
     os._exit(0)
 
 
+def _hosts_for(cls: type) -> tuple[type, ...]:
+    """The host bases of `cls`: with `async def` handlers, an event loop too."""
+    if getattr(cls, "_async_handlers", False):  # a class attribute, set once per class
+        return (AsyncHost, ProcessHost)
+    return (ProcessHost,)
+
+
 def agent_main(boot: bytes, control: Connection) -> int:
     """Run the agent described by `boot` in this process; return its exit code.
 
@@ -154,7 +162,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
     cls = spec.agent_cls
     hosted = type(
         cls.__name__,
-        (ProcessHost, cls),
+        (*_hosts_for(cls), cls),
         {
             "ctx": spec.ctx,
             "capabilities": spec.ctx.capabilities,

@@ -150,6 +150,10 @@ class RayRuntime(Runtime):
         # itself, and its own bound (`max_pending_calls`) fails a call
         # rather than making its sender wait.
         check_mailbox_size(mailbox_size)
+        if getattr(agent_cls, "_async_handlers", False):
+            msg = (f"{agent_cls.__qualname__} has async def handlers; the Ray backend runs only sync agents "
+                   "(use the local backend for async agents)")
+            raise NotImplementedError(msg)
         ctx = AgentContext(agent_id=name, state=self.state, store=self.store, sync=self.sync, events=self.events,
                            comm=self.comm, capabilities=caps, _peer=self._peer)
         boot = dumps((agent_cls, args, kwargs, ctx), f"agent {name!r} (its class or arguments)")

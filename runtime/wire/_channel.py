@@ -23,6 +23,7 @@ from typing import Any
 import pykka
 
 from actors import ActorDeadError, AskTimeout
+from runtime.wire._aio import AwaitedReplies, await_ask
 from runtime.wire._batching import BATCH_BYTES, BURST, flush_thread, queued
 from runtime.wire._serialization import loads, unloadable
 from runtime.wire._spin import Spinner
@@ -39,7 +40,7 @@ class PeerGone(ConnectionError):
     """The process at the other end could not be reached or went away."""
 
 
-class Channel:
+class Channel(AwaitedReplies):
     """One connection to one peer process, used by one thread to send.
 
     Only the owning thread sends; the flusher thread may write queued tells
@@ -65,6 +66,7 @@ class Channel:
         self._replies: dict[int, tuple[bool, Any]] = {}
         self._abandoned: set[int] = set()  # ids whose replies nobody will read
         self._dropped: deque[int] = deque()  # ids abandoned, not yet moved to _abandoned
+        self._waiters: dict[int, Callable[[tuple[bool, Any]], None]] = {}  # awaited asks (`_aio`)
         self._send_lock = threading.Lock()
         self._queued = bytearray()  # whole TELL frames not yet written
         self._last_tell = 0.0  # when this thread last told through here
@@ -174,6 +176,7 @@ class Channel:
                 self._conn.close()
             except OSError:
                 pass
+        self._fail_waiters()
 
     def close(self) -> None:
         with self._cond:
@@ -252,6 +255,10 @@ class Channel:
         except (EOFError, OSError):
             self._close()
             return
+        self._take(frame)
+
+    def _take(self, frame: memoryview) -> None:
+        # A frame read by the one thread reading now: file its reply.
         kind, request_id, _name, body = decode_header(frame)
         if kind != REPLY:
             return
@@ -259,12 +266,17 @@ class Channel:
             outcome = loads(body)
         except Exception as exc:  # noqa: BLE001 - e.g. a class only the answering process has
             outcome = (False, unloadable(body, exc))
+        waiter = None
         with self._cond:
             self._forget_dropped()
             if request_id in self._abandoned:
                 self._abandoned.discard(request_id)
+            elif self._waiters and request_id in self._waiters:
+                waiter = self._waiters.pop(request_id)
             else:
                 self._replies[request_id] = outcome
+        if waiter is not None:
+            waiter(outcome)
 
     def _set_read_timeout(self, timeout: float | None) -> None:
         # A read may end early (the wait loop then reads again), and at most
@@ -310,6 +322,33 @@ class AskFuture(pykka.Future[Any]):
         self._on_drop = on_drop
         self._outcome: tuple[bool, Any] | None = None
 
+    #: Where an awaited future's reply comes from (`runtime.wire._aio`): the
+    #: (channel, request id, what) of a cross-process ask, the pykka future
+    #: of an ask to an actor of this process, or None (a worker thread waits).
+    _source: Any = None
+
+    def __await__(self) -> Any:
+        # pykka's own __await__ blocks the loop in get(): never here.
+        return self._aget(None).__await__()
+
+    async def _aget(self, timeout: float | None) -> Any:
+        """Await the outcome without blocking the loop (`AskTimeout` after
+        `timeout` s); it is kept, as `get` keeps it."""
+        if self._get_hook is not None:  # pykka's map/join/filter: a worker thread waits
+            return await await_ask(_Hooked(self), timeout)
+        if self._outcome is None:
+            if self._source is None:  # a waiter of its own (a stop, a chained ask)
+                return await await_ask(self, timeout)
+            outcome = await await_ask(self, timeout)
+            try:
+                self._outcome = (True, _outcome(outcome))
+            except Exception as exc:  # noqa: BLE001 - the ask's error, as `get` raises it
+                self._outcome = (False, exc)
+        ok, value = self._outcome
+        if ok:
+            return value
+        raise value
+
     def __del__(self) -> None:
         if self._outcome is None and self._on_drop is not None:
             try:
@@ -347,6 +386,18 @@ class AskFuture(pykka.Future[Any]):
     def set_exception(self, exc_info: Any = None) -> None:
         exc = (exc_info or sys.exc_info())[1]
         self._outcome = (False, exc)
+
+
+class _Hooked:
+    """A future driven by a get hook, awaited through a worker thread."""
+
+    _source = None
+
+    def __init__(self, future: AskFuture) -> None:
+        self._future = future
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        return self._future.get(timeout=timeout)
 
 
 def local_waiter(future: pykka.Future[Any], what: str) -> Callable[[float | None], Any]:

@@ -1,0 +1,194 @@
+"""The process host of an agent with `async def` handlers.
+
+The process's main thread stays the pykka actor loop: its mailbox reads
+the sockets (`_reactor`), so backpressure, stops and crashes work as for
+sync agents. It hands each message to the agent's event loop, which runs
+in a thread of its own and runs *every* handler of the agent, sync or
+async, so no two pieces of agent code ever run at once:
+
+- a handler that returns a coroutine (an `async def` handler, or
+  `execute_task` with an `async def do_work`) runs as a task; up to
+  `max_concurrency` tasks are in flight, interleaving at their awaits;
+- a sync handler runs right there, between tasks;
+- messages start in mailbox order; one that finds every slot taken waits
+  (and so do the ones after it).
+
+Replies are deferred (`_defer_reply`) and set when the handler ends. An
+exception fails its own ask; from a tell it crashes the agent as a sync
+handler's would (the error goes back through the mailbox and takes pykka's
+failure path in the main thread). `on_start` and `on_stop` run on the loop
+too, and the main thread waits for them: an `on_start` failure is raised
+by `spawn`. A stop waits for the handlers in flight, then runs `on_stop`.
+
+Deadlock checks (`actors._chain`): the loop thread carries no chain, so
+asks from async handlers are never refused (with several handlers in
+flight the agent is not blocked while one waits, so a chain would raise
+false `DeadlockError`s); a deadlock through an async agent ends at the
+ask's timeout instead. A sync handler run for a chained ask still runs
+under its chain (the loop is blocked while it runs, so a cycle is real).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+import threading
+from collections import deque
+from typing import Any
+
+from pykka.messages import _ActorStop
+
+from actors import ActorDeadError
+
+__all__ = ["AsyncHost"]
+
+_BACKLOG = 64  # messages handed to the loop beyond those in flight before the mailbox holds the rest
+
+
+class _Crash:
+    """A told message's async handler raised: re-raised in the actor loop."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Loop:
+    """The agent's event loop, its thread, and the messages handed to it.
+
+    Invariants: `_pending` and `_running` are touched only in the loop's
+    thread; `_outstanding` (handed over, not yet answered) under `_idle`.
+    """
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.limit: int = actor.max_concurrency
+        self.loop = asyncio.new_event_loop()
+        self._pending: deque[tuple[Any, Any]] = deque()
+        self._running = 0
+        self._room = threading.Semaphore(self.limit + _BACKLOG)
+        self._idle = threading.Condition()
+        self._outstanding = 0
+        self._thread = threading.Thread(target=self._run, name="agent-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    # -- the actor loop's thread -------------------------------------------
+
+    def call(self, fn: Any) -> Any:
+        """Run `fn()` (a hook, maybe async) on the loop and wait for it."""
+
+        async def hook() -> Any:
+            result = fn()
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(hook(), self.loop).result()
+
+    def submit(self, message: Any, reply: Any) -> None:
+        self._room.acquire()  # beyond the backlog the mailbox holds the rest: senders wait
+        with self._idle:
+            self._outstanding += 1
+        self.loop.call_soon_threadsafe(self._arrive, message, reply)
+
+    def drain(self) -> None:
+        """Wait until every message handed over has been answered."""
+        with self._idle:
+            while self._outstanding:
+                self._idle.wait()
+
+    def close(self) -> None:
+        for task in asyncio.all_tasks(self.loop) if not self.loop.is_closed() else ():
+            self.loop.call_soon_threadsafe(task.cancel)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    # -- the event loop's thread --------------------------------------------
+
+    def _arrive(self, message: Any, reply: Any) -> None:
+        self._pending.append((message, reply))
+        self._pump()
+
+    def _pump(self) -> None:
+        pending = self._pending
+        while pending and self._running < self.limit:
+            message, reply = pending.popleft()
+            try:
+                result = self.actor._handle_on_loop(message)
+            except Exception:  # noqa: BLE001 - the ask's error, or a crash for a tell
+                self._failed(reply, sys.exc_info()[1])
+                continue
+            if inspect.iscoroutine(result):
+                self._running += 1
+                task = self.loop.create_task(result)
+                task.add_done_callback(lambda task, reply=reply: self._done(task, reply))
+            else:
+                if reply is not None:
+                    reply.set(result)
+                self._finish()
+
+    def _done(self, task: asyncio.Task[Any], reply: Any) -> None:
+        self._running -= 1
+        if task.cancelled():
+            self._failed(reply, ActorDeadError(f"agent {self.actor.agent_id!r} stopped before answering"))
+        elif task.exception() is not None:
+            self._failed(reply, task.exception())
+        else:
+            if reply is not None:
+                reply.set(task.result())
+            self._finish()
+        self._pump()
+
+    def _failed(self, reply: Any, exc: BaseException | None) -> None:
+        if reply is not None:
+            reply.set_exception((type(exc), exc, exc.__traceback__ if exc is not None else None))
+        elif not isinstance(exc, asyncio.CancelledError):
+            self.actor.actor_ref.tell(_Crash(exc))  # pykka's failure path, in the actor loop
+        self._finish()
+
+    def _finish(self) -> None:
+        self._room.release()
+        with self._idle:
+            self._outstanding -= 1
+            if not self._outstanding:
+                self._idle.notify_all()
+
+
+class AsyncHost:
+    """Mixin placed before `ProcessHost` for agents with `async def`
+    handlers (see the module docstring)."""
+
+    _aio_loop: _Loop
+
+    def _actor_loop_setup(self) -> None:
+        self._aio_loop = _Loop(self)
+        super()._actor_loop_setup()  # type: ignore[misc]
+
+    def on_start(self) -> None:
+        self._aio_loop.call(super().on_start)
+
+    def on_stop(self) -> None:
+        try:
+            self._aio_loop.call(super().on_stop)
+        finally:
+            self._aio_loop.close()
+
+    def _handle_receive(self, message: Any) -> Any:
+        # The actor loop (main thread): hand the message to the event loop.
+        if isinstance(message, _ActorStop):
+            self._aio_loop.drain()  # a stop comes after the messages before it
+            return super()._handle_receive(message)
+        if type(message) is _Crash:
+            raise message.exc
+        self._aio_loop.submit(message, self._defer_reply())
+        return None
+
+    def _handle_on_loop(self, message: Any) -> Any:
+        """Handle `message` in the event loop's thread: its result, or a
+        coroutine the loop runs as a task."""
+        return super()._handle_receive(message)

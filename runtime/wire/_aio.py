@@ -1,0 +1,205 @@
+"""Awaiting an ask's reply on an asyncio event loop, without blocking it.
+
+A cross-process ask's reply comes on the asking thread's `Channel`. An
+awaited ask registers a callback for its request id on that channel
+(`Channel.watch`) and the loop reads the channel's socket itself
+(`loop.add_reader`): when it is readable the loop's thread reads what is
+there without blocking (`Channel.pump_ready`) and settles the waiting
+futures. A thread that happens to be reading the same channel in a
+blocking wait (leader/follower, see `_channel`) settles them too, through
+`call_soon_threadsafe`. Measured against handing each reply over from a
+reader thread (benchmarks/bench_async.py), the loop's own reader is faster.
+
+Cancelling the awaiting task abandons the ask: its reply, when it comes,
+is dropped (`Channel.abandon`). An await that times out keeps it, as a
+blocking `get` does, for a later `get` of the same future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from actors import ActorDeadError, AskTimeout
+from actors._future import wait_future
+from runtime.wire._frames import socket_view
+
+__all__ = ["AwaitedReplies", "await_ask"]
+
+# Per loop: which channel each descriptor it reads belongs to, so a
+# descriptor number reused by a new channel is re-registered cleanly.
+_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Any]] = weakref.WeakKeyDictionary()
+
+
+def _settle(waiter: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(outcome)
+
+
+def _readable(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+    # The loop's thread: the channel's socket has bytes (or EOF).
+    if channel.closed or not channel.pump_ready(True):
+        # Closed, or another thread is reading it (and settles our
+        # waiters): stop watching; the next await registers again.
+        _unwatch_fd(loop, channel)
+
+
+def _unwatch_fd(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+    readers = _readers.get(loop)
+    if readers is not None and readers.get(channel._fd) is channel:
+        del readers[channel._fd]
+        loop.remove_reader(channel._fd)
+
+
+def _watch_fd(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+    readers = _readers.get(loop)
+    if readers is None:
+        readers = _readers[loop] = {}
+    fd = channel._fd
+    known = readers.get(fd)
+    if known is channel:
+        return
+    if known is not None:
+        loop.remove_reader(fd)  # a closed channel's number, reused
+    loop.add_reader(fd, _readable, loop, channel)
+    readers[fd] = channel
+
+
+async def await_ask(future: Any, timeout: float | None) -> Any:
+    """The outcome `(ok, value)` of an `AskFuture`, awaited on the running
+    loop; for a future with no `_source`, its value (or its error raised)."""
+    source = future._source
+    if source is None:  # a future with a waiter of its own: a worker thread waits
+        return await wait_future(_Blocking(future), timeout)
+    if type(source) is not tuple:
+        # An ask to an actor of this process: its pykka future.
+        try:
+            return True, await wait_future(source, timeout)
+        except AskTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the ask's outcome
+            return False, exc
+    channel, request_id, what = source
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    loop_thread = threading.get_ident()
+
+    def done(outcome: tuple[bool, Any]) -> None:  # any thread
+        if threading.get_ident() == loop_thread:
+            _settle(waiter, outcome)
+        else:
+            try:
+                loop.call_soon_threadsafe(_settle, waiter, outcome)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits
+
+    outcome = channel.watch(request_id, done, what)
+    if outcome is not None:
+        return outcome
+    _watch_fd(loop, channel)
+    channel.pump_ready(False)  # frames a blocking read left buffered
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        waiter.cancel()
+
+    timer = None if timeout is None else loop.call_later(timeout, expire)
+    try:
+        return await waiter
+    except asyncio.CancelledError:
+        if expired:
+            channel.unwatch(request_id, abandon=False)  # timed out: a later get may take it
+            msg = f"{what} did not answer within {timeout} s"
+            raise AskTimeout(msg) from None
+        channel.unwatch(request_id, abandon=True)  # the task was cancelled
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+class AwaitedReplies:
+    """The part of `Channel` that serves awaited asks (a mixin: it uses the
+    channel's reader, condition and reply table)."""
+
+    def watch(
+        self, request_id: int, waiter: Callable[[tuple[bool, Any]], None], what: str
+    ) -> tuple[bool, Any] | None:
+        """Have `waiter(outcome)` called (by whichever thread reads it) when
+        the reply to `request_id` comes; or return the outcome if it is here."""
+        with self._cond:
+            if request_id in self._replies:
+                return self._replies.pop(request_id)
+            if self.closed:
+                return False, ActorDeadError(f"{what} died before answering")
+            self._waiters[request_id] = waiter
+        return None
+
+    def unwatch(self, request_id: int, *, abandon: bool) -> None:
+        """Stop waiting for `request_id` (a timed-out or cancelled await);
+        with `abandon`, its reply is dropped when it comes."""
+        with self._cond:
+            self._waiters.pop(request_id, None)
+            if abandon:
+                if self._replies.pop(request_id, None) is None:
+                    self._abandoned.add(request_id)
+
+    def pump_ready(self, readable: bool) -> bool:
+        """Take the replies that are here without ever blocking: the frames
+        already buffered, and with `readable` what the socket holds now.
+        False if another thread is reading (it files the replies)."""
+        with self._cond:
+            if self._reading:
+                return False
+            self._reading = True
+        try:
+            reader = self._reader
+            if readable:
+                view = socket_view(self._fd)
+                try:
+                    chunk = view.recv(1 << 16, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    chunk = None
+                except OSError:
+                    chunk = b""
+                finally:
+                    view.detach()
+                if chunk == b"":
+                    self._close()  # EOF: the peer is gone; its waiters learn it
+                    return True
+                if chunk:
+                    reader.feed(chunk)
+            while reader.buffered():
+                self._take(reader.read())
+        finally:
+            with self._cond:
+                self._reading = False
+                self._cond.notify_all()
+        return True
+
+    def _fail_waiters(self) -> None:
+        # The connection is gone: every awaited ask on it fails now.
+        if not self._waiters:
+            return
+        waiters = list(self._waiters.values())
+        self._waiters.clear()
+        for waiter in waiters:
+            waiter((False, ActorDeadError(f"the process at {self.address} died before answering")))
+
+
+class _Blocking:
+    """A future with only a blocking waiter (a stop, a chained ask): a
+    worker thread waits for it (`wait_future`'s fallback)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        return self._future.get(timeout=timeout)
