@@ -85,7 +85,7 @@ async def wait_future(future: Any, timeout: float | None = None) -> Any:
         else:
             try:
                 await asyncio.wait_for(waiter, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 msg = f"no answer within {timeout} s"
                 raise AskTimeout(msg) from None
         return future.get(timeout=0)

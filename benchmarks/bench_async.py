@@ -28,11 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_agents import MESSAGE, Echo, timed  # noqa: E402
-from bench_messaging import parse_args, raw_floor  # noqa: E402
+from bench_agents import MESSAGE, Echo, timed
+from bench_messaging import parse_args, raw_floor
 
-from actors import Agent  # noqa: E402
-from runtime import Runtime  # noqa: E402
+from actors import Agent
+from runtime import Runtime
 
 
 class Napper(Agent):

@@ -8,7 +8,6 @@ import time
 import pytest
 
 from actors import Agent
-from runtime import Runtime
 
 from tests.conftest import wait_for
 

@@ -145,9 +145,8 @@ class AwaitedReplies:
         with `abandon`, its reply is dropped when it comes."""
         with self._cond:
             self._waiters.pop(request_id, None)
-            if abandon:
-                if self._replies.pop(request_id, None) is None:
-                    self._abandoned.add(request_id)
+            if abandon and self._replies.pop(request_id, None) is None:
+                self._abandoned.add(request_id)
 
     def pump_ready(self, readable: bool) -> bool:
         """Take the replies that are here without ever blocking: the frames
