@@ -173,7 +173,9 @@ class Batch:
             if retried:
                 time.sleep(min(0.005 * 2 ** max(self._attempts.get(i, 1) for i, _ in chunk), 0.2))
             try:
-                name = router._pick(self._type, _RETRY_WAIT if retried else 0.0)
+                # With retries, a moment with every capable agent restarting
+                # is waited out, as a retry is (none at all was refused at start).
+                name = router._pick(self._type, _RETRY_WAIT if retried or self._retries else 0.0)
             except NoCapableAgentError as exc:
                 self._finish(chunk, [(False, exc)] * len(chunk), None)
                 continue

@@ -116,12 +116,14 @@ def test_chaos_every_task_commits_exactly_once_while_agents_are_killed(rt):
 
     def killer():
         rng = random.Random(7)
+        killed = set()  # a process SIGKILLed may still read alive until it is reaped: kill it once
         while not stop.wait(0.1):
-            alive = [r for r in rt.agent_info() if r["alive"]]
+            alive = [r for r in rt.agent_info() if r["alive"] and r["pid"] not in killed]
             if alive:
                 victim = rng.choice(alive)
                 try:
                     os.kill(victim["pid"], signal.SIGKILL)
+                    killed.add(victim["pid"])
                     kills.append(victim["name"])
                 except ProcessLookupError:
                     pass
