@@ -26,6 +26,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
+from pykka._introspection import get_attr_from_parent
 
 from actors._chain import AskChain
 
@@ -47,10 +48,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("actors")
+logger_pykka = logging.getLogger("pykka")  # pykka's own warnings keep pykka's logger
 
 
 class Introspect(NamedTuple):
-    """Ask an actor which public attributes it has and which are callable."""
+    """Ask an actor for its public attributes, as `public_attributes` lists them."""
 
 
 class Deliver(NamedTuple):
@@ -182,9 +184,52 @@ class DequeInbox(Inbox):
         return len(self._queue)
 
 
-def public_attributes(actor: Any) -> dict[str, bool]:
-    """What `Introspect` answers: each public attribute, and whether it is callable."""
-    return {name: callable(getattr(actor, name, None)) for name in dir(actor) if not name.startswith("_")}
+AttrPath = tuple[str, ...]
+
+
+def public_attributes(actor: Any) -> dict[AttrPath, tuple[bool, bool]]:
+    """What `Introspect` answers, as pykka's proxy introspection finds it.
+
+    Each public attribute path (traversable attributes' own attributes
+    included) maps to (callable, traversable). Attributes are read from the
+    instance's and its classes' `__dict__`, so properties are not evaluated
+    (a property is read when the proxy asks for it). A public attribute
+    holding a proxy to the actor itself is left out, with pykka's warning.
+    """
+    found: dict[AttrPath, tuple[bool, bool]] = {}
+    to_visit: list[AttrPath] = [(name,) for name in dir(actor)]
+    while to_visit:
+        path = to_visit.pop(0)
+        if path[-1].startswith("_"):
+            continue  # private, as pykka: never exposed through a proxy
+        try:
+            attr = get_attr_from_parent(actor, path)
+        except AttributeError:
+            continue  # listed by dir() but in no __dict__ (e.g. a __getattr__'s)
+        if _is_self_proxy(actor, attr):
+            logger_pykka.warning(
+                f"{actor} attribute {'.'.join(path)!r} is a proxy to itself. "
+                f"Consider making it private by renaming it to {'_' + path[-1]!r}."
+            )
+            continue
+        traversable = (
+            getattr(attr, "_pykka_traversable", False) is True or getattr(attr, "pykka_traversable", False) is True
+        )
+        found[path] = (callable(attr), traversable)
+        if traversable:
+            to_visit.extend((*path, name) for name in dir(attr))
+    return found
+
+
+def _is_self_proxy(actor: Any, attr: Any) -> bool:
+    # pykka's own proxy of the actor (`self.actor_ref.proxy()`) or a runtime's
+    # proxy of its name (a subclass of pykka's): same urn, at the root.
+    if not isinstance(attr, pykka.ActorProxy):
+        return False
+    try:
+        return attr._attr_path == () and attr.actor_ref.actor_urn == actor.actor_urn
+    except AttributeError:
+        return False
 
 
 class ActorBase(pykka.ThreadingActor):

@@ -70,10 +70,21 @@ class ProcessHost(pykka.Actor):
     """
 
     _node: Node
+    _own_ref: AgentRef
     _control: Connection
     _mailbox_size = MAILBOX_SIZE
     _failed = False
     _stopping = False  # a stop was asked: failures from here on are on_stop's
+
+    @property
+    def actor_urn(self) -> str:  # type: ignore[override]
+        # The urn of the agent's refs (`AgentRef.actor_urn`), so that what
+        # pykka logs about this actor names it as its refs do.
+        return self._own_ref.actor_urn
+
+    @actor_urn.setter
+    def actor_urn(self, value: str) -> None:
+        pass  # pykka's __init__ draws a random urn: the agent keeps its own
 
     def _create_actor_inbox(self) -> ReactorInbox:  # type: ignore[override]
         # Runs in __init__ (main thread). The actor's thread reads the
@@ -148,7 +159,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
     spec: BootSpec = loads(boot)
     set_current_agent_id(spec.name)
     node = Node(spec.runtime_id, spec.authkey, spec.rundir, spec.registry_address, reactor=True)
-    own_ref = AgentRef(spec.name, node.address, spec.runtime_id)
+    own_ref = AgentRef(spec.name, node.address, spec.runtime_id, spec.agent_cls.__name__)
     set_delivery_ref_factory(lambda: own_ref)
     threading.Thread(target=_watch_runtime, args=(control,), name="runtime-watch", daemon=True).start()
     cls = spec.agent_cls
@@ -159,6 +170,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "ctx": spec.ctx,
             "capabilities": spec.ctx.capabilities,
             "_node": node,
+            "_own_ref": own_ref,
             "_control": control,
             "_mailbox_size": spec.mailbox_size,
             "__module__": cls.__module__,
