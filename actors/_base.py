@@ -40,6 +40,7 @@ __all__ = [
     "HandlerActor",
     "Inbox",
     "Introspect",
+    "ResolvedFuture",
     "Sent",
     "public_attributes",
     "register_handler",
@@ -300,7 +301,63 @@ class ActorBase(pykka.ThreadingActor):
                 return None
         if isinstance(message, Introspect):
             return public_attributes(self)
-        return super()._handle_receive(message)
+        result = super()._handle_receive(message)
+        if isinstance(result, pykka.Future) and type(result) is not ResolvedFuture:
+            return self._reply_when_resolved(result)
+        return result
+
+    def _reply_when_resolved(self, inner: pykka.Future[Any]) -> Any:
+        """A handler returned a future (pykka's self-proxy idiom): a future
+        can't travel, so an asker in another process gets a `ResolvedFuture`
+        of its outcome once it is known.
+
+        The reply is deferred and a thread waits for `inner`, so the actor's
+        own loop goes on (it may be the one to resolve `inner`: a call it
+        made to itself through its proxy). An asker in this process gets
+        `inner` itself, as with pykka; a tell ignores it.
+        """
+        envelope = self.actor_inbox.current  # type: ignore[attr-defined]
+        reply_to = envelope.reply_to if envelope is not None else None
+        if reply_to is None or isinstance(reply_to, pykka.ThreadingFuture):
+            return inner
+        reply = self._defer_reply()
+        assert reply is not None  # noqa: S101 - reply_to was there a line ago
+
+        def resolve() -> None:
+            try:
+                outcome = ResolvedFuture(True, inner.get())
+            except BaseException as exc:  # noqa: BLE001 - the asker's future raises it
+                outcome = ResolvedFuture(False, exc)
+            reply.set(outcome)
+
+        threading.Thread(target=resolve, name=f"resolve-{self}", daemon=True).start()
+        return None
+
+
+class ResolvedFuture(pykka.Future[Any]):
+    """A future whose outcome is known: what an asker in another process gets
+    for a handler's future (see `ActorBase._reply_when_resolved`). Pickles as
+    its outcome, so the asker's `get()` needs nothing from the actor."""
+
+    def __init__(self, ok: bool, value: Any) -> None:
+        super().__init__()
+        self._ok, self._value = ok, value
+
+    def __reduce__(self) -> Any:
+        return (ResolvedFuture, (self._ok, self._value))
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        if self._get_hook is not None:  # pykka's map/filter/join/reduce on it
+            return super().get(timeout=timeout)
+        if self._ok:
+            return self._value
+        raise self._value
+
+    def set(self, value: Any = None) -> None:
+        raise queue.Full  # as pykka's: a future is set once
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        raise queue.Full
 
 
 class HandlerActor(ActorBase):

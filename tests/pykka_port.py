@@ -47,6 +47,8 @@ __all__ = [
     "futures",
     "late_failing_actor_class",
     "log_handler",
+    "mocker",
+    "_stop_all",
     "runtime",
 ]
 
@@ -337,3 +339,42 @@ def future(runtime: PortRuntime) -> Any:
 @pytest.fixture
 def futures(runtime: PortRuntime) -> list[Any]:
     return [runtime.future_class() for _ in range(3)]
+
+
+class _Mocker:
+    """What pykka's tests use of pytest-mock's `mocker`, on `unittest.mock`."""
+
+    from unittest.mock import MagicMock, Mock, NonCallableMock  # noqa: PLC0415
+
+    def __init__(self) -> None:
+        self._patches: list[Any] = []
+        outer = self
+
+        class _Patch:
+            @staticmethod
+            def object(target: Any, attribute: str, **kwargs: Any) -> Any:
+                from unittest import mock  # noqa: PLC0415
+
+                patcher = mock.patch.object(target, attribute, **kwargs)
+                outer._patches.append(patcher)
+                return patcher.start()
+
+        self.patch = _Patch()
+
+    def stopall(self) -> None:
+        for patcher in reversed(self._patches):
+            patcher.stop()
+
+
+@pytest.fixture
+def mocker() -> Any:
+    """pytest-mock's fixture (not installed here), as far as pykka's tests use it."""
+    m = _Mocker()
+    yield m
+    m.stopall()
+
+
+@pytest.fixture
+def _stop_all(runtime: PortRuntime) -> Any:
+    """pykka's `ActorRegistry.stop_all()` after the test: the runtime fixture's shutdown."""
+    yield
