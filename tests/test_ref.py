@@ -199,7 +199,7 @@ def test_asks_from_many_threads_get_their_own_replies(rt):
 
 def test_an_unknown_name_fails_at_once(rt):
     ghost = rt.get_agent("ghost")
-    with pytest.raises(ActorDeadError, match="no agent named 'ghost'"):
+    with pytest.raises(ActorDeadError, match=r"ghost \(urn:uuid:.*\) not found"):
         ghost.ask("hi", timeout=30)
     assert ghost.is_alive() is False
 
