@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import logging
+import pickle
+import traceback
 from typing import Any, ClassVar
 
 from actors._base import ActorBase
 from actors._chain import AskChain, run_in_chain
 from actors._context import AgentContext
-from actors._types import EventType, Message, MessagePattern
+from actors._errors import RemoteError
+from actors._types import Message, MessagePattern
 
 __all__ = ["Agent"]
+
+
+def _travelling(exc: Exception) -> Exception:
+    """`exc` if it pickles, else a `RemoteError` with its text (the error
+    path only: it goes back inside a chunk's reply, with the results)."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        exc.add_note(f"remote traceback:\n{text}")
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - anything that won't round-trip
+        try:
+            message = str(exc)
+        except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+            message = f"<{type(exc).__name__} whose str() failed>"
+        return RemoteError(f"{type(exc).__module__}.{type(exc).__qualname__}", message, text)
+    return exc
 
 logger = logging.getLogger("actors")
 
@@ -47,30 +66,48 @@ class Agent(ActorBase):
     def execute_task(self, task: dict[str, Any]) -> Any:
         """Run `task` under lock `task:{id}`, recording progress in shared state.
 
-        Emits TASK_STARTED, then TASK_COMPLETED with the result or
-        TASK_FAILED with the error (which is raised again to the caller).
+        Emits TASK_STARTED and sets `shared/task:{id}:status` to
+        "in_progress", then takes the lock (`LockTimeout` after 30 s); then
+        `do_work(task)`; then records `:result`, status "completed" and
+        `:completed`, emits TASK_COMPLETED and releases the lock, or, if
+        `do_work` raised, sets status "failed", emits TASK_FAILED with the
+        error, releases the lock and raises the error again to the caller.
+
+        Two messages to the runtime's process in all: the start (parked
+        until the lock is granted) and the end (see `SyncManager.tasks_begin`).
         """
-        ctx = self.ctx
         task_id = task.get("id")
-        events, state = ctx.events, ctx.state
-        events.emit(self.agent_id, EventType.TASK_STARTED, {"task_id": task_id, "type": task.get("type")})
-        state.set("shared", f"task:{task_id}:status", "in_progress")
-        with ctx.sync.get_lock(f"task:{task_id}"):
-            try:
-                result = self.do_work(task)
-            except Exception as exc:
-                state.set("shared", f"task:{task_id}:status", "failed")
-                events.emit(
-                    self.agent_id,
-                    EventType.TASK_FAILED,
-                    {"task_id": task_id, "error": f"{type(exc).__name__}: {exc}"},
-                )
-                raise
-            state.set("shared", f"task:{task_id}:result", result)
-            state.set("shared", f"task:{task_id}:status", "completed")
+        sync = self.ctx.sync
+        sync.begin_tasks([(task_id, task.get("type"))], self.agent_id)
+        try:
+            result = self.do_work(task)
+        except Exception as exc:
+            sync.end_tasks([(task_id, False, f"{type(exc).__name__}: {exc}")], self.agent_id)
+            raise
+        sync.end_tasks([(task_id, True, result)], self.agent_id)
         self._tasks_completed = getattr(self, "_tasks_completed", 0) + 1
-        events.emit(self.agent_id, EventType.TASK_COMPLETED, {"task_id": task_id, "result": result})
         return result
+
+    def _run_chunk(self, tasks: list[dict[str, Any]], own: bool = False) -> list[tuple[bool, Any]]:
+        """Run a chunk of tasks in order: (True, result) or (False, error) each.
+
+        Sent by the runtime's task router (`map`, `submit_task`), which
+        coordinates the chunk itself (records, events and locks, in one
+        message before and one after; see `runtime._tasks`): here only
+        `do_work` runs. With `own` (this class overrides `execute_task`),
+        `execute_task` runs for each task instead, coordinating it itself.
+        An error that could not travel back as itself comes as `RemoteError`.
+        """
+        run = self.execute_task if own else self.do_work
+        results: list[tuple[bool, Any]] = []
+        for task in tasks:
+            try:
+                results.append((True, run(task)))
+            except Exception as exc:  # noqa: BLE001 - the router decides: raise, retry or return it
+                results.append((False, _travelling(exc)))
+        if not own:
+            self._tasks_completed = getattr(self, "_tasks_completed", 0) + sum(ok for ok, _ in results)
+        return results
 
     def get_status(self) -> dict[str, Any]:
         return {

@@ -6,13 +6,13 @@ cross-process `AgentRef`), so it pickles into any agent and works there.
 
 from __future__ import annotations
 
-import uuid
 from collections import OrderedDict
 from typing import Any
 
 from pykka.messages import ProxyCall
 
 from actors._errors import AskTimeout
+from actors._types import new_id
 
 __all__ = ["ManagerClient", "ServiceClient", "ask_parked"]
 
@@ -86,7 +86,7 @@ def ask_parked(client: ServiceClient, method: str, *args: Any, timeout: float | 
     """Ask `method(*args, timeout, request_id)` of an actor that may park the
     request for up to `timeout` s (see `_parking`). None if even the grace
     beyond that passed: the request is then withdrawn, so it never leaks."""
-    request_id = uuid.uuid4().hex
+    request_id = new_id()
     wait = None if timeout is None else timeout + _GRACE
     try:
         return client._call(method, *args, timeout, request_id, timeout=wait)

@@ -163,6 +163,10 @@ class SqliteBackend:
             for row in rows:
                 ns = _ns_out(row["namespace"])
                 blob = row.get("blob")
+                if row["op"] == "purge":  # gone without a trace: no tombstone, no history
+                    db.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, row["key"]))
+                    db.execute("DELETE FROM tombstones WHERE ns = ? AND key = ?", (ns, row["key"]))
+                    continue
                 if row["op"] == "delete":
                     db.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, row["key"]))
                     db.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?)", (ns, row["key"], row["version"]))

@@ -20,6 +20,7 @@ from pykka.messages import ProxyCall
 from actors._base import ActorBase, Deliver, HandlerActor, unregister_handler
 from actors._client import ServiceClient
 from actors._context import current_agent_id, register_delivery
+from actors._task_ledger import RECORDED
 from actors._types import Event, EventType, event_type_of
 
 __all__ = ["EventBus", "EventsClient"]
@@ -142,7 +143,8 @@ class EventBus(ActorBase):
             elif event.type is EventType.AGENT_LEFT:
                 self._state.update("shared", "active_agents", _removing(agent), updater="event_bus")
                 self._drop_owner(agent)
-            elif event.type is EventType.TASK_COMPLETED and "task_id" in event.payload:
+            elif (event.type is EventType.TASK_COMPLETED and "task_id" in event.payload
+                  and not event.metadata.get(RECORDED)):  # the task ledger wrote it already
                 key = f"task:{event.payload['task_id']}:completed"
                 self._state.set("shared", key, True, updater="event_bus")
         except Exception:  # coordination must never stop the bus

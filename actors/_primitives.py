@@ -1,4 +1,6 @@
-"""The synchronization primitives themselves: lock, semaphore, barrier actors.
+"""The synchronization primitives themselves: semaphore and barrier actors.
+
+(Locks are plain records in the sync manager's table: see `_locks`.)
 
 A waiter's ask is parked (its reply deferred) until it is granted or its
 timeout, enforced by the primitive's actor itself, runs out. Because the
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from actors._errors import BrokenBarrierError
 from actors._parking import ParkingActor, answer, fail
 
-__all__ = ["BarrierActor", "LockActor", "LockStatistics", "SemaphoreActor"]
+__all__ = ["BarrierActor", "LockStatistics", "SemaphoreActor"]
 
 
 @dataclass(frozen=True)
@@ -30,82 +32,6 @@ class LockStatistics:
     """The fencing token of the current or last grant."""
     waiting: tuple[str, ...]
     """Holders queued for the lock, first come first."""
-
-
-class LockActor(ParkingActor):
-    """One named lock. Grants carry a fencing token that only ever grows."""
-
-    expired = 0  # a token of 0: not granted
-
-    def __init__(self, lock_id: str, token: int = 0) -> None:
-        super().__init__()
-        self._lock_id = lock_id
-        self._holder: str | None = None
-        self._request: str | None = None
-        self._token = token  # a lock made again after retiring continues its tokens
-
-    def retire(self) -> int | None:
-        """Stop now if free and nobody waits; the last token, or None if busy.
-
-        Decided and done in one message: anything queued behind it is
-        answered `ActorDeadError` (its sender asks the manager again).
-        """
-        if self._holder is not None or self._parked:
-            return None
-        self._stop()
-        return self._token
-
-    def acquire(self, holder: str, timeout: float | None, request_id: str) -> int:
-        """Grant now (returns the token), or park the caller; 0 on timeout."""
-        if self._holder is None and not self._parked:
-            return self._grant(holder, request_id)
-        if self._holder == holder:
-            return self._token  # already ours: acquiring again is a no-op
-        if timeout is not None and timeout <= 0:
-            return 0
-        self._parked.park(request_id, holder, timeout)
-        return 0  # not sent: the reply was deferred
-
-    def cancel(self, request_id: str) -> bool:
-        """Withdraw a request: a waiter gets 0 (False), a grant is released."""
-        if super().cancel(request_id):
-            return True
-        if self._request == request_id:
-            return self.release(self._holder)
-        return False
-
-    def release(self, holder: str | None) -> bool:
-        """Release if `holder` holds the lock; anyone else changes nothing."""
-        if holder is None or holder != self._holder:
-            return False
-        self._holder = self._request = None
-        while self._holder is None and (first := self._parked.first()) is not None:
-            request_id, _ = first
-            waiter = self._parked.take(request_id)
-            token = self._grant(waiter.holder, request_id)
-            if not answer(waiter, token):  # the asker vanished: pass it on
-                self._holder = self._request = None
-        return True
-
-    def holder_died(self, holder: str) -> bool:
-        """Forget `holder`: its grant and its queued requests. True if it held the lock."""
-        for request_id in self._parked.of(holder):
-            self.cancel(request_id)
-        return self.release(holder)
-
-    def _grant(self, holder: str, request_id: str) -> int:
-        self._holder, self._request = holder, request_id
-        self._token += 1
-        return self._token
-
-    def holder(self) -> str | None:
-        return self._holder
-
-    def token(self) -> int:
-        return self._token
-
-    def statistics(self) -> LockStatistics:
-        return LockStatistics(self._holder, self._token, self._parked.holders())
 
 
 class SemaphoreActor(ParkingActor):

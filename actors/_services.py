@@ -33,18 +33,25 @@ def start_services(
     state_path: str | None = None,
     synchronous: str = "NORMAL",
     authenticated: bool = True,
+    task_records: int | None = 10_000,
 ) -> dict[str, Any]:
     """Start the state store (first: a bad `state_path` fails before anything
     else exists), the event bus, and the managers of locks, topics and
     streams. Returns their refs by name. `retire(name)` forgets a service
-    actor that stopped for good (a retired lock). `authenticated` says
+    actor that stopped for good (none does now: locks are no actors). `authenticated` says
     whether the host tells the store who sent each message (see
-    `StateStore`); without it, writers are who they say they are."""
+    `StateStore`); without it, writers are who they say they are.
+    `task_records` is how many tasks' `shared/task:{id}:*` records are
+    kept (None: all; see `_task_ledger`)."""
     store = spawn(StateStore, "_state", dumps=dumps, max_history=max_history, path=state_path,
                   synchronous=synchronous, authenticated=authenticated)
     bus = spawn(EventBus, "_events", max_history=max_history, state=StateClient(store))
     store.ask(ProxyCall(("set_event_bus",), (bus,), {}))
-    refs = {"_state": store, "_events": bus, "_sync": spawn(SyncManager, "_sync", spawn=spawn, retire=retire)}
+    sync = spawn(SyncManager, "_sync", spawn=spawn, state=store, events=bus,
+                 authenticated=authenticated, task_records=task_records,
+                 # a state file's commits, and hosts that order only per sender (Ray), need answers
+                 confirmed=state_path is not None or not authenticated)
+    refs = {"_state": store, "_events": bus, "_sync": sync}
     for cls, name in ((PubSubManager, "_pubsub"), (StreamManager, "_streams")):
         refs[name] = spawn(cls, name, spawn=spawn)
     return refs

@@ -269,6 +269,45 @@ class StateStore(ActorBase):
         self._write(ns, key, new, updater, current)
         return new
 
+    def write_many(
+        self, ns: str | None, items: list[tuple[str, Any]], updater: str, purge: list[str] | tuple[str, ...] = ()
+    ) -> int:
+        """Set each (key, value) of `items` (no version checks), then purge
+        the keys of `purge` (see `purge`), as one step; how many were set.
+
+        Every value is pickled before anything is written, so a value that
+        can't be leaves the store unchanged.
+        """
+        updater = self._writable(ns, updater)
+        blobs = []
+        for key, value in items:
+            check_key(key)
+            blobs.append(self._dump(ns, key, value))
+        for (key, value), blob in zip(items, blobs):
+            self._write(ns, key, value, updater, self._data.get((ns, key)), blob)
+        for key in purge:
+            self._purge(ns, key)
+        return len(items)
+
+    def purge(self, ns: str | None, keys: list[str], updater: str) -> int:
+        """Remove `keys` outright, with their tombstones; how many were there.
+
+        Unlike `delete`, nothing remembers a purged key's last version, so
+        a key set again after a purge starts again at version 1. Only for
+        records nobody version-checks (a task's records past the
+        `task_records` window): it is how their memory is given back.
+        Purges are not in `history` and announce no STATE_CHANGED.
+        """
+        self._writable(ns, updater)
+        return sum(self._purge(ns, key) for key in keys)
+
+    def _purge(self, ns: str | None, key: str) -> bool:
+        found = self._data.pop((ns, key), None) is not None
+        found = self._tombstones.pop((ns, key), None) is not None or found
+        if found and self._backend is not None:
+            self._pending_rows.append({"namespace": ns, "key": key, "op": "purge"})
+        return found
+
     def delete(self, ns: str | None, key: str, updater: str) -> bool:
         updater = self._writable(ns, updater)
         check_key(key)
@@ -279,12 +318,19 @@ class StateStore(ActorBase):
         self._record(ns, key, "delete", current.version + 1, None, updater, None, None)
         return True
 
-    def _write(self, ns: str | None, key: str, value: Any, updater: str, current: StateVersion | None) -> None:
+    def _dump(self, ns: str | None, key: str, value: Any) -> bytes:
         try:
-            blob = self._dumps(value)  # the checksum's input, and by value for the durable file
+            return self._dumps(value)  # the checksum's input, and by value for the durable file
         except Exception as exc:
             msg = f"value for {ns}/{key} can't be pickled: {exc.__cause__ or exc}"
             raise MessageSerializationError(msg) from exc
+
+    def _write(
+        self, ns: str | None, key: str, value: Any, updater: str, current: StateVersion | None,
+        blob: bytes | None = None,
+    ) -> None:
+        if blob is None:
+            blob = self._dump(ns, key, value)
         tombstone = self._tombstones.pop((ns, key), None) if current is None else None
         version = (current.version if current is not None else tombstone or 0) + 1
         digest = checksum(blob)

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "EventType", "Message", "MessagePattern", "StateVersion"]
+__all__ = ["Event", "EventType", "Message", "MessagePattern", "StateVersion", "new_id"]
 
 
 class MessagePattern(enum.Enum):
@@ -43,10 +43,13 @@ _ID_PREFIX = uuid.uuid4().hex[:8]
 _id_counter = itertools.count(1)
 
 
-def _new_id() -> str:
-    # Unique across processes (pid) and across forks of one process (the
-    # pid changes); far cheaper than uuid4, which reads the OS's randomness.
+def new_id() -> str:
+    """An id unique across processes (pid) and across forks of one process
+    (the pid changes); far cheaper than uuid4, which reads the OS's randomness."""
     return f"{_ID_PREFIX}{os.getpid():x}-{next(_id_counter):x}"
+
+
+_new_id = new_id
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,7 @@ class RuntimeBase:
             msg = f"agent names are non-empty str not starting with '_', got {name!r}"
             raise ValueError(msg)
         caps = list(agent_cls.capabilities if capabilities is None else capabilities)
+        self._tasks.note_class(name, agent_cls)  # how tasks reach it (see `_tasks`)
         return self._launch(
             agent_cls, name, caps, restart, max_restarts, restart_window, tuple(args), dict(kwargs or {}), "agent",
             mailbox_size=mailbox_size,

@@ -1,9 +1,20 @@
-"""Routing tasks to capable agents: `submit_task` and the batch `map`.
+"""Routing tasks to capable agents: `submit_task`, and chunks for `map`.
 
 A task goes to the least loaded running agent with its capability. If the
 agent dies before answering, the task is sent again (to the restarted agent
 or another capable one) up to `retries` times; the task id stays the same,
 so agents can make a re-run idempotent.
+
+Tasks travel in chunks (one task for `submit_task`, many for `map`, see
+`_map`), and the router coordinates a chunk here, in the runtime's process,
+around one exchange with the agent: the sync manager's `tasks_begin`
+(TASK_CREATED, TASK_STARTED, status "in_progress", and the locks
+`task:{id}` taken for the agent) before it, `tasks_end` (results, statuses,
+TASK_COMPLETED or TASK_FAILED, the locks released) after it. Both are
+in-process calls of an inline service: a chunk costs one round trip to the
+agent, which only runs `do_work` (`Agent._run_chunk`). An agent whose class
+overrides `execute_task` gets its tasks through `execute_task`, which
+coordinates each itself.
 """
 
 from __future__ import annotations
@@ -11,15 +22,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from pykka.messages import ProxyCall
 
-from actors import ActorDeadError, EventType, NoCapableAgentError
+from actors import ActorDeadError, Agent, AskTimeout, Event, EventType, NoCapableAgentError
+from actors._types import new_id
 
 if TYPE_CHECKING:
     from runtime._backends import Runtime
@@ -29,14 +39,22 @@ __all__ = ["Progress", "TaskRouter"]
 # How long a retry waits for a capable agent to come back (e.g. restarting).
 _RETRY_WAIT = 5.0
 
+Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
+
 
 class TaskRouter:
-    """Picks agents for tasks and counts what each has in flight."""
+    """Picks agents for tasks, counts what each has in flight, runs chunks."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._inflight: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._own_execute: dict[str, bool] = {}  # agent name -> its class overrides execute_task
+        self._refs: dict[str, Any] = {}  # agent name -> its ref
+
+    def note_class(self, name: str, agent_cls: type[Agent]) -> None:
+        """Remember whether agent `name`'s class overrides `execute_task`."""
+        self._own_execute[name] = getattr(agent_cls, "execute_task", None) is not Agent.execute_task
 
     def _pick(self, task_type: str, wait: float, avoid: str | None = None) -> str:
         deadline = time.monotonic() + wait
@@ -53,27 +71,101 @@ class TaskRouter:
                 raise NoCapableAgentError(task_type, known)
             time.sleep(0.01)
 
+    def _release(self, name: str) -> None:
+        with self._lock:
+            self._inflight[name] -= 1
+
+    def run_chunk(
+        self, name: str, tasks: list[dict[str, Any]], timeout: float | None, *, created: bool
+    ) -> list[Outcome]:
+        """Run `tasks` on agent `name`, coordinated; an outcome per task.
+
+        Raises `ActorDeadError` if the agent died before answering (nothing
+        of the chunk was recorded; its locks are given back), `LockTimeout`
+        if a task's lock stayed taken, `AskTimeout` after `timeout` (the
+        chunk is then recorded whenever the agent finishes it).
+        `created`: emit TASK_CREATED for each task first.
+        """
+        peer = self._refs.get(name)
+        if peer is None:  # one ref per agent: it resolves the name once, and follows restarts
+            peer = self._refs[name] = self._rt._peer(name)
+        if self._own_execute.get(name, False):
+            if created:
+                self._emit_created(tasks)
+            return peer.ask(ProxyCall(("_run_chunk",), (tasks, True), {}), timeout=timeout)
+        sync = self._rt.sync
+        ids = [task["id"] for task in tasks]
+        sync.begin_tasks([(task["id"], task["type"]) for task in tasks], name, created=created)
+        future = peer.ask(ProxyCall(("_run_chunk",), (tasks,), {}), block=False)
+        try:
+            outcomes = future.get(timeout=timeout)
+        except ActorDeadError:
+            self._abort(ids, name)
+            raise
+        except AskTimeout:
+            threading.Thread(target=self._end_late, args=(future, ids, name), daemon=True).start()
+            raise
+        self._end(ids, outcomes, name)
+        return outcomes
+
+    def _end(self, ids: list[Any], outcomes: list[Outcome], name: str) -> None:
+        self._rt.sync.end_tasks(
+            [(task_id, ok, value if ok else f"{type(value).__name__}: {value}")
+             for task_id, (ok, value) in zip(ids, outcomes)],
+            name,
+        )
+
+    def _abort(self, ids: list[Any], name: str) -> None:
+        try:
+            self._rt.sync.abort_tasks(ids, name)
+        except Exception:  # noqa: BLE001 - the runtime may be closing; its death releases them anyway
+            pass
+
+    def _end_late(self, future: Any, ids: list[Any], name: str) -> None:
+        # A chunk whose asker gave up still runs on the agent, under its
+        # locks: record it when it ends (or free the locks if it died).
+        try:
+            outcomes = future.get(timeout=None)
+        except Exception:  # noqa: BLE001 - dead, or the runtime closed
+            self._abort(ids, name)
+            return
+        try:
+            self._end(ids, outcomes, name)
+        except Exception:  # noqa: BLE001 - the runtime closed meanwhile
+            pass
+
+    def _emit_created(self, tasks: list[dict[str, Any]]) -> None:
+        events = [Event(type=EventType.TASK_CREATED, source="runtime",
+                        payload={"task_id": task["id"], "type": task["type"]}) for task in tasks]
+        self._rt.events._cast("emit_many", events)
+
     def submit(self, task: dict[str, Any], *, retries: int = 1, timeout: float | None = None) -> Any:
         if not isinstance(task, dict) or "type" not in task:
             msg = f"a task is a dict with a 'type' key, got {task!r}"
             raise ValueError(msg)
-        task = {"id": uuid.uuid4().hex, **task}
-        self._rt.events.emit("runtime", EventType.TASK_CREATED, {"task_id": task["id"], "type": task["type"]})
-        call = ProxyCall(("execute_task",), (task,), {})
+        task = {"id": new_id(), **task}
         failed = None
         for attempt in range(retries + 1):
             if attempt:
                 time.sleep(min(0.005 * 2**attempt, 0.2))  # let the supervisor catch up
-            name = self._pick(task["type"], _RETRY_WAIT if attempt else 0.0, avoid=failed)
             try:
-                return self._rt._peer(name).ask(call, timeout=timeout)
+                name = self._pick(task["type"], _RETRY_WAIT if attempt else 0.0, avoid=failed)
+            except NoCapableAgentError:
+                if not attempt:
+                    self._emit_created([task])
+                raise
+            try:
+                ((ok, value),) = self.run_chunk(name, [task], timeout, created=not attempt)
             except ActorDeadError:
                 failed = name
                 if attempt == retries:
                     raise
+                continue
             finally:
-                with self._lock:
-                    self._inflight[name] -= 1
+                self._release(name)
+            if ok:
+                return value
+            raise value
         raise AssertionError("unreachable")
 
     def imap(
@@ -89,71 +181,23 @@ class TaskRouter:
     ) -> Iterator[Any]:
         """Results of one task per payload, lazily, with a bounded window.
 
-        Payloads are read from the iterable only as room frees up: at most
-        two tasks per capable agent are in flight (one running, one waiting
-        in its mailbox), and with `ordered` at most that many finished
-        results wait for an earlier one. So a pipeline larger than memory
-        streams through. `ordered=False` yields results as they complete.
+        Payloads go to the agents in chunks (see `_map.Batch`): at most two
+        chunks per capable agent are in flight (one running, one waiting in
+        its mailbox), and what is in flight or finished but not yet
+        consumed stays within a window that grows only as results are
+        consumed. So a pipeline larger than memory streams through.
+        `ordered=False` yields results as they complete.
         """
+        from runtime._map import Batch  # noqa: PLC0415 - _map imports this module
+
         names, known = self._rt._capable(task_type)
         if not names:
             raise NoCapableAgentError(task_type, known)  # now, not at the first next()
         total = len(payloads) if hasattr(payloads, "__len__") else None  # type: ignore[arg-type]
-        window = max(1, 2 * len(names))
-        return self._results(task_type, payloads, window, timeout, retries, return_exceptions, ordered,
-                             Progress(total) if progress else None)
-
-    def _results(
-        self, task_type: str, payloads: Iterable[Any], window: int, timeout: float | None, retries: int,
-        return_exceptions: bool, ordered: bool, bar: Progress | None,
-    ) -> Iterator[Any]:
-        batch = uuid.uuid4().hex[:12]
-
-        def run(index: int, payload: Any) -> Any:
-            task = {"id": f"{batch}-{index}", "type": task_type, "payload": payload}
-            try:
-                return self.submit(task, retries=retries, timeout=timeout)
-            except Exception as exc:
-                if return_exceptions:
-                    return exc
-                raise
-
-        source = enumerate(payloads)
-        with ThreadPoolExecutor(max_workers=window, thread_name_prefix="map") as pool:
-            running: dict[Future[Any], int] = {}
-            finished: dict[int, Any] = {}
-            next_out = 0
-            exhausted = False
-            try:
-                while True:
-                    # Top up the window; ordered output also bounds the results kept waiting.
-                    while not exhausted and len(running) + len(finished) < window:
-                        try:
-                            index, payload = next(source)
-                        except StopIteration:
-                            exhausted = True
-                            break
-                        running[pool.submit(run, index, payload)] = index
-                    if not running and not finished:
-                        return
-                    if running:
-                        done, _ = wait(running, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            finished[running.pop(future)] = future.result()
-                            if bar is not None:
-                                bar.step()
-                    if ordered:
-                        while next_out in finished:
-                            yield finished.pop(next_out)
-                            next_out += 1
-                    else:
-                        for index in list(finished):
-                            yield finished.pop(index)
-            finally:
-                for future in running:
-                    future.cancel()
-                if bar is not None:
-                    bar.close()
+        batch = Batch(self, task_type, payloads, agents=len(names), total=total, timeout=timeout,
+                      retries=retries, return_exceptions=return_exceptions, ordered=ordered,
+                      bar=Progress(total) if progress else None)
+        return batch.results()
 
 
 class Progress:
@@ -165,8 +209,9 @@ class Progress:
         self.started = time.monotonic()
         self._last = 0.0
 
-    def step(self) -> None:
-        self.done += 1
+    def step(self, count: int = 1) -> None:
+        """`count` more tasks are done."""
+        self.done += count
         now = time.monotonic()
         if now - self._last < 0.1 and self.done != self.total:
             return  # redraw at most ten times a second

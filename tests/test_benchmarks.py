@@ -61,3 +61,16 @@ def test_the_suite_prints_one_table_without_json():
     lines = out.stdout.strip().splitlines()
     assert lines[0].split()[:3] == ["system", "ask", "med"]
     assert any(line.startswith("actors: runtime -> agent") for line in lines)
+
+
+def test_batch_benchmark_reports_every_system_beside_the_raw_round_trip():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_batch.py", "--quick", "--json", "--no-ray"],
+        capture_output=True, text=True, cwd=ROOT, timeout=110,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["raw_rtt_median_us"] > 0 and report["ray_actor_pool"] is None
+    for system in ("pool_map", "executor_map", "ours"):
+        assert set(report[system]) == {"near-empty", "1 ms", "10 ms"}
+    assert report["memory"]["shared_keys"] <= 3 * 1000 + 1

@@ -58,6 +58,8 @@ def test_version_and_help():
         ('[runtime]\nbackend = "mars"', "unknown backend 'mars'"),
         ('[runtime]\naddress = "10.0.0.1:6379"', "unexpected keyword argument 'address'"),
         ('[runtime]\npreload = ["nowhere_module"]', "preloading 'nowhere_module' for the agents failed"),
+        ('[runtime]\ntask_records = -3', "field 'task_records' must be an int >= 0 or \"all\""),
+        ('[runtime]\ntask_records = "some"', "field 'task_records' must be an int >= 0 or \"all\""),
     ],
 )
 def test_a_bad_spec_gets_one_clear_line_and_exit_code_2(tmp_path, spec, expected):
@@ -265,3 +267,12 @@ def test_status_watch_refreshes_in_place(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
+
+
+def test_a_spec_sets_the_task_records_window(tmp_path):
+    from runtime.cli._spec import load_spec
+
+    for value, expected in (("1000", 1000), ('"all"', None)):
+        path = tmp_path / "spec.toml"
+        path.write_text(f"[runtime]\ntask_records = {value}\n")
+        assert load_spec(str(path)).runtime == {"task_records": expected}

@@ -201,3 +201,20 @@ def test_the_updater_defaults_to_the_calling_agent(rt):
     writer = rt.spawn(Incrementer, "writer")
     writer.proxy().write("shared", "mine", 1).get(timeout=10)
     assert rt.state.get_version("shared", "mine").updated_by == "writer"
+
+
+def test_purge_removes_keys_outright_with_their_tombstones(rt):
+    store = rt.state._ref  # purge is the store's, for the task ledger: not on the client
+    from pykka.messages import ProxyCall
+
+    rt.state.set("shared", "kept", 1)
+    rt.state.set("shared", "gone", 1)
+    rt.state.set("shared", "gone", 2)
+    rt.state.set("shared", "deleted", 1)
+    rt.state.delete("shared", "deleted")
+    purged = store.ask(ProxyCall(("purge",), ("shared", ["gone", "deleted", "never"], "runtime"), {}), timeout=10)
+    assert purged == 2  # a value, and a tombstone
+    assert rt.state.get("shared", "gone") is None and rt.state.get("shared", "kept") == 1
+    assert [r["op"] for r in rt.state.history("shared", "gone")] == ["set", "set"]  # no history row
+    rt.state.set("shared", "deleted", "again")
+    assert rt.state.get_version("shared", "deleted").version == 1  # nothing remembered it

@@ -205,3 +205,30 @@ def test_a_lock_left_by_a_killed_runtime_does_not_block_the_next(tmp_path):
         proc.stdout.close()
     with Runtime(state_path=str(path)) as rt:  # at once: only the dead runtime held it
         assert rt.state.get("shared", "k") == "from the killed one"
+
+
+def test_purged_keys_and_tombstones_stay_gone_after_a_reopen(tmp_path):
+    from pykka.messages import ProxyCall
+
+    path = str(tmp_path / "state.db")
+    with Runtime(state_path=path) as rt:
+        rt.state.set("shared", "gone", 1)
+        rt.state.set("shared", "deleted", 1)
+        rt.state.delete("shared", "deleted")
+        rt.state._ref.ask(ProxyCall(("purge",), ("shared", ["gone", "deleted"], "runtime"), {}), timeout=10)
+    with Runtime(state_path=path) as rt:
+        assert rt.state.get("shared", "gone") is None
+        rt.state.set("shared", "deleted", 2)
+        assert rt.state.get_version("shared", "deleted").version == 1
+
+
+def test_task_records_past_the_window_leave_the_state_file(tmp_path):
+    path = str(tmp_path / "state.db")
+    with Runtime(state_path=path, task_records=2) as rt:
+        rt.add_agent("w", ["generic"])
+        for i in range(6):
+            rt.submit_task({"id": f"t{i}", "type": "generic"})
+    with sqlite3.connect(path) as db:
+        keys = sorted(k for (k,) in db.execute("SELECT key FROM kv WHERE key LIKE 'task:%'"))
+        assert db.execute("SELECT COUNT(*) FROM tombstones WHERE key LIKE 'task:%'").fetchone() == (0,)
+    assert keys == sorted(f"task:{t}:{part}" for t in ("t4", "t5") for part in ("completed", "result", "status"))

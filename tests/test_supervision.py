@@ -39,7 +39,7 @@ class Committer(Agent):
 
     def do_work(self, task):
         state = self.ctx.state
-        time.sleep(random.uniform(0, 0.004))
+        time.sleep(random.uniform(0.002, 0.008))  # long enough for the killer to strike mid-batch
         # Versioned write keyed by task id: a retried task never commits twice.
         state.set("shared", f"result:{task['payload']}", task["payload"] * 2, expected_version=0)
         return state.get("shared", f"result:{task['payload']}")
@@ -116,7 +116,7 @@ def test_chaos_every_task_commits_exactly_once_while_agents_are_killed(rt):
 
     def killer():
         rng = random.Random(7)
-        while not stop.wait(0.2):
+        while not stop.wait(0.1):
             alive = [r for r in rt.agent_info() if r["alive"]]
             if alive:
                 victim = rng.choice(alive)

@@ -22,6 +22,7 @@ __all__ = ["AgentSpec", "LaunchSpec", "SpecError", "load_spec"]
 _RUNTIME_KEYS = {
     "state_path": str, "max_history": int, "backend": str, "start_timeout": (int, float),
     "state_synchronous": str, "address": str, "num_cpus": int, "preload": (list, str),
+    "task_records": (int, str),  # an int >= 0, or "all" (TOML has no None)
 }
 _AGENT_KEYS = {
     "name": str, "class": str, "capabilities": list, "replicas": int, "restart": str,
@@ -105,6 +106,12 @@ def load_spec(source: str) -> LaunchSpec:
         raise SpecError(f"{source}: TOML syntax error: {exc}") from None
     _check_fields(data, {"runtime": dict, "agents": list, "tasks": list}, source)
     runtime = _check_fields(data.get("runtime", {}), _RUNTIME_KEYS, f"{source} [runtime]")
+    if "task_records" in runtime:
+        keep = runtime["task_records"]
+        if keep == "all":
+            runtime["task_records"] = None
+        elif isinstance(keep, str) or keep < 0:
+            raise SpecError(f"{source} [runtime]: field 'task_records' must be an int >= 0 or \"all\", got {keep!r}")
     spec = LaunchSpec(source=source, runtime=runtime)
     names: set[str] = set()
     for i, table in enumerate(data.get("agents", [])):

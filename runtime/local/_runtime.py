@@ -24,6 +24,7 @@ from actors import (
     EventType,
 )
 from actors._services import service_clients, start_services
+from actors._task_ledger import check_task_records
 from runtime.local._host import BootSpec
 from runtime.local._inline import inline_hosted
 from runtime.local._launcher import AgentProcess, Started, Zygote, preload_modules, reap, start_agent_process
@@ -71,6 +72,10 @@ class LocalRuntime(Runtime):
     import once in the zygote that forks every agent: each agent then shares
     their memory instead of holding a copy, and starts without importing
     them. A module that fails to import raises `PreloadError` here.
+
+    `task_records` is how many tasks' `shared/task:{id}:*` records the
+    state store keeps (the most recent ones; older ones are dropped, so
+    a batch of millions of tasks leaves memory flat); None keeps all.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class LocalRuntime(Runtime):
         start_timeout: float = 60.0,
         state_synchronous: str = "NORMAL",
         preload: Sequence[str] | str = (),
+        task_records: int | None = 10_000,
     ) -> None:
         if backend != "local":
             msg = f"unknown backend {backend!r}; use 'local' or 'ray'"
@@ -99,7 +105,8 @@ class LocalRuntime(Runtime):
         self._zygote = Zygote(preload)
         try:
             refs = start_services(self._start_service, retire=self._retire_service, dumps=dumps,
-                                  max_history=max_history, state_path=state_path, synchronous=state_synchronous)
+                                  max_history=max_history, state_path=state_path, synchronous=state_synchronous,
+                                  task_records=check_task_records(task_records))
             if preload:
                 self._zygote.wait_ready(start_timeout)
         except BaseException:  # e.g. a bad state_path or preload: leave nothing behind

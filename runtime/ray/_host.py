@@ -153,11 +153,12 @@ class Host:
         return self._ref(name)
 
     def start_services(self, max_history: int, state_path: str | None, synchronous: str,
-                       sys_path: list[str]) -> None:
+                       sys_path: list[str], task_records: int | None = 10_000) -> None:
         _extend_path(sys_path)
         start_services(self.spawn_service, retire=lambda name: self._actors.pop(name, None),
                        dumps=dumps, max_history=max_history, state_path=state_path,
-                       synchronous=synchronous, authenticated=False)  # Ray can't tell who called
+                       synchronous=synchronous, authenticated=False,  # Ray can't tell who called
+                       task_records=task_records)
         self.spawn_service(DriverInbox, DRIVER_INBOX)
         self.spawn_service(ExitLog, EXITS)
         self.spawn_service(Registry, REGISTRY)

@@ -27,6 +27,7 @@ from pykka.messages import ProxyCall
 from actors import Agent, AgentContext, AgentStartError, EventType
 from actors._base import HandlerActor
 from actors._services import service_clients
+from actors._task_ledger import check_task_records
 from runtime.local._launcher import preload_modules
 from runtime._monitor import info_row
 from runtime.ray._host import EXITS, host_class
@@ -72,6 +73,7 @@ class RayRuntime(Runtime):
         address: str | None = None,
         num_cpus: int | None = None,
         preload: Sequence[str] | str = (),
+        task_records: int | None = 10_000,
     ) -> None:
         # Ray's workers import what they run themselves; `preload` is only
         # checked, so one spec serves both backends.
@@ -88,7 +90,8 @@ class RayRuntime(Runtime):
         self._services_host = host_class().options(
             name=SERVICES, namespace=self.namespace, max_concurrency=1000, num_cpus=0
         ).remote(self.namespace, SERVICES)
-        ray.get(self._services_host.start_services.remote(max_history, state_path, state_synchronous, sys.path))
+        ray.get(self._services_host.start_services.remote(max_history, state_path, state_synchronous, sys.path,
+                                                          check_task_records(task_records)))
 
         def service(name: str) -> RayRef:
             return RayRef(name, SERVICES, self.namespace)

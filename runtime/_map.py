@@ -1,0 +1,220 @@
+"""One `map`/`imap` run: payloads in adaptive chunks over every capable agent.
+
+Like `multiprocessing.Pool.map`, tasks travel in chunks, so a tiny task
+costs a fraction of a round trip; unlike it, the chunk size is measured,
+not guessed: each chunk's round trip gives the time per task, and the next
+chunk is sized to take about `TARGET_CHUNK_SECONDS` (a task of 1 ms goes
+some dozens at a time, one of a second alone). A chunk is at most twice
+the last one, never more than the results consumed so far (a slow start
+driven by the consumer, so a lazy consumer keeps a small window), and,
+when the number of payloads is known, small enough that the tail is shared
+out evenly (as `Pool.map`'s chunks of len / 4 workers).
+
+Threads: `2 * agents` workers in the runtime's process, each taking a
+chunk, picking the least loaded capable agent and running the chunk there
+through `TaskRouter.run_chunk` (so each agent has one chunk running and
+one waiting in its mailbox); the consumer's thread (the caller of `next`)
+only waits for results. All shared state is under one condition.
+
+Per task: results in input order (or as completed), `retries` re-sends
+of a task whose agent died (the whole unfinished chunk goes back to the
+queue, task by task; nothing of it was recorded, so no task is committed
+twice), `return_exceptions`, and the progress bar counting tasks.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from actors import ActorDeadError, NoCapableAgentError
+
+if TYPE_CHECKING:
+    from runtime._tasks import Progress, TaskRouter
+
+__all__ = ["MAX_CHUNK", "TARGET_CHUNK_SECONDS", "Batch"]
+
+TARGET_CHUNK_SECONDS = 0.05  # about this long per chunk: overhead amortised, tail balanced, bar moving
+MAX_CHUNK = 4096  # tasks per chunk at most (bounds a chunk's messages)
+_RETRY_WAIT = 5.0  # how long a retried chunk waits for a capable agent (one restarting)
+
+
+class Batch:
+    """The state of one run; `results()` is its generator of outcomes.
+
+    Invariants (under `_cond`): `_taken - _consumed` tasks are in flight,
+    queued for retry or finished but not yet yielded, and new payloads are
+    taken only while that is below `_window()`.
+    """
+
+    def __init__(
+        self, router: TaskRouter, task_type: str, payloads: Iterable[Any], *, agents: int, total: int | None,
+        timeout: float | None, retries: int, return_exceptions: bool, ordered: bool, bar: Progress | None,
+    ) -> None:
+        self._router = router
+        self._type = task_type
+        self._source = enumerate(payloads)
+        self._agents = max(1, agents)
+        self._total = total
+        self._timeout = timeout
+        self._retries = retries
+        self._return_exceptions = return_exceptions
+        self._ordered = ordered
+        self._bar = bar
+        self._prefix = uuid.uuid4().hex[:12]
+        self._cond = threading.Condition()
+        self._exhausted = False
+        self._source_error: BaseException | None = None
+        self._retry: collections.deque[tuple[int, Any]] = collections.deque()
+        self._attempts: dict[int, int] = {}  # index -> times its agent died under it
+        self._finished: dict[int, tuple[bool, Any]] = {}  # index -> outcome, not yet yielded
+        self._taken = 0  # payloads read from the source
+        self._consumed = 0  # outcomes yielded
+        self._size = 1.0  # the next chunk's size, from measurements
+        self._per_task: float | None = None  # seconds per task (moving average of round trips)
+        self._stop = False
+        self._workers: list[threading.Thread] = []
+
+    # -- the consumer ------------------------------------------------------------
+
+    def results(self) -> Iterator[Any]:
+        for _ in range(2 * self._agents):
+            worker = threading.Thread(target=self._work, name="map-worker", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        try:
+            while True:
+                with self._cond:
+                    while True:
+                        outcome = self._next_outcome()
+                        if outcome is not None:
+                            break
+                        if self._source_error is not None:
+                            raise self._source_error
+                        if self._exhausted and self._taken == self._consumed:
+                            return
+                        self._cond.wait()
+                    self._consumed += 1
+                    self._cond.notify_all()  # room for more in the window
+                ok, value = outcome
+                if not ok and not self._return_exceptions:
+                    raise value
+                yield value
+        finally:
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            for worker in self._workers:
+                worker.join()  # each finishes (and records) the chunk it runs
+            if self._bar is not None:
+                self._bar.close()
+
+    def _next_outcome(self) -> tuple[bool, Any] | None:
+        if self._ordered:
+            return self._finished.pop(self._consumed, None)
+        if self._finished:
+            return self._finished.pop(next(iter(self._finished)))
+        return None
+
+    # -- the workers ---------------------------------------------------------------
+
+    def _window(self) -> int:
+        return 2 * self._agents * self._chunk_size()
+
+    def _chunk_size(self) -> int:
+        size = min(self._size, max(1, self._consumed), MAX_CHUNK)
+        if self._total is not None:  # share the tail out evenly
+            size = min(size, max(1, math.ceil((self._total - self._taken) / (2 * self._agents))))
+        return max(1, int(size))
+
+    def _take(self) -> tuple[list[tuple[int, Any]], bool] | None:
+        """The next chunk, and whether it holds retries; None when done."""
+        with self._cond:
+            while not self._stop:
+                size = self._chunk_size()
+                if self._retry:
+                    return [self._retry.popleft() for _ in range(min(size, len(self._retry)))], True
+                room = self._window() - (self._taken - self._consumed)
+                if not self._exhausted and room > 0:
+                    chunk = self._read(min(size, room))
+                    if chunk:
+                        return chunk, False
+                    continue
+                if self._exhausted:
+                    return None  # a chunk that fails later is retried by the worker that ran it
+                self._cond.wait()
+            return None
+
+    def _read(self, count: int) -> list[tuple[int, Any]]:
+        chunk = []
+        try:
+            for _ in range(count):
+                chunk.append(next(self._source))
+        except StopIteration:
+            self._exhausted = True
+        except BaseException as exc:  # noqa: BLE001 - the payloads' iterator failed: the consumer raises it
+            self._exhausted = True
+            self._source_error = exc
+        self._taken += len(chunk)
+        if self._exhausted:
+            self._cond.notify_all()
+        return chunk
+
+    def _work(self) -> None:
+        router = self._router
+        while (taken := self._take()) is not None:
+            chunk, retried = taken
+            tasks = [{"id": f"{self._prefix}-{i}", "type": self._type, "payload": p} for i, p in chunk]
+            if retried:
+                time.sleep(min(0.005 * 2 ** max(self._attempts.get(i, 1) for i, _ in chunk), 0.2))
+            try:
+                name = router._pick(self._type, _RETRY_WAIT if retried else 0.0)
+            except NoCapableAgentError as exc:
+                self._finish(chunk, [(False, exc)] * len(chunk), None)
+                continue
+            timeout = None if self._timeout is None else self._timeout * len(chunk)
+            started = time.perf_counter()
+            try:
+                outcomes = router.run_chunk(name, tasks, timeout, created=not retried)
+            except ActorDeadError as exc:
+                self._requeue(chunk, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a timeout or a lock timeout: every task of the chunk
+                outcomes = [(False, exc)] * len(chunk)
+            finally:
+                router._release(name)
+            self._finish(chunk, outcomes, time.perf_counter() - started)
+
+    def _finish(self, chunk: list[tuple[int, Any]], outcomes: list[tuple[bool, Any]], elapsed: float | None) -> None:
+        with self._cond:
+            for (index, _payload), outcome in zip(chunk, outcomes):
+                self._finished[index] = outcome
+                self._attempts.pop(index, None)
+            if elapsed is not None:
+                per_task = elapsed / len(chunk)
+                self._per_task = per_task if self._per_task is None else 0.7 * self._per_task + 0.3 * per_task
+                fit = TARGET_CHUNK_SECONDS / max(self._per_task, 1e-7)
+                self._size = max(1.0, min(2.0 * max(self._size, len(chunk)), fit))
+            if self._bar is not None:
+                self._bar.step(len(chunk))
+            self._cond.notify_all()
+
+    def _requeue(self, chunk: list[tuple[int, Any]], exc: ActorDeadError) -> None:
+        """The agent died under `chunk`: each task goes again, or fails if out of retries."""
+        lost = []
+        with self._cond:
+            for index, payload in chunk:
+                attempts = self._attempts.get(index, 0) + 1
+                if attempts > self._retries:
+                    lost.append((index, payload))
+                else:
+                    self._attempts[index] = attempts
+                    self._retry.append((index, payload))
+            self._cond.notify_all()
+        if lost:
+            self._finish(lost, [(False, exc)] * len(lost), None)
