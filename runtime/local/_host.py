@@ -17,6 +17,7 @@ instead, when the zygote exits (see `_zygote`).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -75,6 +76,7 @@ class ProcessHost(pykka.Actor):
     _mailbox_size = MAILBOX_SIZE
     _failed = False
     _stopping = False  # a stop was asked: failures from here on are on_stop's
+    _left = False  # the registry was told that this actor stops (`_leave`)
 
     @property
     def actor_urn(self) -> str:  # type: ignore[override]
@@ -108,9 +110,10 @@ class ProcessHost(pykka.Actor):
         try:
             self.on_start()
         except Exception as exc:  # noqa: BLE001 - spawn raises it in the runtime
+            # pykka's handling first (logged as "Unhandled exception in ...",
+            # unregistered, stopped), then spawn learns of it.
+            self._handle_failure(*sys.exc_info())
             self._report(("error", exception_payload(exc)))
-            pykka.ActorRegistry.unregister(self.actor_ref)
-            self.actor_stopped.set()
             return
         self._report(("ready", self._node.address))
 
@@ -125,13 +128,28 @@ class ProcessHost(pykka.Actor):
         # out of a handler (which exits with code 0 anyway).
         self._stopping = True
         self._note(STOP_REQUESTED)
+        self._leave()
         super()._stop()
 
     def _handle_failure(self, *exc_info: Any) -> None:
+        # pykka's: a handler, on_start, on_stop or on_failure raised; the
+        # actor stops (before on_failure runs, for a handler's exception).
         type(self)._failed = True  # one hosted class per process: the exit code reads it
         if self._stopping:
             self._note(ON_STOP_FAILED + f"on_stop raised {exc_info[0].__name__}: {exc_info[1]}".encode())
+        self._leave()
         super()._handle_failure(*exc_info)
+
+    def _leave(self) -> None:
+        # Where pykka unregisters the actor (before on_stop / on_failure run):
+        # the registry forgets the name (one round trip to the runtime's
+        # process, once per process), so is_alive() is False in every
+        # process from here on, as pykka's is once the actor stopped. The
+        # stop or crash is still settled by the supervisor (AGENT_LEFT,
+        # restart policy) once the process has exited.
+        if not self._left:
+            type(self)._left = True
+            self._node.leave(self.ctx.agent_id)
 
     def _note(self, note: bytes) -> None:
         try:
