@@ -31,6 +31,7 @@ import pytest
 
 from actors import Agent
 from runtime import Runtime
+from runtime._ref import AgentRef
 from runtime.wire._channel import AskFuture
 
 __all__ = [
@@ -159,7 +160,8 @@ class PykkaTestLogHandler(logging.Handler):
             self.messages[level].append(record)
             self.events[level].set()
 
-    def _pull(self) -> None:
+    def _pull(self, keep: bool = True) -> None:
+        """Read the records the agents wrote since the last pull; `emit` them if `keep`."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._read)
@@ -173,6 +175,8 @@ class PykkaTestLogHandler(logging.Handler):
                 break
             name, levelname, message, exc = pickle.loads(data[pos + 4:pos + 4 + size])
             pos += 4 + size
+            if not keep:
+                continue
             record = logging.LogRecord(name, getattr(logging, levelname), "", 0, message, None,
                                        (type(exc), exc, exc.__traceback__) if exc is not None else None)
             self.emit(record)
@@ -180,8 +184,7 @@ class PykkaTestLogHandler(logging.Handler):
 
     def reset(self) -> None:
         with self.lock:
-            if getattr(self, "path", None):
-                self._pull()  # what was logged so far is dropped
+            self._pull(keep=False)  # what was logged so far is dropped
             for level in LogLevel:
                 self.events[level].clear()
                 self.messages[level] = []
@@ -200,8 +203,9 @@ class PykkaTestLogHandler(logging.Handler):
         raise Exception(msg)
 
 
-def _bridged(cls: type, log_path: str) -> type:
-    """`cls` with a hook that sends its process's log records to `log_path`."""
+def _bridged(cls: type, log_path: str, on_start_failed: FileEvent) -> type:
+    """`cls` with a hook that sends its process's log records to `log_path`,
+    and sets `on_start_failed` if its `on_start` raises."""
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         root = logging.getLogger()
@@ -210,8 +214,44 @@ def _bridged(cls: type, log_path: str) -> type:
         root.setLevel(logging.NOTSET)
         cls.__init__(self, *args, **kwargs)
 
-    return type(cls.__name__, (cls,), {"__init__": __init__, "__qualname__": cls.__qualname__,
-                                       "__module__": cls.__module__})
+    def on_start(self: Any) -> None:
+        try:
+            cls.on_start(self)
+        except Exception:
+            on_start_failed.set()
+            raise
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "on_start": on_start,
+                                       "__qualname__": cls.__qualname__, "__module__": cls.__module__})
+
+
+class _ActorStopped:
+    """pykka's `ActorRef.actor_stopped` (a `threading.Event` in the actor) for
+    an actor in another process: set once the ref's `is_alive()` is False."""
+
+    def __init__(self, ref: AgentRef) -> None:
+        self._ref = ref
+
+    def is_set(self) -> bool:
+        return not self._ref.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+
+class _StartFailedRef(AgentRef):
+    """What pykka's `start()` returns when `on_start` raised: a ref to the
+    actor, which has stopped. (`Runtime.spawn` raises on_start's exception
+    instead, as the contract says; pykka logs it and returns the ref.)"""
+
+    @property
+    def actor_stopped(self) -> _ActorStopped:
+        return _ActorStopped(self)
 
 
 class PortRuntime:
@@ -244,8 +284,20 @@ class PortRuntime:
         return FileFuture(str(self.tmp_path / f"future-{uuid.uuid4().hex}"))
 
     def start(self, cls: type, *args: Any, **kwargs: Any) -> Any:
-        """pykka's `cls.start(*args, **kwargs)`: spawned, never restarted (as pykka's)."""
-        return self.rt.spawn(_bridged(cls, self.log_path), restart="temporary", args=args, kwargs=kwargs)
+        """pykka's `cls.start(*args, **kwargs)`: spawned, never restarted (as pykka's).
+
+        As pykka's, it raises what `__init__` raised, but not what `on_start`
+        raised (pykka logs that, stops the actor, and returns its ref).
+        """
+        name = f"{cls.__name__.lower()}-{uuid.uuid4().hex[:8]}"
+        on_start_failed = FileEvent(str(self.tmp_path / f"on-start-failed-{name}"))
+        try:
+            return self.rt.spawn(_bridged(cls, self.log_path, on_start_failed), name, restart="temporary",
+                                 args=args, kwargs=kwargs)
+        except Exception:
+            if not on_start_failed.is_set():
+                raise
+            return _StartFailedRef(name, None, self.rt.id, cls.__name__)
 
 
 @pytest.fixture

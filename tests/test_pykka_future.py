@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 
 def run_async(coroutine: Any) -> Any:
     loop = asyncio.new_event_loop()
-    f = asyncio.ensure_future(coroutine, loop=loop)
-    return loop.run_until_complete(f)
+    try:  # plumbing: the loop is closed (its self-pipe sockets were left to the GC: ResourceWarning)
+        f = asyncio.ensure_future(coroutine, loop=loop)
+        return loop.run_until_complete(f)
+    finally:
+        loop.close()
 
 
 def test_base_future_get_is_not_implemented() -> None:
