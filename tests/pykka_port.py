@@ -30,8 +30,7 @@ import pykka
 import pytest
 
 from actors import Agent
-from runtime import Runtime
-from runtime._ref import AgentRef
+from runtime import AgentRef, Runtime
 from runtime.wire._channel import AskFuture
 
 __all__ = [
@@ -134,7 +133,7 @@ class _LogBridge(logging.Handler):
             exc = record.exc_info[1]
             try:
                 cloudpickle.dumps(exc)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 exc = RuntimeError(str(exc))
         line = cloudpickle.dumps((record.name, record.levelname, record.getMessage(), exc))
         with open(self.path, "ab") as f:
@@ -396,7 +395,7 @@ def futures(runtime: PortRuntime) -> list[Any]:
 class _Mocker:
     """What pykka's tests use of pytest-mock's `mocker`, on `unittest.mock`."""
 
-    from unittest.mock import MagicMock, Mock, NonCallableMock  # noqa: PLC0415
+    from unittest.mock import MagicMock, Mock, NonCallableMock
 
     def __init__(self) -> None:
         self._patches: list[Any] = []
@@ -405,7 +404,7 @@ class _Mocker:
         class _Patch:
             @staticmethod
             def object(target: Any, attribute: str, **kwargs: Any) -> Any:
-                from unittest import mock  # noqa: PLC0415
+                from unittest import mock
 
                 patcher = mock.patch.object(target, attribute, **kwargs)
                 outer._patches.append(patcher)
