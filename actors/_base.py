@@ -26,6 +26,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
+from pykka._introspection import get_attr_from_parent
 
 from actors._chain import AskChain
 from actors._future import NotifyingFuture
@@ -40,6 +41,7 @@ __all__ = [
     "HandlerActor",
     "Inbox",
     "Introspect",
+    "ResolvedFuture",
     "Sent",
     "public_attributes",
     "register_handler",
@@ -48,10 +50,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("actors")
+logger_pykka = logging.getLogger("pykka")  # pykka's own warnings keep pykka's logger
 
 
 class Introspect(NamedTuple):
-    """Ask an actor which public attributes it has and which are callable."""
+    """Ask an actor for its public attributes, as `public_attributes` lists them."""
 
 
 class Deliver(NamedTuple):
@@ -183,9 +186,52 @@ class DequeInbox(Inbox):
         return len(self._queue)
 
 
-def public_attributes(actor: Any) -> dict[str, bool]:
-    """What `Introspect` answers: each public attribute, and whether it is callable."""
-    return {name: callable(getattr(actor, name, None)) for name in dir(actor) if not name.startswith("_")}
+AttrPath = tuple[str, ...]
+
+
+def public_attributes(actor: Any) -> dict[AttrPath, tuple[bool, bool]]:
+    """What `Introspect` answers, as pykka's proxy introspection finds it.
+
+    Each public attribute path (traversable attributes' own attributes
+    included) maps to (callable, traversable). Attributes are read from the
+    instance's and its classes' `__dict__`, so properties are not evaluated
+    (a property is read when the proxy asks for it). A public attribute
+    holding a proxy to the actor itself is left out, with pykka's warning.
+    """
+    found: dict[AttrPath, tuple[bool, bool]] = {}
+    to_visit: list[AttrPath] = [(name,) for name in dir(actor)]
+    while to_visit:
+        path = to_visit.pop(0)
+        if path[-1].startswith("_"):
+            continue  # private, as pykka: never exposed through a proxy
+        try:
+            attr = get_attr_from_parent(actor, path)
+        except AttributeError:
+            continue  # listed by dir() but in no __dict__ (e.g. a __getattr__'s)
+        if _is_self_proxy(actor, attr):
+            logger_pykka.warning(
+                f"{actor} attribute {'.'.join(path)!r} is a proxy to itself. "
+                f"Consider making it private by renaming it to {'_' + path[-1]!r}."
+            )
+            continue
+        traversable = (
+            getattr(attr, "_pykka_traversable", False) is True or getattr(attr, "pykka_traversable", False) is True
+        )
+        found[path] = (callable(attr), traversable)
+        if traversable:
+            to_visit.extend((*path, name) for name in dir(attr))
+    return found
+
+
+def _is_self_proxy(actor: Any, attr: Any) -> bool:
+    # pykka's own proxy of the actor (`self.actor_ref.proxy()`) or a runtime's
+    # proxy of its name (a subclass of pykka's): same urn, at the root.
+    if not isinstance(attr, pykka.ActorProxy):
+        return False
+    try:
+        return attr._attr_path == () and attr.actor_ref.actor_urn == actor.actor_urn
+    except AttributeError:
+        return False
 
 
 class ActorBase(pykka.ThreadingActor):
@@ -261,7 +307,63 @@ class ActorBase(pykka.ThreadingActor):
                 return None
         if isinstance(message, Introspect):
             return public_attributes(self)
-        return super()._handle_receive(message)
+        result = super()._handle_receive(message)
+        if isinstance(result, pykka.Future) and type(result) is not ResolvedFuture:
+            return self._reply_when_resolved(result)
+        return result
+
+    def _reply_when_resolved(self, inner: pykka.Future[Any]) -> Any:
+        """A handler returned a future (pykka's self-proxy idiom): a future
+        can't travel, so an asker in another process gets a `ResolvedFuture`
+        of its outcome once it is known.
+
+        The reply is deferred and a thread waits for `inner`, so the actor's
+        own loop goes on (it may be the one to resolve `inner`: a call it
+        made to itself through its proxy). An asker in this process gets
+        `inner` itself, as with pykka; a tell ignores it.
+        """
+        envelope = self.actor_inbox.current  # type: ignore[attr-defined]
+        reply_to = envelope.reply_to if envelope is not None else None
+        if reply_to is None or isinstance(reply_to, pykka.ThreadingFuture):
+            return inner
+        reply = self._defer_reply()
+        assert reply is not None  # noqa: S101 - reply_to was there a line ago
+
+        def resolve() -> None:
+            try:
+                outcome = ResolvedFuture(True, inner.get())
+            except BaseException as exc:  # noqa: BLE001 - the asker's future raises it
+                outcome = ResolvedFuture(False, exc)
+            reply.set(outcome)
+
+        threading.Thread(target=resolve, name=f"resolve-{self}", daemon=True).start()
+        return None
+
+
+class ResolvedFuture(pykka.Future[Any]):
+    """A future whose outcome is known: what an asker in another process gets
+    for a handler's future (see `ActorBase._reply_when_resolved`). Pickles as
+    its outcome, so the asker's `get()` needs nothing from the actor."""
+
+    def __init__(self, ok: bool, value: Any) -> None:
+        super().__init__()
+        self._ok, self._value = ok, value
+
+    def __reduce__(self) -> Any:
+        return (ResolvedFuture, (self._ok, self._value))
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        if self._get_hook is not None:  # pykka's map/filter/join/reduce on it
+            return super().get(timeout=timeout)
+        if self._ok:
+            return self._value
+        raise self._value
+
+    def set(self, value: Any = None) -> None:
+        raise queue.Full  # as pykka's: a future is set once
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        raise queue.Full
 
 
 class HandlerActor(ActorBase):

@@ -14,21 +14,30 @@ instead of being sent (see `actors._chain`).
 
 from __future__ import annotations
 
+import hashlib
 import time
+import uuid
 from typing import Any
 
 import pykka
 from pykka.messages import ProxyCall, ProxyGetAttr, ProxySetAttr, _ActorStop
 
 from actors import ActorDeadError, AskTimeout
-from actors._base import Introspect, public_attributes
+from actors._base import AttrPath, Introspect, public_attributes
 from actors._chain import AskChain, current, deadlock
 from runtime.wire._channel import AskFuture, PeerGone, local_waiter
 from runtime.wire._node import Node, node_for
 from runtime.wire._serialization import dumps
 from runtime.wire._frames import ASK, ASK_CHAINED, TELL, encode
 
-__all__ = ["AgentProxy", "AgentRef", "check_agent_id", "stop_future"]
+__all__ = ["AgentProxy", "AgentRef", "CallableProxy", "agent_urn", "check_agent_id", "stop_future"]
+
+
+def agent_urn(runtime_id: str, name: str) -> str:
+    """The urn of agent `name` of a runtime: a uuid4-shaped urn derived from
+    both, so any process computes it without asking (pykka's urns are uuid4s)."""
+    digest = hashlib.blake2b(f"{runtime_id}/{name}".encode(), digest_size=16).digest()
+    return uuid.UUID(bytes=digest, version=4).urn
 
 
 def check_agent_id(agent_id: object) -> str:
@@ -76,10 +85,18 @@ class AgentRef:
     pickled, `DeadlockError` for an ask that would wait on itself.
     """
 
-    __slots__ = ("_address", "_agent", "_attrs", "_name_bytes", "_node", "_runtime_id", "_what", "name")
+    __slots__ = (
+        "_address", "_agent", "_attrs", "_class_name", "_name_bytes", "_node", "_runtime_id", "_what",
+        "actor_urn", "name",
+    )
 
-    def __init__(self, name: str, address: str | None, runtime_id: str) -> None:
+    def __init__(self, name: str, address: str | None, runtime_id: str, class_name: str | None = None) -> None:
         self.name = name
+        #: pykka's urn, the same in every process: the agent's own pykka
+        #: actor has it too (so log lines name the ref as pykka's do). It
+        #: names the agent, as the ref does, so it outlives restarts.
+        self.actor_urn = agent_urn(runtime_id, name)
+        self._class_name = class_name  # the agent's class, where the ref was made knowing it
         self._name_bytes = name.encode()
         self._what = f"agent {name!r}"  # for error messages; built once, not per ask
         # Services' names start with "_"; they never ask agents, so asks to
@@ -88,13 +105,18 @@ class AgentRef:
         self._address = address
         self._runtime_id = runtime_id
         self._node: Node | None = None  # bound on first use, in this process
-        self._attrs: dict[str, bool] | None = None  # the agent's attributes, once a proxy asked
+        self._attrs: dict[AttrPath, tuple[bool, bool]] | None = None  # the agent's attributes, once a proxy asked
 
     def __reduce__(self) -> Any:
-        return (AgentRef, (self.name, self._address, self._runtime_id))
+        return (AgentRef, (self.name, self._address, self._runtime_id, self._class_name))
 
     def __repr__(self) -> str:
-        return f"<AgentRef {self.name!r}>"
+        return f"<AgentRef for {self}>"
+
+    def __str__(self) -> str:
+        # pykka's: "ClassName (urn)"; a ref made from a bare name (`peer`)
+        # doesn't know the class and shows the name instead.
+        return f"{self._class_name or self.name} ({self.actor_urn})"
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -121,10 +143,10 @@ class AgentRef:
             if self.name.startswith("_"):
                 msg = f"the runtime's service {self.name!r} is not running (was the runtime shut down?)"
             else:
-                msg = f"no agent named {self.name!r} is running"
+                msg = f"{self} not found"  # pykka's words
             raise ActorDeadError(msg)
         if address == stale:
-            msg = f"agent {self.name!r} is not reachable (its process is gone)"
+            msg = f"{self} not found"
             raise ActorDeadError(msg)
         self._address = address
         return address
@@ -144,7 +166,7 @@ class AgentRef:
             except PeerGone:
                 node.forget_channel(address)
                 if attempt == 2:
-                    raise ActorDeadError(f"agent {self.name!r} is not reachable") from None
+                    raise ActorDeadError(f"{self} not found") from None
                 address = self._resolve(node, address)
             else:
                 return channel, request_id
@@ -160,7 +182,7 @@ class AgentRef:
             try:
                 local.tell(message)
             except pykka.ActorDeadError:
-                raise ActorDeadError(f"agent {self.name!r} is not running") from None
+                raise ActorDeadError(f"{self} not found") from None
             return
         self._send(node, TELL, dumps(message))
 
@@ -252,50 +274,88 @@ class AgentRef:
             return False
 
     def proxy(self) -> AgentProxy:
-        return AgentProxy(self)
+        """pykka's proxy of the agent (introspected once per ref)."""
+        return AgentProxy(actor_ref=self)
 
 
-class AgentProxy:
-    """Method calls and attribute reads through the mailbox, as pykka's proxy.
+class AgentProxy(pykka.ActorProxy[Any]):
+    """pykka's `ActorProxy`, for an agent in any process (and a subclass of it).
 
-    `proxy.method(args)` returns a future of the result; `proxy.attr`
-    returns a future of the value; `proxy.method.defer(args)` is a tell.
+    `proxy.method(args)` returns a future of the result, `proxy.method.defer(args)`
+    is a tell, `proxy.attr` a future of the value, `proxy.attr = v` sets it
+    (and waits); a traversable attribute (`pykka.traversable`) is a proxy of
+    its own (`proxy.inner.method()`). The agent's attributes are introspected
+    once per ref, in the agent's process, without evaluating properties.
     """
 
-    def __init__(self, ref: AgentRef) -> None:
-        self._ref = ref
+    _actor = None  # pykka's own `ActorProxy.__eq__` reads it: no actor object here
+
+    def __init__(self, ref: Any = None, attr_path: AttrPath = (), *, actor_ref: Any = None) -> None:
+        ref = actor_ref if actor_ref is not None else ref
+        object.__setattr__(self, "actor_ref", ref)
+        object.__setattr__(self, "_attr_path", tuple(attr_path))
         # One introspection per ref, not per proxy: `ref.proxy().m()` in a
         # loop costs one round trip a call, as with pykka.
         if ref._attrs is None:
             ref._attrs = _introspect(ref)
-        self._attrs: dict[str, bool] = ref._attrs
 
     def __repr__(self) -> str:
-        return f"<AgentProxy for {self._ref!r}>"
+        return f"<AgentProxy for {self.actor_ref}, attr_path={self._attr_path!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, AgentProxy)
+            and other.actor_ref == self.actor_ref
+            and other._attr_path == self._attr_path
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.actor_ref, self._attr_path))
 
     def __dir__(self) -> list[str]:
-        return sorted(self._attrs)
+        depth = len(self._attr_path)
+        here = [p[depth] for p in self.actor_ref._attrs if len(p) == depth + 1 and p[:depth] == self._attr_path]
+        return sorted({"__class__", "__dict__", *type(self).__dict__, *self.__dict__, *here})
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name not in self._attrs:
-            self._attrs = self._ref._attrs = _introspect(self._ref)
-            if name not in self._attrs:
-                msg = f"agent {self._ref.name!r} has no attribute {name!r}"
-                raise AttributeError(msg)
-        if self._attrs[name]:
-            return _MethodProxy(self._ref, name)
-        return self._ref.ask(ProxyGetAttr((name,)), block=False)
+        ref = self.actor_ref
+        path = (*self._attr_path, name)
+        info = ref._attrs.get(path)
+        if info is None and not name.startswith("_"):  # private ones are never listed: no round trip
+            ref._attrs = _introspect(ref)  # added since (pykka looks again too)
+            info = ref._attrs.get(path)
+        if info is None:
+            msg = f"{self} has no attribute {name!r}"
+            raise AttributeError(msg)
+        is_callable, traversable = info
+        if is_callable:
+            return CallableProxy(actor_ref=ref, attr_path=path)
+        if traversable:
+            return AgentProxy(ref, path)
+        return ref.ask(ProxyGetAttr(path), block=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith("_"):
+        if name == "actor_ref" or name.startswith("_"):
             object.__setattr__(self, name, value)
         else:
-            self._ref.ask(ProxySetAttr((name,), value))
+            self.actor_ref.ask(ProxySetAttr((*self._attr_path, name), value))
 
 
-def _introspect(ref: AgentRef) -> dict[str, bool]:
+class CallableProxy(pykka.CallableProxy[Any]):
+    """pykka's `CallableProxy` of an agent's method: a call is an ask, `defer` a tell."""
+
+    def __init__(self, *, actor_ref: Any, attr_path: AttrPath) -> None:
+        self.actor_ref = actor_ref
+        self._attr_path = attr_path
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.actor_ref.ask(ProxyCall(self._attr_path, args, kwargs), block=False)
+
+    def defer(self, *args: Any, **kwargs: Any) -> None:
+        self.actor_ref.tell(ProxyCall(self._attr_path, args, kwargs))
+
+
+def _introspect(ref: Any) -> dict[AttrPath, tuple[bool, bool]]:
     """The agent's attributes, for its proxy.
 
     In the agent's own handler (its thread), asking itself would deadlock:
@@ -336,16 +396,3 @@ class _ChainFuture(AskFuture):
             except AskTimeout:
                 raise deadlock(now, self._target) from None
         return self._asked.get(timeout=timeout)
-
-
-class _MethodProxy:
-    __slots__ = ("_name", "_ref")
-
-    def __init__(self, ref: AgentRef, name: str) -> None:
-        self._ref, self._name = ref, name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._ref.ask(ProxyCall((self._name,), args, kwargs), block=False)
-
-    def defer(self, *args: Any, **kwargs: Any) -> None:
-        self._ref.tell(ProxyCall((self._name,), args, kwargs))

@@ -199,7 +199,7 @@ def test_asks_from_many_threads_get_their_own_replies(rt):
 
 def test_an_unknown_name_fails_at_once(rt):
     ghost = rt.get_agent("ghost")
-    with pytest.raises(ActorDeadError, match="no agent named 'ghost'"):
+    with pytest.raises(ActorDeadError, match=r"ghost \(urn:uuid:.*\) not found"):
         ghost.ask("hi", timeout=30)
     assert ghost.is_alive() is False
 
@@ -226,3 +226,45 @@ def test_once_stop_returned_in_another_agents_process_the_name_is_free(rt):
     for _ in range(5):
         assert stopper.ask("target", timeout=20) == (False, "dead")
         rt.spawn(Echo, "target")  # free at once
+
+
+class StopsItselfSlowly(Agent):
+    """Stops itself when told; its on_stop then waits for the test's go."""
+
+    def on_receive(self, message):
+        if message == "stop yourself":
+            self.stop()
+
+    def on_stop(self):
+        self.ctx.store.set("on_stop_began", True)
+        wait_for(lambda: self.ctx.store.get("go"), timeout=30)
+
+
+def test_an_agent_that_stops_itself_reads_dead_everywhere_before_its_on_stop_ends(rt):
+    # As pykka's: the actor is unregistered before on_stop runs.
+    ref = rt.spawn(StopsItselfSlowly, "slow_stop", restart="permanent")
+    ref.tell("stop yourself")
+    wait_for(lambda: rt.store.get("on_stop_began"))
+    assert not ref.is_alive()
+    assert not rt.get_agent("slow_stop").is_alive()
+    with pytest.raises(ActorDeadError):
+        rt.get_agent("slow_stop").tell("late")
+    rt.store.set("go", True)
+    wait_for(lambda: "slow_stop" not in rt.agents)  # stopped, never restarted
+
+
+class ForgetsAnother(Agent):
+    def on_receive(self, message):
+        from runtime.wire._frames import LEAVING
+        from runtime.wire._node import node_for
+
+        node = node_for(self.ctx.peer(message)._runtime_id)
+        address = node.lookup(message)
+        node.request(node.registry_address, LEAVING, message, address.encode(), 10)
+        return node.lookup(message) == address
+
+
+def test_only_the_agents_own_process_can_take_its_name_off_the_registry(rt):
+    rt.spawn(Echo, "victim")
+    assert rt.spawn(ForgetsAnother, "forger").ask("victim", timeout=20) is True
+    assert rt.get_agent("victim").is_alive()

@@ -17,6 +17,7 @@ instead, when the zygote exits (see `_zygote`).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -71,10 +72,22 @@ class ProcessHost(pykka.Actor):
     """
 
     _node: Node
+    _own_ref: AgentRef
     _control: Connection
     _mailbox_size = MAILBOX_SIZE
     _failed = False
     _stopping = False  # a stop was asked: failures from here on are on_stop's
+    _left = False  # the registry was told that this actor stops (`_leave`)
+
+    @property
+    def actor_urn(self) -> str:  # type: ignore[override]
+        # The urn of the agent's refs (`AgentRef.actor_urn`), so that what
+        # pykka logs about this actor names it as its refs do.
+        return self._own_ref.actor_urn
+
+    @actor_urn.setter
+    def actor_urn(self, value: str) -> None:
+        pass  # pykka's __init__ draws a random urn: the agent keeps its own
 
     def _create_actor_inbox(self) -> ReactorInbox:  # type: ignore[override]
         # Runs in __init__ (main thread). The actor's thread reads the
@@ -98,9 +111,10 @@ class ProcessHost(pykka.Actor):
         try:
             self.on_start()
         except Exception as exc:  # noqa: BLE001 - spawn raises it in the runtime
+            # pykka's handling first (logged as "Unhandled exception in ...",
+            # unregistered, stopped), then spawn learns of it.
+            self._handle_failure(*sys.exc_info())
             self._report(("error", exception_payload(exc)))
-            pykka.ActorRegistry.unregister(self.actor_ref)
-            self.actor_stopped.set()
             return
         self._report(("ready", self._node.address))
 
@@ -115,13 +129,28 @@ class ProcessHost(pykka.Actor):
         # out of a handler (which exits with code 0 anyway).
         self._stopping = True
         self._note(STOP_REQUESTED)
+        self._leave()
         super()._stop()
 
     def _handle_failure(self, *exc_info: Any) -> None:
+        # pykka's: a handler, on_start, on_stop or on_failure raised; the
+        # actor stops (before on_failure runs, for a handler's exception).
         type(self)._failed = True  # one hosted class per process: the exit code reads it
         if self._stopping:
             self._note(ON_STOP_FAILED + f"on_stop raised {exc_info[0].__name__}: {exc_info[1]}".encode())
+        self._leave()
         super()._handle_failure(*exc_info)
+
+    def _leave(self) -> None:
+        # Where pykka unregisters the actor (before on_stop / on_failure run):
+        # the registry forgets the name (one round trip to the runtime's
+        # process, once per process), so is_alive() is False in every
+        # process from here on, as pykka's is once the actor stopped. The
+        # stop or crash is still settled by the supervisor (AGENT_LEFT,
+        # restart policy) once the process has exited.
+        if not self._left:
+            type(self)._left = True
+            self._node.leave(self.ctx.agent_id)
 
     def _note(self, note: bytes) -> None:
         try:
@@ -156,7 +185,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
     spec: BootSpec = loads(boot)
     set_current_agent_id(spec.name)
     node = Node(spec.runtime_id, spec.authkey, spec.rundir, spec.registry_address, reactor=True)
-    own_ref = AgentRef(spec.name, node.address, spec.runtime_id)
+    own_ref = AgentRef(spec.name, node.address, spec.runtime_id, spec.agent_cls.__name__)
     set_delivery_ref_factory(lambda: own_ref)
     threading.Thread(target=_watch_runtime, args=(control,), name="runtime-watch", daemon=True).start()
     cls = spec.agent_cls
@@ -167,6 +196,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "ctx": spec.ctx,
             "capabilities": spec.ctx.capabilities,
             "_node": node,
+            "_own_ref": own_ref,
             "_control": control,
             "_mailbox_size": spec.mailbox_size,
             "__module__": cls.__module__,

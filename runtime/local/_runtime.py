@@ -183,7 +183,7 @@ class LocalRuntime(Runtime):
             self._forget_identity(name)
             raise
         record = AgentRecord(name, boot, caps, restart, max_restarts, restart_window, started, kind=kind,
-                             ref=AgentRef(name, started.address, self.id))
+                             ref=AgentRef(name, started.address, self.id, agent_cls.__name__))
         with self._lock:
             self._records[name] = record
         self._node.names[name] = started.address

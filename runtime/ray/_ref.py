@@ -53,7 +53,7 @@ class RayRef:
         self._namespace = namespace
         self._handle: Any = None
         self._dead = False
-        self._attrs: dict[str, bool] | None = None  # see AgentProxy
+        self._attrs: dict[tuple[str, ...], tuple[bool, bool]] | None = None  # see AgentProxy
 
     def __reduce__(self) -> Any:
         return (RayRef, (self.name, self._host, self._namespace))

@@ -10,6 +10,8 @@ each other closely are batched into one write (see `runtime.wire._batching`).
 from __future__ import annotations
 
 import itertools
+import queue
+import select
 import socket
 import sys
 import threading
@@ -34,6 +36,7 @@ from runtime.wire._frames import (
 __all__ = ["AskFuture", "Channel", "PeerGone", "local_waiter"]
 
 _request_ids = itertools.count(1)
+_POLL_READ = 0.05  # a poll that found bytes waits at most this for the rest of their frame
 
 
 class PeerGone(ConnectionError):
@@ -201,6 +204,7 @@ class Channel(AwaitedReplies):
     def wait(self, request_id: int, timeout: float | None, what: str) -> Any:
         """Block until the reply to `request_id` arrives; return or raise it."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        polled = False
         with self._cond:
             while True:
                 if request_id in self._replies:
@@ -209,6 +213,20 @@ class Channel(AwaitedReplies):
                     msg = f"{what} died before answering"
                     raise ActorDeadError(msg)
                 remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0 and not polled and not self._reading:
+                    # Out of time (or a poll: timeout 0): take a reply that has
+                    # arrived but was not read yet, once, without waiting.
+                    polled = True
+                    if self._reader.buffered() or select.select([self._fd], [], [], 0)[0]:
+                        self._reading = True
+                        self._cond.release()
+                        try:
+                            self._read_one(_POLL_READ)
+                        finally:
+                            self._cond.acquire()
+                            self._reading = False
+                            self._cond.notify_all()
+                        continue
                 if remaining is not None and remaining <= 0:
                     # Its reply, if it comes late, is kept for a later wait
                     # (until the future is dropped: see `abandon`).
@@ -360,19 +378,31 @@ class AskFuture(pykka.Future[Any]):
         if self._get_hook is not None:
             return super().get(timeout=timeout)
         if self._outcome is None:
-            if self._waiter is None:
-                msg = "this future has nothing to wait for"
-                raise RuntimeError(msg)
-            try:
-                self._outcome = (True, self._waiter(timeout))
-            except AskTimeout:
-                raise  # not an outcome: a later get() may still succeed
-            except Exception as exc:  # noqa: BLE001
-                self._outcome = (False, exc)
-        ok, value = self._outcome
+            waiter = self._waiter
+            if waiter is None:  # a plain future: wait for set() as pykka's do
+                if not self._set_event().wait(timeout):
+                    msg = f"{timeout} seconds"
+                    raise pykka.Timeout(msg)
+            else:
+                try:
+                    self._outcome = (True, waiter(timeout))
+                except AskTimeout:
+                    raise  # not an outcome: a later get() may still succeed
+                except Exception as exc:  # noqa: BLE001
+                    self._outcome = (False, exc)
+        ok, value = self._outcome  # type: ignore[misc]
         if ok:
             return value
         raise value
+
+    def _set_event(self) -> threading.Event:
+        # Only plain futures (no waiter) wait for set(); asks never make one.
+        event = self.__dict__.get("_event")
+        if event is None:
+            event = self.__dict__.setdefault("_event", threading.Event())
+            if self._outcome is not None:
+                event.set()
+        return event
 
     @classmethod
     def failed(cls, exc: BaseException) -> AskFuture:
@@ -381,11 +411,23 @@ class AskFuture(pykka.Future[Any]):
         return future
 
     def set(self, value: Any = None) -> None:
-        self._outcome = (True, value)
+        self._settle((True, value))
 
     def set_exception(self, exc_info: Any = None) -> None:
         exc = (exc_info or sys.exc_info())[1]
-        self._outcome = (False, exc)
+        self._settle((False, exc))
+
+    def _settle(self, outcome: tuple[bool, Any]) -> None:
+        # As pykka's: a future is set once, and never one a get hook drives.
+        if self._outcome is not None or self._get_hook is not None or self._waiter is not None:
+            raise queue.Full
+        self._outcome = outcome
+        self._set_event().set()
+
+    def set_get_hook(self, func: Callable[[float | None], Any]) -> None:
+        if self._outcome is not None:
+            raise queue.Full  # as pykka's: the result is already there
+        super().set_get_hook(func)
 
 
 class _Hooked:

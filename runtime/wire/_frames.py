@@ -22,7 +22,7 @@ import struct
 from actors import MessageSerializationError
 
 __all__ = [
-    "ASK", "ASK_CHAINED", "GONE", "INFO", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header",
+    "ASK", "ASK_CHAINED", "GONE", "INFO", "LEAVING", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header",
     "encode",
     "set_read_timeout", "shutdown_fd", "socket_view", "write_all",
 ]
@@ -36,6 +36,9 @@ LOOKUP = 5  # registry: where does the named actor live? body unused
 STATS = 6  # host: mailbox depths of the actors hosted here
 INFO = 7  # registry: the runtime's agent_info() rows (for `actors status`), answered in JSON
 GONE = 8  # registry: reply once the named agent's process at the address in body has exited and been handled
+# registry: the named agent, hosted at the address in body, is stopping: its
+# name is forgotten (sent by that agent's own process only), then the reply
+LEAVING = 9
 
 _PREFIX = struct.Struct("!iBQH")  # length, kind, request id, name length
 _HEADER = struct.Struct("!BQH")

@@ -44,7 +44,7 @@ from runtime.wire._reply import Outbox, RemoteReply
 from runtime.wire._serialization import loads
 from runtime.wire._spin import IDLE_SPIN, Spinner
 from runtime.wire._frames import (
-    ASK_CHAINED, GONE, INFO, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, shutdown_fd,
+    ASK_CHAINED, GONE, INFO, LEAVING, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, shutdown_fd,
 )
 
 __all__ = ["Node", "node_for"]
@@ -128,6 +128,28 @@ class Node:
         self._wants_sender.discard(name)
         if self.is_registry:
             self.names.pop(name, None)
+
+    def _forget_name(self, name: str, address: str) -> None:
+        # Only if `address` still hosts it: a restart may have moved it on.
+        if self.names.get(name) == address:
+            self.names.pop(name, None)
+
+    def leave(self, name: str, timeout: float = 10.0) -> None:
+        """The hosted actor `name` is stopping: forget its name in the
+        registry now, before its `on_stop` runs (as pykka unregisters an
+        actor first), so that from here on `is_alive()` is False and a new
+        lookup finds nothing, in every process. Waits for the registry's
+        answer (up to `timeout`): a process that sees the stop's effects
+        (what `on_stop` does) also sees the name gone. The runtime still
+        settles the exit itself (AGENT_LEFT, restart policy) once the
+        process has exited."""
+        try:
+            if self.is_registry:
+                self._forget_name(name, self.address)
+            else:
+                self.request(self.registry_address, LEAVING, name, self.address.encode(), timeout)
+        except Exception:  # noqa: BLE001 - the runtime is gone or slow: its supervisor forgets the name at exit
+            pass
 
     def identify(self, pid: int) -> str:
         """Which agent the process `pid` speaks for (registry only).
@@ -213,7 +235,7 @@ class Node:
         reply = RemoteReply(outbox, request_id) if kind != TELL else None
         try:
             if kind >= LOOKUP:  # one test for tells and asks: the requests to the node itself follow
-                self._node_request(kind, name, body, reply)
+                self._node_request(kind, name, body, reply, sender)
                 return
             message = loads(body)
             if kind == ASK_CHAINED:  # the handler learns who waits on it
@@ -242,9 +264,17 @@ class Node:
             logger.exception("agent_info() failed for `actors status`")
             return json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
 
-    def _node_request(self, kind: int, name: str, body: memoryview, reply: RemoteReply) -> None:
+    def _node_request(
+        self, kind: int, name: str, body: memoryview, reply: RemoteReply, sender: str | None
+    ) -> None:
         if kind == LOOKUP:
             reply.set(self.names.get(name))
+        elif kind == LEAVING:
+            # Only the agent's own process may take its name off the registry
+            # (the key proves membership, the kernel says which process sent it).
+            if sender == name:
+                self._forget_name(name, bytes(body).decode())
+            reply.set(None)
         elif kind == STATS:
             reply.set({n: _depth(r) for n, r in self.local.items()})
         elif kind == INFO:  # in JSON: `actors status` unpickles nothing
