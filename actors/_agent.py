@@ -36,6 +36,11 @@ def _travelling(exc: Exception) -> Exception:
 logger = logging.getLogger("actors")
 
 
+def _function(attribute: Any) -> Any:
+    """The function behind a class attribute (static and class methods unwrapped)."""
+    return attribute.__func__ if isinstance(attribute, (staticmethod, classmethod)) else attribute
+
+
 class Agent(ActorBase):
     """An actor with capabilities, a context of shared services and tasks.
 
@@ -72,8 +77,10 @@ class Agent(ActorBase):
             msg = f"{cls.__qualname__}.max_concurrency must be an int >= 1, got {limit!r}"
             raise ValueError(msg)
         cls._async_work = inspect.iscoroutinefunction(cls.do_work)
+        # Looked up statically: a descriptor (a property, a mock standing in
+        # for one) must not run at class creation.
         cls._async_handlers = any(
-            inspect.iscoroutinefunction(getattr(cls, name, None))
+            inspect.iscoroutinefunction(_function(inspect.getattr_static(cls, name, None)))
             for name in dir(cls)
             if not name.startswith("_") or name in ("on_start", "on_stop")
         )

@@ -327,7 +327,7 @@ class ActorBase(pykka.ThreadingActor):
         if reply_to is None or isinstance(reply_to, pykka.ThreadingFuture):
             return inner
         reply = self._defer_reply()
-        assert reply is not None  # noqa: S101 - reply_to was there a line ago
+        assert reply is not None
 
         def resolve() -> None:
             try:
