@@ -54,6 +54,12 @@ class Agent(ActorBase):
       time in the agent's actor thread.
     - `on_stop` runs there when the agent is stopped; `on_failure` when a
       told message raised.
+
+    Durable state: a class that defines `snapshot(self) -> Any` and
+    `restore(self, snapshot)` has its snapshot saved to the state store
+    after each message that changed it, before the reply is sent, and
+    restored (before `on_start`) whenever an agent of the same name starts
+    again (`actors._snapshot`).
     """
 
     capabilities: ClassVar[list[str]] = []
@@ -69,6 +75,9 @@ class Agent(ActorBase):
     #: loop: `runtime.local._aio_host`), and whether `do_work` is.
     _async_handlers: ClassVar[bool] = False
     _async_work: ClassVar[bool] = False
+    #: Set once per class: whether it defines `snapshot(self)` (durable
+    #: state: its host saves snapshots and restores them, `actors._snapshot`).
+    _durable: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -77,6 +86,10 @@ class Agent(ActorBase):
             msg = f"{cls.__qualname__}.max_concurrency must be an int >= 1, got {limit!r}"
             raise ValueError(msg)
         cls._async_work = inspect.iscoroutinefunction(cls.do_work)
+        cls._durable = callable(inspect.getattr_static(cls, "snapshot", None))
+        if cls._durable and not callable(inspect.getattr_static(cls, "restore", None)):
+            msg = f"{cls.__qualname__} defines snapshot() but not restore(snapshot): define both for durable state"
+            raise TypeError(msg)
         # Looked up statically: a descriptor (a property, a mock standing in
         # for one) must not run at class creation.
         cls._async_handlers = any(

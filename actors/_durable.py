@@ -177,6 +177,8 @@ class SqliteBackend:
                     )
                     if row.get("revived"):  # a deleted key set again
                         db.execute("DELETE FROM tombstones WHERE ns = ? AND key = ?", (ns, row["key"]))
+                if row.get("quiet"):  # reserved bookkeeping namespaces keep no history
+                    continue
                 db.execute(
                     "INSERT INTO history (ns, key, op, version, value, updated_by, timestamp) VALUES (?,?,?,?,?,?,?)",
                     (ns, row["key"], row["op"], row["version"], blob, row["updated_by"], row["timestamp"]),

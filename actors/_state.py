@@ -27,11 +27,22 @@ from actors._errors import (
 from actors._types import Event, EventType, StateVersion
 from actors._timers import TimerHandle, call_later
 
-__all__ = ["FLAT", "LOCAL", "SHARED", "StateStore", "check_key", "checksum"]
+__all__ = ["FLAT", "LOCAL", "RUNS", "SHARED", "SNAPSHOTS", "StateStore", "check_key", "checksum"]
 
 SHARED = "shared"
 LOCAL = "runtime"  # the identity of whatever the runtime's own process writes
 FLAT = None  # the namespace of `rt.store`; keys never meet a named namespace's
+# Reserved namespaces, written only by the runtime's process (and, for
+# snapshots, by each agent for its own name through `save_snapshot`).
+# Their writes are quiet: no history rows, no STATE_CHANGED (they are
+# bookkeeping, written after every message or every chunk).
+SNAPSHOTS = "_snapshots"  # agent name -> pickled `snapshot()` (see `actors._snapshot`)
+RUNS = "_runs"  # records of resumable batches (see `runtime._runs`)
+_QUIET = frozenset({SNAPSHOTS, RUNS})
+
+
+def _reserved() -> dict[str | None, frozenset[str] | None]:
+    return {FLAT: None, SHARED: None, SNAPSHOTS: frozenset({LOCAL}), RUNS: frozenset({LOCAL})}
 
 
 def check_key(key: Any) -> None:
@@ -90,7 +101,7 @@ class StateStore(ActorBase):
         # stale expected_version can't match again: no ABA). One small entry
         # per deleted key, dropped when the key is set again.
         self._tombstones: dict[tuple[str | None, str], int] = {}
-        self._namespaces: dict[str | None, frozenset[str] | None] = {FLAT: None, SHARED: None}
+        self._namespaces: dict[str | None, frozenset[str] | None] = _reserved()
         self._history: deque[dict[str, Any]] = deque(maxlen=max_history)
         # Durable mode. Invariant: everything in _pending_* is applied in
         # memory but not yet committed, and every reply in _waiting was
@@ -110,7 +121,7 @@ class StateStore(ActorBase):
 
     def _load(self) -> None:
         namespaces, self._data, self._tombstones, history = self._backend.load(self._max_history)
-        self._namespaces = {FLAT: None, SHARED: None, **namespaces}
+        self._namespaces = {**namespaces, **_reserved()}
         self._history = deque(history, maxlen=self._max_history)
 
     # -- group commit -----------------------------------------------------
@@ -269,6 +280,42 @@ class StateStore(ActorBase):
         self._write(ns, key, new, updater, current)
         return new
 
+    def update_many(self, ns: str | None, updates: list[tuple[str, Callable[[Any], Any]]], updater: str) -> list[Any]:
+        """`update` for several keys as one step: every `fn(old)` is computed
+        (and pickled) before anything is written, so if one raises nothing
+        changes. The new values, in order."""
+        updater = self._writable(ns, updater)
+        staged = []
+        for key, fn in updates:
+            check_key(key)
+            current = self._data.get((ns, key))
+            new = fn(None if current is None else current.value)
+            staged.append((key, new, self._dump(ns, key, new)))
+        for key, new, blob in staged:
+            self._write(ns, key, new, updater, self._data.get((ns, key)), blob)
+        return [new for _key, new, _blob in staged]
+
+    def save_snapshot(self, name: str, blob: bytes) -> None:
+        """Keep agent `name`'s pickled snapshot; only its own process may.
+
+        Quiet (no history, no STATE_CHANGED); with a state file, answered
+        once committed, so the agent replies to its asker only after that.
+        """
+        check_key(name)
+        if not isinstance(blob, bytes):
+            msg = f"a snapshot is the bytes of its pickle, got {type(blob).__name__}"
+            raise TypeError(msg)
+        writer = self._who(name)
+        if writer != name:
+            raise NamespacePermissionError(SNAPSHOTS, writer)
+        self._write(SNAPSHOTS, name, blob, writer, self._data.get((SNAPSHOTS, name)))
+
+    def load_snapshot(self, name: str) -> bytes | None:
+        """Agent `name`'s last saved snapshot (pickled), or None."""
+        check_key(name)
+        current = self._data.get((SNAPSHOTS, name))
+        return None if current is None else current.value
+
     def write_many(
         self, ns: str | None, items: list[tuple[str, Any]], updater: str, purge: list[str] | tuple[str, ...] = ()
     ) -> int:
@@ -353,6 +400,10 @@ class StateStore(ActorBase):
             "updated_by": updater,
             "timestamp": stamp or time.time(),
         }
+        if ns in _QUIET:  # bookkeeping: kept, but no history and no announcement
+            if self._backend is not None:
+                self._pending_rows.append({**row, "blob": blob, "checksum": checksum, "quiet": True})
+            return
         self._history.append(row)
         if self._backend is not None:
             self._pending_rows.append({**row, "blob": blob, "checksum": checksum})

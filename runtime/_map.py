@@ -20,6 +20,13 @@ Per task: results in input order (or as completed), `retries` re-sends
 of a task whose agent died (the whole unfinished chunk goes back to the
 queue, task by task; nothing of it was recorded, so no task is committed
 twice), `return_exceptions`, and the progress bar counting tasks.
+
+With a `RunLog` (`map(..., run_id=...)`, see `_runs`), a worker first
+takes the recorded results of its chunk's indices (they go out like any
+other result) and runs only the rest; the successes of a chunk are
+recorded before its results are. Task ids are then `<run_id>:<index>`,
+the same in every attempt, so an agent can make its side effects
+idempotent by task id.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from actors import ActorDeadError, NoCapableAgentError
 
 if TYPE_CHECKING:
+    from runtime._runs import RunLog
     from runtime._tasks import Progress, TaskRouter
 
 __all__ = ["MAX_CHUNK", "TARGET_CHUNK_SECONDS", "Batch"]
@@ -55,6 +63,7 @@ class Batch:
     def __init__(
         self, router: TaskRouter, task_type: str, payloads: Iterable[Any], *, agents: int, total: int | None,
         timeout: float | None, retries: int, return_exceptions: bool, ordered: bool, bar: Progress | None,
+        run: RunLog | None = None,
     ) -> None:
         self._router = router
         self._type = task_type
@@ -66,7 +75,9 @@ class Batch:
         self._return_exceptions = return_exceptions
         self._ordered = ordered
         self._bar = bar
-        self._prefix = uuid.uuid4().hex[:12]
+        self._run = run
+        self._prefix = uuid.uuid4().hex[:12] if run is None else f"{run.run_id}:"
+        self._fatal: BaseException | None = None  # raised at once (a run's payloads that don't match)
         self._cond = threading.Condition()
         self._exhausted = False
         self._source_error: BaseException | None = None
@@ -91,12 +102,16 @@ class Batch:
             while True:
                 with self._cond:
                     while True:
+                        if self._fatal is not None:
+                            raise self._fatal
                         outcome = self._next_outcome()
                         if outcome is not None:
                             break
                         if self._source_error is not None:
                             raise self._source_error
                         if self._exhausted and self._taken == self._consumed:
+                            if self._run is not None:
+                                self._run.finish(self._taken)
                             return
                         self._cond.wait()
                     self._consumed += 1
@@ -169,7 +184,13 @@ class Batch:
         router = self._router
         while (taken := self._take()) is not None:
             chunk, retried = taken
-            tasks = [{"id": f"{self._prefix}-{i}", "type": self._type, "payload": p} for i, p in chunk]
+            digests: dict[int, bytes] = {}
+            if self._run is not None:
+                chunk, digests = self._recorded(chunk)
+                if not chunk:
+                    continue
+            tasks = [{"id": f"{self._prefix}{i}" if self._run else f"{self._prefix}-{i}",
+                      "type": self._type, "payload": p} for i, p in chunk]
             if retried:
                 time.sleep(min(0.005 * 2 ** max(self._attempts.get(i, 1) for i, _ in chunk), 0.2))
             try:
@@ -190,7 +211,30 @@ class Batch:
                 outcomes = [(False, exc)] * len(chunk)
             finally:
                 router._release(name)
+            if self._run is not None:
+                try:  # recorded before anyone sees them
+                    self._run.record([(i, digests[i], v) for (i, _p), (ok, v) in zip(chunk, outcomes) if ok])
+                except Exception as exc:  # noqa: BLE001 - the store failed: so does the chunk
+                    outcomes = [(False, exc)] * len(chunk)
             self._finish(chunk, outcomes, time.perf_counter() - started)
+
+    def _recorded(self, chunk: list[tuple[int, Any]]) -> tuple[list[tuple[int, Any]], dict[int, bytes]]:
+        """Finish the tasks of `chunk` whose results were recorded; the
+        rest, and their payloads' digests. Payloads that don't match the
+        run's records stop the whole map."""
+        try:
+            found, digests = self._run.recorded(chunk)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - a mismatch (ValueError), or the store failed
+            with self._cond:
+                self._fatal, self._stop = exc, True
+                self._cond.notify_all()
+            return [], {}
+        if found:
+            done = [(i, p) for i, p in chunk if i in found]
+            self._finish(done, [(True, found[i]) for i, _p in done], None)
+            with self._cond:  # recorded chunks cost no round trip: take bigger ones
+                self._size = min(2.0 * max(self._size, len(done)), float(MAX_CHUNK))
+        return [(i, p) for i, p in chunk if i not in found], digests
 
     def _finish(self, chunk: list[tuple[int, Any]], outcomes: list[tuple[bool, Any]], elapsed: float | None) -> None:
         with self._cond:

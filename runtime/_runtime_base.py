@@ -22,6 +22,7 @@ from actors._replicated import Replica, ReplicatedState
 from runtime._monitor import ProcessMonitor
 from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import AgentRef
+from runtime._runs import drop_run as drop_run_records, list_runs
 from runtime.wire._serialization import dumps
 from runtime.local._supervisor import RESTART_POLICIES
 
@@ -312,11 +313,17 @@ class RuntimeBase:
         retries: int = 1,
         progress: bool = False,
         return_exceptions: bool = False,
+        run_id: str | None = None,
     ) -> list[Any]:
-        """Run one task per payload over every capable agent; results in input order."""
+        """Run one task per payload over every capable agent; results in input order.
+
+        With `run_id`, each successful result is recorded under it as it
+        completes, and a call again with the same `run_id` and payloads (here,
+        or in a new runtime on the same `state_path`) runs only the payloads
+        without a recorded result (see `runtime._runs`)."""
         return list(self.imap(
             task_type, payloads, timeout=timeout, retries=retries, progress=progress,
-            return_exceptions=return_exceptions,
+            return_exceptions=return_exceptions, run_id=run_id,
         ))
 
     def imap(
@@ -329,14 +336,26 @@ class RuntimeBase:
         return_exceptions: bool = False,
         ordered: bool = True,
         progress: bool = False,
+        run_id: str | None = None,
     ) -> Any:
         """Like `map`, as a generator: payloads are read lazily, a bounded
         number are in flight, and results come in input order (or as they
         complete with `ordered=False`). For pipelines larger than memory."""
         return self._tasks.imap(
             task_type, payloads, timeout=timeout, retries=retries, return_exceptions=return_exceptions,
-            ordered=ordered, progress=progress,
+            ordered=ordered, progress=progress, run_id=run_id,
         )
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The resumable runs recorded (`map(..., run_id=...)`), oldest first:
+        {run_id, total, done, created, updated} each (`total` None while a
+        run over an iterator hasn't reached its end)."""
+        return list_runs(self.state)
+
+    def drop_run(self, run_id: str) -> bool:
+        """Forget a run's recorded results (purged, no trace left); False if
+        there was no such run. A `map` with that id then starts over."""
+        return drop_run_records(self.state, run_id)
 
     def _capable(self, task_type: str) -> tuple[list[str], list[str]]:
         """Names of running agents with `task_type`, and every capability seen."""

@@ -30,6 +30,7 @@ from pykka.messages import ProxyCall
 
 from actors import ActorDeadError, Agent, AskTimeout, Event, EventType, NoCapableAgentError
 from actors._types import new_id
+from runtime._runs import RunLog
 
 if TYPE_CHECKING:
     from runtime._backends import Runtime
@@ -178,6 +179,7 @@ class TaskRouter:
         return_exceptions: bool = False,
         ordered: bool = True,
         progress: bool = False,
+        run_id: str | None = None,
     ) -> Iterator[Any]:
         """Results of one task per payload, lazily, with a bounded window.
 
@@ -186,7 +188,8 @@ class TaskRouter:
         its mailbox), and what is in flight or finished but not yet
         consumed stays within a window that grows only as results are
         consumed. So a pipeline larger than memory streams through.
-        `ordered=False` yields results as they complete.
+        `ordered=False` yields results as they complete. With `run_id`,
+        results are recorded and recorded ones not run again (`_runs`).
         """
         from runtime._map import Batch  # noqa: PLC0415 - _map imports this module
 
@@ -194,9 +197,12 @@ class TaskRouter:
         if not names:
             raise NoCapableAgentError(task_type, known)  # now, not at the first next()
         total = len(payloads) if hasattr(payloads, "__len__") else None  # type: ignore[arg-type]
+        run = None
+        if run_id is not None:
+            run = RunLog(self._rt.state, run_id, total)
         batch = Batch(self, task_type, payloads, agents=len(names), total=total, timeout=timeout,
                       retries=retries, return_exceptions=return_exceptions, ordered=ordered,
-                      bar=Progress(total) if progress else None)
+                      bar=Progress(total) if progress else None, run=run)
         return batch.results()
 
 

@@ -74,3 +74,13 @@ def test_batch_benchmark_reports_every_system_beside_the_raw_round_trip():
     for system in ("pool_map", "executor_map", "ours"):
         assert set(report[system]) == {"near-empty", "1 ms", "10 ms"}
     assert report["memory"]["shared_keys"] <= 3 * 1000 + 1
+
+
+def test_durable_benchmark_runs():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_durable.py", "--quick", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=110,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["raw_floor_us"] > 0 and report["sqlite_4_agents_changes_per_s"] > 0

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from actors import Event, EventType, StateFileInUseError
+from runtime._runs import RunLog
+from runtime.cli._resume import open_run
 from runtime.cli._spec import LaunchSpec, SpecError, agent_names, load_spec
 from runtime.cli._status import ControlFile, StatusError, run_status
 from runtime._tasks import Progress
@@ -41,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("spec", help="a TOML spec file, or module:callable taking the Runtime")
     run.add_argument("--quiet", action="store_true", help="print only task results")
     run.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    run.add_argument("--fresh", action="store_true",
+                     help="with a state_path: run every task again, forgetting results an earlier run recorded")
     status = sub.add_parser("status", help="show the processes of the runtime `actors run` started here")
     status.add_argument("--json", action="store_true", help="print the rows as JSON")
     status.add_argument("--address", help="the control file (or its directory) of the runtime to ask")
@@ -72,7 +76,7 @@ class _Printer:
             self.line("left", f"left    {p.get('agent_id')}: {p.get('reason')}", **p)
 
 
-def _run(spec: LaunchSpec, printer: _Printer) -> int:
+def _run(spec: LaunchSpec, printer: _Printer, fresh: bool = False) -> int:
     from runtime import Runtime  # noqa: PLC0415 - runtime imports this module
 
     try:
@@ -113,22 +117,35 @@ def _run(spec: LaunchSpec, printer: _Printer) -> int:
                 return 1
             if spec.tasks:
                 running_tasks = True
-                return _run_tasks(rt, spec.tasks, printer)
+                # With a state file, tasks recorded by an earlier run of this spec are skipped.
+                log = open_run(rt, spec.tasks, fresh=fresh) if spec.runtime.get("state_path") else None
+                return _run_tasks(rt, spec.tasks, printer, log)
             return _serve(printer, stop)
     finally:
         if control is not None:
             control.remove()
 
 
-def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer) -> int:
+def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer, log: RunLog | None = None) -> int:
     failures = 0
+    skipped: list[int] = []
 
     def one(index_task: tuple[int, dict[str, Any]]) -> None:
         nonlocal failures
         index, table = index_task
         task = {"id": table.get("id", f"task-{index + 1}"), "type": table["type"], "payload": table.get("payload")}
+        digests: dict[int, bytes] = {}
+        if log is not None:
+            found, digests = log.recorded([(index, table)])
+            if found:
+                skipped.append(index)
+                printer.line("result", f"result  {task['id']} ({task['type']}): {found[index]} (recorded)",
+                             task_id=task["id"], result=found[index], recorded=True)
+                return
         try:
             result = rt.submit_task(task, retries=table.get("retries", 1), timeout=table.get("timeout"))
+            if log is not None:
+                log.record([(index, digests[index], result)])
         except Exception as exc:  # noqa: BLE001 - reported, counted, not raised
             failures += 1
             printer.line("failed", f"failed  {task['id']} ({task['type']}): {type(exc).__name__}: {exc}",
@@ -149,6 +166,9 @@ def _run_tasks(rt: Any, tasks: list[dict[str, Any]], printer: _Printer) -> int:
         list(pool.map(tracked, enumerate(tasks)))
     if bar is not None:
         bar.close()
+    if skipped:
+        printer.line("skipped", f"skipped {len(skipped)} tasks whose results an earlier run recorded "
+                     "(--fresh runs them again)", skipped=len(skipped))
     printer.line("done", f"done    {len(tasks) - failures}/{len(tasks)} tasks succeeded")
     return 1 if failures else 0
 
@@ -174,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     printer = _Printer(args.quiet, args.json)
     try:
         spec = load_spec(args.spec)
-        return _run(spec, printer)
+        return _run(spec, printer, args.fresh)
     except SpecError as exc:
         print(f"actors: error: {exc}", file=sys.stderr)
         return 2

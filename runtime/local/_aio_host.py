@@ -13,7 +13,8 @@ async, so no two pieces of agent code ever run at once:
 - messages start in mailbox order; one that finds every slot taken waits
   (and so do the ones after it).
 
-Replies are deferred (`_defer_reply`) and set when the handler ends. An
+Replies are deferred (`_defer_reply`) and set when the handler ends
+(for an agent with `snapshot`, after its snapshot was saved). An
 exception fails its own ask; from a tell it crashes the agent as a sync
 handler's would (the error goes back through the mailbox and takes pykka's
 failure path in the main thread). `on_start` and `on_stop` run on the loop
@@ -139,6 +140,13 @@ class _Loop:
         elif task.exception() is not None:
             self._failed(reply, task.exception())
         else:
+            if self.actor._durable:  # a class attribute: the snapshot is saved before the reply
+                try:
+                    self.actor._save_snapshot()
+                except Exception as exc:  # noqa: BLE001 - the ask fails (a tell crashes the agent)
+                    self._failed(reply, exc)
+                    self._pump()
+                    return
             if reply is not None:
                 reply.set(task.result())
             self._finish()

@@ -28,6 +28,7 @@ import pykka
 from actors import AgentContext
 from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
+from actors._snapshot import SnapshotHost
 from runtime.local._aio_host import AsyncHost
 from runtime.wire._node import Node
 from runtime.wire._reactor import MAILBOX_SIZE, ReactorInbox
@@ -170,10 +171,15 @@ def _watch_runtime(control: Connection) -> None:
 
 
 def _hosts_for(cls: type) -> tuple[type, ...]:
-    """The host bases of `cls`: with `async def` handlers, an event loop too."""
-    if getattr(cls, "_async_handlers", False):  # a class attribute, set once per class
-        return (AsyncHost, ProcessHost)
-    return (ProcessHost,)
+    """The host bases of `cls`: with `async def` handlers, an event loop
+    too; with `snapshot`, durable state (`actors._snapshot`; after the
+    hosts, so the async host's `on_start` runs its `restore` on the loop)."""
+    hosts: tuple[type, ...] = (ProcessHost,)
+    if getattr(cls, "_async_handlers", False):  # class attributes, set once per class
+        hosts = (AsyncHost, ProcessHost)
+    if getattr(cls, "_durable", False):
+        hosts = (*hosts, SnapshotHost)
+    return hosts
 
 
 def agent_main(boot: bytes, control: Connection) -> int:
@@ -199,6 +205,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "_own_ref": own_ref,
             "_control": control,
             "_mailbox_size": spec.mailbox_size,
+            "_snapshot_dumps": staticmethod(dumps),
             "__module__": cls.__module__,
             "__qualname__": cls.__qualname__,
         },

@@ -23,6 +23,7 @@ from actors import ActorDeadError
 from actors._base import ActorBase, Deliver
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from actors._services import start_services
+from actors._snapshot import SnapshotHost
 from runtime.local._host import EXIT_FAILED
 from runtime.ray._ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
 from runtime.wire._serialization import dumps
@@ -174,9 +175,11 @@ class Host:
         set_current_agent_id(name)
         own = RayRef(name, None, self._namespace)
         set_delivery_ref_factory(lambda: own)
-        hosted = type(agent_cls.__name__, (_Started, agent_cls), {
+        # With `snapshot`: durable state, as on the local backend (`actors._snapshot`).
+        bases = (_Started, SnapshotHost) if getattr(agent_cls, "_durable", False) else (_Started,)
+        hosted = type(agent_cls.__name__, (*bases, agent_cls), {
             "ctx": ctx, "capabilities": ctx.capabilities, "_outcome": pykka.ThreadingFuture(),
-            "_failed": False, "_stop_requested": False,
+            "_failed": False, "_stop_requested": False, "_snapshot_dumps": staticmethod(dumps),
             "__module__": agent_cls.__module__, "__qualname__": agent_cls.__qualname__,
         })
         ref = hosted.start(*args, **kwargs)

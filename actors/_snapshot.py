@@ -1,0 +1,68 @@
+"""Durable agent state: `snapshot()` saved after each message, `restore()` at start.
+
+A host places `SnapshotHost` among the bases of an agent class that
+defines `snapshot` (`Agent._durable`, a class attribute set once per
+class, so agents without snapshots pay nothing per message). Then, in the
+agent's own process and actor thread:
+
+- before `on_start`, the last snapshot saved under the agent's name (by an
+  earlier process of the same name: a supervisor restart, or a runtime
+  before this one on the same `state_path`) is given to `restore`;
+- after each message handled without raising, `snapshot()` is pickled and,
+  if the bytes differ from the last saved, asked of the state store
+  (`StateStore.save_snapshot`) before the handler's result goes back: the
+  reply is sent only once the store answered, and a store with a state
+  file answers only after its commit. So no change acknowledged to an
+  asker is lost to a crash of the agent (nor, with a state file, of the
+  runtime).
+
+A handler that raises saves nothing (the agent's next message saves
+whatever it changed); a stop saves nothing either (`on_stop` runs after
+the last message). An `async def` handler's result is a coroutine: the
+async host saves when its task ends, before setting the reply
+(`runtime.local._aio_host`).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from types import CoroutineType
+from typing import Any
+
+import pykka
+from pykka.messages import _ActorStop
+
+__all__ = ["SnapshotHost"]
+
+
+class SnapshotHost(pykka.Actor):
+    """Mixin placed before the agent's class by its host (see the module docstring)."""
+
+    #: The last snapshot saved or restored, pickled: what the next one is compared with.
+    _snapshot_saved: bytes | None = None
+    #: How snapshots are pickled; a host sets the runtime's (cloudpickle for `__main__`).
+    _snapshot_dumps: Callable[[Any], bytes] = staticmethod(pickle.dumps)
+
+    def on_start(self) -> None:
+        self._restore_snapshot()
+        super().on_start()
+
+    def _restore_snapshot(self) -> None:
+        blob = self.ctx.store._call("load_snapshot", self.ctx.agent_id)  # type: ignore[attr-defined]
+        if blob is not None:
+            self._snapshot_saved = blob
+            self.restore(pickle.loads(blob))  # type: ignore[attr-defined]
+
+    def _handle_receive(self, message: Any) -> Any:
+        result = super()._handle_receive(message)
+        if type(result) is not CoroutineType and type(message) is not _ActorStop:
+            self._save_snapshot()
+        return result
+
+    def _save_snapshot(self) -> None:
+        """Save `snapshot()` if it changed; raises what pickling or the store raised."""
+        blob = self._snapshot_dumps(self.snapshot())  # type: ignore[attr-defined]
+        if blob != self._snapshot_saved:
+            self.ctx.store._call("save_snapshot", self.ctx.agent_id, blob)  # type: ignore[attr-defined]
+            self._snapshot_saved = blob

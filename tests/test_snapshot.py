@@ -1,0 +1,117 @@
+"""Durable agent state: `snapshot()` saved after each message, `restore()` at start."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from actors import Agent, NamespacePermissionError
+from runtime import Runtime
+from tests.conftest import pid_of, wait_for
+
+
+class Counter(Agent):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.started_at = None
+
+    def on_start(self) -> None:
+        self.started_at = self.count  # restore ran before on_start
+
+    def snapshot(self) -> dict:
+        return {"count": self.count}
+
+    def restore(self, snapshot: dict) -> None:
+        self.count = snapshot["count"]
+
+    def on_receive(self, message):
+        if message == "inc":
+            self.count += 1
+        elif message == "boom":
+            raise RuntimeError("boom")
+        return {"count": self.count, "started_at": self.started_at, "pid": os.getpid()}
+
+
+class AsyncCounter(Counter):
+    max_concurrency = 4
+
+    async def on_receive(self, message):
+        await asyncio.sleep(0)
+        if message == "inc":
+            self.count += 1
+        return {"count": self.count, "started_at": self.started_at, "pid": os.getpid()}
+
+
+def _restarted(rt, old_pid):
+    def check():
+        try:
+            return rt.agents["c"].ask("get", timeout=5)["pid"] != old_pid
+        except Exception:
+            return False
+    return check
+
+
+@pytest.mark.parametrize("cls", [Counter, AsyncCounter])
+def test_a_counter_sigkilled_after_50_acknowledged_increments_comes_back_at_50(rt, cls):
+    ref = rt.spawn(cls, "c")
+    for i in range(50):
+        assert ref.ask("inc", timeout=10)["count"] == i + 1
+    pid = pid_of(rt, "c")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(_restarted(rt, pid))
+    state = ref.ask("get", timeout=10)
+    assert state["count"] == 50
+    assert state["started_at"] == 50
+
+
+def test_state_survives_a_runtime_restart_on_the_same_file(tmp_path):
+    path = str(tmp_path / "state.db")
+    with Runtime(state_path=path) as rt:
+        ref = rt.spawn(Counter, "c")
+        for _ in range(7):
+            ref.ask("inc", timeout=10)
+    with Runtime(state_path=path) as rt:
+        assert rt.spawn(Counter, "c").ask("get", timeout=10)["count"] == 7
+        assert rt.spawn(Counter, "other").ask("get", timeout=10)["count"] == 0
+
+
+def test_a_handler_that_raises_saves_nothing_and_an_unchanged_snapshot_is_not_written(rt):
+    ref = rt.spawn(Counter, "c")
+    ref.ask("inc", timeout=10)
+    version = rt.state.get_version("_snapshots", "c").version
+    for _ in range(3):
+        ref.ask("get", timeout=10)
+    with pytest.raises(RuntimeError):
+        ref.ask("boom", timeout=10)
+    assert rt.state.get_version("_snapshots", "c").version == version
+    ref.ask("inc", timeout=10)
+    assert rt.state.get_version("_snapshots", "c").version == version + 1
+
+
+def test_snapshots_keep_out_of_history_and_only_their_agent_writes_them(rt):
+    ref = rt.spawn(Counter, "c")
+    ref.ask("inc", timeout=10)
+    assert not [row for row in rt.state.history(limit=1000) if row["namespace"] == "_snapshots"]
+    with pytest.raises(NamespacePermissionError):
+        rt.store._call("save_snapshot", "c", b"forged")
+
+
+class Forger(Agent):
+    def forge(self) -> None:
+        self.ctx.store._call("save_snapshot", "c", b"forged")
+
+
+def test_an_agent_cannot_write_another_agents_snapshot(rt):
+    rt.spawn(Counter, "c")
+    forger = rt.spawn(Forger, "forger")
+    with pytest.raises(NamespacePermissionError):
+        forger.proxy().forge().get(timeout=10)
+
+
+def test_a_class_with_snapshot_but_no_restore_is_refused():
+    with pytest.raises(TypeError, match="restore"):
+        type("Half", (Agent,), {"snapshot": lambda self: 1})
