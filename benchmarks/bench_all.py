@@ -169,7 +169,7 @@ def ray_actors(n: int, n_tells: int) -> dict[str, Any] | None:
         import ray
     except ImportError:
         return None
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              configure_logging=False)
     try:
         @ray.remote(max_restarts=-1)

@@ -109,7 +109,7 @@ def ray_rates(workloads: dict[str, tuple[float, int]]) -> dict[str, float] | Non
         from ray.util import ActorPool
     except ImportError:
         return None
-    ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=WORKERS, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         @ray.remote
         class RayWorker:

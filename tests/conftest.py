@@ -57,7 +57,7 @@ def ray_session():
     """A local Ray instance (bound to 127.0.0.1) for the tests of one module,
     ended after them so the rest of the suite runs without it."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()

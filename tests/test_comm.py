@@ -67,7 +67,7 @@ def test_request_timeouts_and_unknown_recipients_fail_clearly(rt):
     rt.spawn(Service, "svc")
     with pytest.raises(AskTimeout):
         rt.comm.request_reply.request("me", "svc", "slow", timeout=0.2)
-    with pytest.raises(ActorDeadError, match="no agent named 'nobody'"):
+    with pytest.raises(ActorDeadError, match=r"nobody.* not found"):  # pykka's words
         rt.comm.request_reply.request("me", "nobody", "hi", timeout=10)
 
 
