@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, Self
 
 from actors import ActorDeadError, Agent, EventType
 from actors._replicated import Replica, ReplicatedState
@@ -64,6 +64,12 @@ class RuntimeBase:
     def shutdown(self, timeout: float = 10.0) -> None:
         raise NotImplementedError
 
+    def _interrupt(self, record: Any) -> None:
+        """Abandon the handler `record`'s agent is running, if it is in one,
+        so its stop (and `on_stop`) need not wait for a long task; called by
+        `_stop_all` after the stop messages went out, when the shutdown was
+        interrupted (Ctrl-C, SIGTERM). A backend that can't: does nothing."""
+
     # -- shared ----------------------------------------------------------------
 
     def _stop_record(self, record: Any, timeout: float) -> None:
@@ -95,6 +101,10 @@ class RuntimeBase:
                 stops.append(record.ref.stop(block=False))
             except Exception:  # noqa: BLE001 - already gone
                 stops.append(None)
+        if self._interrupting:
+            # After the stops: a task sent meanwhile waits behind its stop.
+            for record in records:
+                self._interrupt(record)
         for future in stops:
             try:
                 if future is not None:
@@ -127,6 +137,11 @@ class RuntimeBase:
         self._monitor = ProcessMonitor()
         self._replicated: dict[str, ReplicatedState] = {}
         self._ended: deque[Any] = deque()  # see _forget_ended
+        # Set when the shutdown comes from an interrupt (KeyboardInterrupt out
+        # of the `with` block, or `actors run` getting SIGINT/SIGTERM): agents
+        # busy in a handler abandon it, so the shutdown takes seconds, not
+        # as long as the longest task.
+        self._interrupting = False
 
     def spawn(
         self,
@@ -339,8 +354,10 @@ class RuntimeBase:
             msg = "this runtime has been shut down"
             raise ActorDeadError(msg)
 
-    def __enter__(self) -> RuntimeBase:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._interrupting = True  # Ctrl-C: don't wait for tasks in progress
         self.shutdown()

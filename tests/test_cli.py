@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -265,3 +267,54 @@ def test_status_watch_refreshes_in_place(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
+
+
+_SLOW_TEAM = """
+    import os, time
+    from actors import Agent
+
+    class Slow(Agent):
+        capabilities = ["slow"]
+
+        def do_work(self, task):
+            print(f"working {os.getpid()}", flush=True)
+            time.sleep(60)
+            return "late"
+
+        def on_stop(self):
+            print(f"on_stop ran {os.getpid()}", flush=True)
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_batch_of_long_tasks_stops_it_within_seconds(tmp_path, sig, code):
+    import psutil
+
+    (tmp_path / "team.py").write_text(textwrap.dedent(_SLOW_TEAM))
+    tasks = '\n[[tasks]]\ntype = "slow"\npayload = 1\n' * 6
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "s"\nclass = "team:Slow"\nreplicas = 2\n' + tasks)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", "spec.toml"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        working = set()
+        for line in proc.stdout:
+            if line.startswith("working"):
+                working.add(int(line.split()[1]))
+                if len(working) == 2:
+                    break
+        proc.send_signal(sig)
+        proc.send_signal(sig)  # a second one, as an impatient user's: no traceback
+        started = time.monotonic()
+        rest, err = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == code, err
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert "Traceback" not in err
+    assert {int(pid) for pid in re.findall(r"on_stop ran (\d+)", rest)} == working
+    assert "result" not in rest and "working" not in rest  # nothing more was sent
+    assert not [pid for pid in working if psutil.pid_exists(pid)]

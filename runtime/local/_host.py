@@ -17,6 +17,7 @@ instead, when the zygote exits (see `_zygote`).
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -111,8 +112,9 @@ class ProcessHost(pykka.Actor):
 
     def _stop(self) -> None:
         # pykka's stop: for a stop message (from any ref), or a BaseException
-        # out of a handler (which exits with code 0 anyway).
-        self._stopping = True
+        # out of a handler (which exits with code 0 anyway). On the class:
+        # `interrupt_handler` reads it (one hosted class per process).
+        type(self)._stopping = True
         self._note(STOP_REQUESTED)
         super()._stop()
 
@@ -127,6 +129,29 @@ class ProcessHost(pykka.Actor):
             self._control.send_bytes(note)
         except OSError:
             pass  # the runtime is gone: nobody to tell
+
+
+def interrupt_handler(hosted: type[ProcessHost]) -> Any:
+    """The agent process's SIGINT handler (main thread, the actor's).
+
+    The runtime sends SIGINT when its shutdown was interrupted (Ctrl-C), after
+    the stop message: an agent in the middle of a handler raises
+    KeyboardInterrupt there, which pykka answers by stopping the actor
+    (`on_stop` runs; the stop counts as requested, so no restart). Anywhere
+    else (waiting for a message, in on_start or on_stop) it is ignored: the
+    stop message does the rest. The stack is looked at only when the signal
+    comes, so handling messages costs nothing more.
+    """
+
+    def on_sigint(_signum: int, frame: Any) -> None:
+        if hosted._stopping:
+            return
+        while frame is not None:
+            if frame.f_code.co_name == "_handle_receive":
+                raise KeyboardInterrupt
+            frame = frame.f_back
+
+    return on_sigint
 
 
 def _watch_runtime(control: Connection) -> None:
@@ -165,6 +190,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "__qualname__": cls.__qualname__,
         },
     )
+    signal.signal(signal.SIGINT, interrupt_handler(hosted))
     failed = False
     try:
         hosted.start(*spec.args, **spec.kwargs)  # returns when the actor stops

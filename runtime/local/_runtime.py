@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import resource
+import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -254,6 +255,14 @@ class LocalRuntime(Runtime):
 
     def _reap(self, record: AgentRecord, timeout: float) -> None:
         reap(record.started.process, timeout, grace=2.0)
+
+    def _interrupt(self, record: AgentRecord) -> None:
+        # SIGINT: the agent raises KeyboardInterrupt in the handler it is
+        # running, if any (see `_host.interrupt_handler`), then stops.
+        try:
+            signal.pidfd_send_signal(record.started.process.sentinel, signal.SIGINT)
+        except OSError:  # gone already (or its pidfd closed)
+            pass
 
     def _still_alive(self, record: AgentRecord) -> bool:
         # A process that just died is not "running" any more, even before the
