@@ -8,7 +8,6 @@ so agents can make a re-run idempotent.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pykka.messages import ProxyCall
 
 from actors import ActorDeadError, EventType, NoCapableAgentError
+from runtime._progress import Progress
 
 if TYPE_CHECKING:
     from runtime._backends import Runtime
@@ -49,7 +49,7 @@ class TaskRouter:
                     name = min(names, key=lambda n: self._inflight[n])
                     self._inflight[name] += 1
                 return name
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self._rt._closed:  # shut down: nothing will come back
                 raise NoCapableAgentError(task_type, known)
             time.sleep(0.01)
 
@@ -101,7 +101,7 @@ class TaskRouter:
         total = len(payloads) if hasattr(payloads, "__len__") else None  # type: ignore[arg-type]
         window = max(1, 2 * len(names))
         return self._results(task_type, payloads, window, timeout, retries, return_exceptions, ordered,
-                             Progress(total) if progress else None)
+                             Progress(total) if progress else None)  # drawn on a terminal only
 
     def _results(
         self, task_type: str, payloads: Iterable[Any], window: int, timeout: float | None, retries: int,
@@ -119,69 +119,46 @@ class TaskRouter:
                 raise
 
         source = enumerate(payloads)
-        with ThreadPoolExecutor(max_workers=window, thread_name_prefix="map") as pool:
-            running: dict[Future[Any], int] = {}
-            finished: dict[int, Any] = {}
-            next_out = 0
-            exhausted = False
-            try:
-                while True:
-                    # Top up the window; ordered output also bounds the results kept waiting.
-                    while not exhausted and len(running) + len(finished) < window:
-                        try:
-                            index, payload = next(source)
-                        except StopIteration:
-                            exhausted = True
-                            break
-                        running[pool.submit(run, index, payload)] = index
-                    if not running and not finished:
-                        return
-                    if running:
-                        done, _ = wait(running, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            finished[running.pop(future)] = future.result()
-                            if bar is not None:
-                                bar.step()
-                    if ordered:
-                        while next_out in finished:
-                            yield finished.pop(next_out)
-                            next_out += 1
-                    else:
-                        for index in list(finished):
-                            yield finished.pop(index)
-            finally:
-                for future in running:
-                    future.cancel()
-                if bar is not None:
-                    bar.close()
-
-
-class Progress:
-    """A one-line progress bar on stderr with rate and ETA."""
-
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-        self.done = 0
-        self.started = time.monotonic()
-        self._last = 0.0
-
-    def step(self) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if now - self._last < 0.1 and self.done != self.total:
-            return  # redraw at most ten times a second
-        self._last = now
-        rate = self.done / max(now - self.started, 1e-9)
-        if self.total:
-            width = 30
-            filled = int(width * self.done / self.total)
-            eta = (self.total - self.done) / rate if rate else 0.0
-            line = f"[{'#' * filled}{'-' * (width - filled)}] {self.done}/{self.total} {rate:,.1f}/s ETA {eta:,.1f}s"
-        else:
-            line = f"{self.done} done {rate:,.1f}/s"
-        sys.stderr.write(f"\r{line}")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
+        # Not a `with`: its exit waits for every task in flight, so a Ctrl-C
+        # (KeyboardInterrupt while this waits) would wait for the longest.
+        pool = ThreadPoolExecutor(max_workers=window, thread_name_prefix="map")
+        interrupted = False
+        running: dict[Future[Any], int] = {}
+        finished: dict[int, Any] = {}
+        next_out = 0
+        exhausted = False
+        try:
+            while True:
+                # Top up the window; ordered output also bounds the results kept waiting.
+                while not exhausted and len(running) + len(finished) < window:
+                    try:
+                        index, payload = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    running[pool.submit(run, index, payload)] = index
+                if not running and not finished:
+                    return
+                if running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        finished[running.pop(future)] = future.result()
+                        if bar is not None:
+                            bar.step()
+                if ordered:
+                    while next_out in finished:
+                        yield finished.pop(next_out)
+                        next_out += 1
+                else:
+                    for index in list(finished):
+                        yield finished.pop(index)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            # Nothing more is handed out. After a Ctrl-C, return at once: the
+            # tasks in flight end with their agents, which the runtime's
+            # shutdown (interrupted too, see `RuntimeBase.__exit__`) stops.
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+            if bar is not None:
+                bar.close()

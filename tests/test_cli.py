@@ -318,3 +318,45 @@ def test_a_signal_during_a_batch_of_long_tasks_stops_it_within_seconds(tmp_path,
     assert {int(pid) for pid in re.findall(r"on_stop ran (\d+)", rest)} == working
     assert "result" not in rest and "working" not in rest  # nothing more was sent
     assert not [pid for pid in working if psutil.pid_exists(pid)]
+
+
+def test_on_a_terminal_results_print_above_the_progress_bar_never_on_its_line(tmp_path):
+    import pty
+
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        import time
+        from actors import Agent
+
+        class Nap(Agent):
+            capabilities = ["nap"]
+            def do_work(self, task):
+                time.sleep(0.05)
+                return task["payload"]
+    """))
+    tasks = "".join(f'\n[[tasks]]\ntype = "nap"\npayload = {i}\n' for i in range(30))
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "n"\nclass = "team:Nap"\nreplicas = 2\n' + tasks)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "run", "--quiet", "spec.toml"], cwd=tmp_path,
+                            stdout=follower, stderr=follower, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    os.close(follower)
+    screen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 1 << 16)
+            except OSError:  # EIO: the terminal's last writer exited
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(leader)
+        proc.wait(60)
+    assert proc.returncode == 0
+    text = screen.decode().replace("\r\n", "\n")  # the terminal ends lines with CR LF
+    assert "30/30" in text  # the bar was drawn
+    # What a terminal shows of each line: the text after its last carriage return.
+    shown = [line.rsplit("\r", 1)[-1].replace("\033[K", "") for line in text.split("\n")]
+    results = [line for line in text.split("\n") if "result  task-" in line]
+    assert len(results) == 30
+    assert sum(line.startswith("result  task-") for line in shown) == 30
