@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -67,6 +68,24 @@ class _Printer:
             else:
                 print(out, flush=True)
 
+    def log(self, record: logging.LogRecord) -> None:
+        """An agent's forwarded log record: on stderr (JSON lines: on stdout)."""
+        agent = getattr(record, "agent", record.name.rpartition(".")[2])
+        text = record.getMessage()
+        if record.exc_text:
+            text = f"{text}\n{record.exc_text}"
+        with self.lock:
+            if self.as_json:
+                out = json.dumps({"event": "log", "agent": agent, "level": record.levelname,
+                                  "logger": getattr(record, "agent_logger", record.name), "message": text})
+                stream = sys.stdout
+            else:
+                out, stream = f"log     {agent} {record.levelname}: {text}", sys.stderr
+            if self.bar is not None:
+                self.bar.print_above(out, stream)
+            else:
+                print(out, file=stream, flush=True)
+
     def event(self, event: Event) -> None:
         p = event.payload
         if event.type is EventType.AGENT_JOINED:
@@ -106,14 +125,35 @@ class _Signals:
             signal.signal(sig, old)
 
 
+class _LogLines(logging.Handler):
+    """Prints the agents' log records (logger `actors.agent`) through the printer."""
+
+    def __init__(self, printer: _Printer) -> None:
+        super().__init__()
+        self.printer = printer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.printer.log(record)
+        except Exception:  # noqa: BLE001 - e.g. a closed stdout: logging's own way
+            self.handleError(record)
+
+
 def _run(spec: LaunchSpec, printer: _Printer) -> int:
     from runtime import Runtime  # noqa: PLC0415 - runtime imports this module
 
     signals = _Signals()
+    agents_log = logging.getLogger("actors.agent")
+    handler = _LogLines(printer)
+    agents_log.addHandler(handler)
+    agents_log.propagate = False  # printed here, not again by logging's last resort
+    if agents_log.level == logging.NOTSET:
+        agents_log.setLevel(logging.WARNING if printer.quiet else logging.INFO)
     try:
         return _run_with(spec, printer, signals, Runtime)
     finally:
         signals.restore()
+        agents_log.removeHandler(handler)
 
 
 def _run_with(spec: LaunchSpec, printer: _Printer, signals: _Signals, runtime_cls: Any) -> int:

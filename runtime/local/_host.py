@@ -16,6 +16,7 @@ instead, when the zygote exits (see `_zygote`).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -28,6 +29,7 @@ import pykka
 from actors import AgentContext
 from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
+from runtime.local._logs import install_forwarder
 from runtime.wire._node import Node
 from runtime.wire._reactor import MAILBOX_SIZE, ReactorInbox
 from runtime._ref import AgentRef
@@ -60,6 +62,8 @@ class BootSpec:
     rundir: str
     registry_address: str
     mailbox_size: int = MAILBOX_SIZE  # messages from other processes waiting unread (see `_reactor`)
+    log_address: str = ""  # the runtime's `LogCollector`: where this process's log records go
+    log_level: int = logging.WARNING  # the lowest level forwarded (see `_logs.forwarded_level`)
 
 
 class ProcessHost(pykka.Actor):
@@ -172,6 +176,8 @@ def agent_main(boot: bytes, control: Connection) -> int:
     """
     spec: BootSpec = loads(boot)
     set_current_agent_id(spec.name)
+    if spec.log_address:
+        install_forwarder(spec.log_address, spec.name, spec.log_level)
     node = Node(spec.runtime_id, spec.authkey, spec.rundir, spec.registry_address, reactor=True)
     own_ref = AgentRef(spec.name, node.address, spec.runtime_id)
     set_delivery_ref_factory(lambda: own_ref)

@@ -27,6 +27,7 @@ from actors import (
 from actors._services import service_clients, start_services
 from runtime.local._host import BootSpec
 from runtime.local._inline import inline_hosted
+from runtime.local._logs import LogCollector, forwarded_level
 from runtime.local._launcher import AgentProcess, Started, Zygote, preload_modules, reap, start_agent_process
 from runtime._monitor import info_row
 from runtime.wire._node import Node
@@ -95,6 +96,7 @@ class LocalRuntime(Runtime):
         self._rundir = self._rundir_lock.path
         remove_stale_rundirs(keep=self._rundir)  # those of runtimes that were killed
         self._node = Node(self.id, self._authkey, self._rundir)
+        self._logs = LogCollector(self._rundir)  # agents' log records, emitted here
         self._services: list[pykka.ActorRef[Any]] = []
         # Started first: it imports its modules while the services start.
         self._zygote = Zygote(preload)
@@ -106,6 +108,7 @@ class LocalRuntime(Runtime):
         except BaseException:  # e.g. a bad state_path or preload: leave nothing behind
             self._stop_services(5.0)
             self._zygote.close()
+            self._logs.close()
             self._rundir_lock.remove()
             raise
         self._peer = functools.partial(peer_ref, self.id)
@@ -161,7 +164,8 @@ class LocalRuntime(Runtime):
         )
         spec = BootSpec(
             name, agent_cls, args, kwargs, ctx, self.id, self._authkey, self._rundir, self._node.address,
-            mailbox_size=check_mailbox_size(mailbox_size),
+            mailbox_size=check_mailbox_size(mailbox_size), log_address=self._logs.address,
+            log_level=forwarded_level(name),
         )
         boot = dumps(spec, f"agent {name!r} (its class or arguments)")
         with self._lock:
@@ -334,6 +338,7 @@ class LocalRuntime(Runtime):
             record.started.control.close()
             record.started.process.close()
         self._zygote.close()
+        self._logs.close()  # after every agent ended: what they logged last is emitted
         self._rundir_lock.remove()
 
     def _stop_services(self, timeout: float) -> None:
