@@ -27,6 +27,8 @@ from actors._errors import (
 )
 from actors._types import Event, EventType, Message, MessagePattern, StateVersion
 
+__version__ = "0.1.0"  # the distribution's (actors-runtime) version; `runtime.__version__` is this one
+
 __all__ = [
     "ActorBase",
     "ActorDeadError",
@@ -52,5 +54,6 @@ __all__ = [
     "StreamClosedError",
     "UnknownNamespaceError",
     "UnknownStreamError",
+    "__version__",
     "current_agent_id",
 ]

@@ -23,6 +23,7 @@ from runtime._monitor import ProcessMonitor
 from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import AgentRef
 from runtime.wire._serialization import dumps
+from runtime.wire._spin import check_environment
 from runtime.local._supervisor import RESTART_POLICIES
 
 __all__ = ["RuntimeBase"]
@@ -128,6 +129,7 @@ class RuntimeBase:
 
     def _init_bookkeeping(self, start_timeout: float) -> None:
         """What every backend keeps about its agents (both call this first)."""
+        check_environment()  # ValueError for a bad ACTORS_SPIN_US, before anything starts
         self.id = uuid.uuid4().hex
         self.start_timeout = start_timeout
         self._records: dict[str, Any] = {}
@@ -173,6 +175,12 @@ class RuntimeBase:
             msg = f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}"
             raise ValueError(msg)
         check_mailbox_size(mailbox_size)
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            msg = f"max_restarts must be an int, 0 or more, got {max_restarts!r}"
+            raise ValueError(msg)
+        if isinstance(restart_window, bool) or not isinstance(restart_window, (int, float)) or not restart_window >= 0:
+            msg = f"restart_window must be a number of seconds, 0 or more, got {restart_window!r}"
+            raise ValueError(msg)
         if name is None:
             name = f"{agent_cls.__name__.lower()}-{next(self._seq)}"
         if not isinstance(name, str) or not name or name.startswith("_"):

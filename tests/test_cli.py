@@ -46,6 +46,9 @@ def test_version_and_help():
     assert helped.returncode == 0 and "actors run examples/quickstart.toml" in helped.stdout
 
 
+_AGENT = '\n\n[[agents]]\nname = "a"\nclass = "actors:Agent"\n'
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
@@ -57,9 +60,22 @@ def test_version_and_help():
         ('[[agents]]\nname = "a"\nclass = "actors:Agent"\ncolour = "red"', "unknown field 'colour'"),
         ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nreplicas = "two"', "field 'replicas' must be int"),
         ('[[tasks]]\npayload = 1', "missing field 'type'"),
-        ('[runtime]\nbackend = "mars"', "unknown backend 'mars'"),
-        ('[runtime]\naddress = "10.0.0.1:6379"', "unexpected keyword argument 'address'"),
-        ('[runtime]\npreload = ["nowhere_module"]', "preloading 'nowhere_module' for the agents failed"),
+        ('[runtime]\nbackend = "mars"' + _AGENT, "unknown backend 'mars'"),
+        ('[runtime]\naddress = "10.0.0.1:6379"' + _AGENT, "field 'address' is for backend = \"ray\" only"),
+        ('[runtime]\nnum_cpus = 4' + _AGENT, "field 'num_cpus' is for backend = \"ray\" only"),
+        ('[runtime]\npreload = ["nowhere_module"]' + _AGENT, "preloading 'nowhere_module' for the agents failed"),
+        ('[runtime]\nstart_timeout = 0' + _AGENT, "start_timeout must be positive"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nrestart = "sometimes"',
+         "restart must be one of 'permanent', 'transient', 'temporary', got 'sometimes'"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nmax_restarts = -1', "max_restarts can't be negative"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nrestart_window = -0.5',
+         "restart_window can't be negative"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\ncapabilities = ["x", "y"\n\n[[tasks]]\ntype = "x"\n',
+         "Unclosed array (at line 6, column 1): the array opened on line 4 is not closed"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\ncapabilities = ["x",\n',
+         "(at end of document): the array opened on line 4 is not closed"),
+        ("", "no agents to run"),
+        ('[runtime]\nmax_history = 10\n', "no agents to run"),
     ],
 )
 def test_a_bad_spec_gets_one_clear_line_and_exit_code_2(tmp_path, spec, expected):
@@ -180,7 +196,8 @@ def _serve_in(tmp_path):
 def test_status_shows_the_process_table_of_the_runtime_started_here(tmp_path):
     proc = _serve_in(tmp_path)
     try:
-        control = tmp_path / ".actors" / "control.json"
+        [control] = (tmp_path / ".actors").glob("control-*.json")
+        assert control.name == f"control-{proc.pid}.json"
         assert (control.stat().st_mode & 0o777) == 0o600
         table = actors("status", cwd=tmp_path)
         assert table.returncode == 0, table.stderr
@@ -196,6 +213,7 @@ def test_status_shows_the_process_table_of_the_runtime_started_here(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     assert not control.exists()
+    assert not (tmp_path / ".actors").exists()  # no empty folder left behind
 
 
 def test_status_without_a_runtime_says_so(tmp_path):
@@ -208,7 +226,7 @@ def test_status_with_a_wrong_key_is_refused(tmp_path):
     try:
         import json
 
-        control = tmp_path / ".actors" / "control.json"
+        [control] = (tmp_path / ".actors").glob("control-*.json")
         info = json.loads(control.read_text())
         forged = tmp_path / "forged.json"
         forged.write_text(json.dumps({**info, "key": "00" * 32}))
@@ -360,3 +378,88 @@ def test_on_a_terminal_results_print_above_the_progress_bar_never_on_its_line(tm
     results = [line for line in text.split("\n") if "result  task-" in line]
     assert len(results) == 30
     assert sum(line.startswith("result  task-") for line in shown) == 30
+
+
+def test_status_takes_the_actors_folder_as_its_address(tmp_path):
+    proc = _serve_in(tmp_path)
+    try:
+        out = actors("status", "--address", ".actors", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert sorted(line.split()[0] for line in out.stdout.splitlines()[1:]) == ["idle-0", "idle-1"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def test_two_runs_in_one_folder_each_keep_a_control_file_and_status_names_both(tmp_path):
+    first = _serve_in(tmp_path)
+    second = None
+    try:
+        second = _serve_in(tmp_path)
+        files = sorted((tmp_path / ".actors").glob("control-*.json"))
+        assert [f.name for f in files] == sorted(f"control-{p.pid}.json" for p in (first, second))
+        out = actors("status", cwd=tmp_path)
+        assert out.returncode == 1
+        [line] = out.stderr.splitlines()
+        assert "2 runtimes run from" in line and "--address" in line
+        assert f"pid {first.pid}" in line and f"pid {second.pid}" in line
+        for proc in (first, second):
+            picked = actors("status", "--json", "--address", f".actors/control-{proc.pid}.json", cwd=tmp_path)
+            assert picked.returncode == 0, picked.stderr
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=60)
+        out = actors("status", cwd=tmp_path)  # one left: used without asking
+        assert out.returncode == 0, out.stderr
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=60)
+    assert not (tmp_path / ".actors").exists()
+
+
+def test_a_bad_spin_budget_in_the_environment_is_one_line_and_exit_2():
+    out = subprocess.run([sys.executable, "-m", "runtime", "--version"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60, env={**os.environ, "ACTORS_SPIN_US": "abc"})
+    assert out.returncode == 2
+    assert out.stderr.strip() == "actors: error: ACTORS_SPIN_US must be a number of microseconds (0 or more), got 'abc'"
+
+
+def test_the_json_done_event_carries_the_counts_and_no_empty_folder_is_left(tmp_path):
+    import json
+
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        from actors import Agent
+
+        class Picky(Agent):
+            capabilities = ["pick"]
+            def do_work(self, task):
+                if task["payload"] == "bad":
+                    raise ValueError("won't")
+                return task["payload"]
+    """))
+    tasks = "".join(f'\n[[tasks]]\ntype = "pick"\npayload = "{p}"\n' for p in ("good", "bad", "good"))
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "p"\nclass = "team:Picky"\n' + tasks)
+    out = actors("run", "--json", "spec.toml", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    [done] = [row for row in map(json.loads, out.stdout.splitlines()) if row["event"] == "done"]
+    assert (done["ok"], done["failed"], done["total"]) == (2, 1, 3)
+    assert not (tmp_path / ".actors").exists()
+
+
+def test_an_agent_that_misses_its_start_timeout_ends_the_run_promptly(tmp_path):
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        import time
+        from actors import Agent
+
+        class Sleepy(Agent):
+            def on_start(self):
+                time.sleep(60)
+    """))
+    (tmp_path / "spec.toml").write_text('[runtime]\nstart_timeout = 1\n\n[[agents]]\nname = "s"\nclass = "team:Sleepy"\n')
+    started = time.monotonic()
+    out = actors("run", "spec.toml", cwd=tmp_path)
+    took = time.monotonic() - started
+    assert out.returncode == 1
+    assert "did not finish on_start within 1 s" in out.stderr
+    assert took < 1 + 4, f"took {took:.1f} s"  # the timeout, an interpreter start, a shutdown

@@ -16,6 +16,7 @@ from actors import Event, EventType, StateFileInUseError
 from runtime.cli._spec import LaunchSpec, SpecError, agent_names, load_spec
 from runtime.cli._status import ControlFile, StatusError, run_status
 from runtime._progress import Progress
+from runtime.wire._spin import check_environment
 
 __all__ = ["main"]
 
@@ -280,6 +281,11 @@ def _serve(printer: _Printer, signals: _Signals) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        check_environment()
+    except ValueError as exc:
+        print(f"actors: error: {exc}", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     if args.command == "status":
         try:
