@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from actors import ActorDeadError, Agent, EventType
 from actors._replicated import Replica, ReplicatedState
@@ -25,6 +25,12 @@ from runtime._ref import AgentRef
 from runtime.wire._serialization import dumps
 from runtime.wire._spin import check_environment
 from runtime.local._supervisor import RESTART_POLICIES
+
+if TYPE_CHECKING:
+    from actors._comm import CommHub
+    from actors._events import EventsClient
+    from actors._state_client import FlatStateClient, StateClient
+    from actors._sync import SyncClient
 
 __all__ = ["RuntimeBase"]
 
@@ -40,6 +46,13 @@ class RuntimeBase:
     `_peer` (name -> ref), `_tasks` (a `TaskRouter`), and the bookkeeping of
     `_init_bookkeeping`, which it calls first.
     """
+
+    # The services, the same objects as `ctx.state` ... in agents (set by the backend).
+    state: StateClient
+    store: FlatStateClient
+    events: EventsClient
+    sync: SyncClient
+    comm: CommHub
 
     # -- hooks a backend provides ----------------------------------------------
 
@@ -63,6 +76,14 @@ class RuntimeBase:
         raise NotImplementedError
 
     def shutdown(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def agent_info(self) -> list[dict[str, Any]]:
+        """One row per process this runtime started (see the backend's)."""
+        raise NotImplementedError
+
+    def control_info(self) -> dict[str, Any]:
+        """How `actors status` reaches this runtime (NotImplementedError where it can't)."""
         raise NotImplementedError
 
     def _interrupt(self, record: Any) -> None:
