@@ -222,7 +222,7 @@ def test_a_clean_ray_shutdown_prints_no_worker_died_paragraph(tmp_path):
             def on_receive(self, message):
                 return message
 
-        with Runtime(backend="ray", num_cpus=1) as rt:
+        with Runtime(backend="ray", address="local", num_cpus=1) as rt:  # a Ray of its own
             print(rt.spawn(Echo, "echo").ask("hi", timeout=60), flush=True)
             rt.spawn(Echo, "other").stop()
     """))
