@@ -28,6 +28,8 @@ from actors._errors import (
 )
 from actors._types import Event, EventType, Message, MessagePattern, StateVersion
 
+__version__ = "0.1.0"  # the distribution's (actors-runtime) version; `runtime.__version__` is this one
+
 __all__ = [
     "ActorBase",
     "ActorDeadError",
@@ -53,5 +55,6 @@ __all__ = [
     "StreamClosedError",
     "UnknownNamespaceError",
     "UnknownStreamError",
+    "__version__",
     "current_agent_id",
 ]

@@ -8,6 +8,6 @@ from runtime.local._launcher import PreloadError
 from runtime._ref import AgentProxy, AgentRef
 from runtime._backends import MultiAgentSystem, Runtime
 
-__version__ = "0.1.0"
+from actors import __version__  # one version for both packages (setup.cfg reads it here)
 
 __all__ = ["AgentProxy", "AgentRef", "MultiAgentSystem", "PreloadError", "Runtime", "__version__"]

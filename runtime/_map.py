@@ -43,7 +43,8 @@ from actors import ActorDeadError, NoCapableAgentError
 
 if TYPE_CHECKING:
     from runtime._runs import RunLog
-    from runtime._tasks import Progress, TaskRouter
+    from runtime._progress import Progress
+    from runtime._tasks import TaskRouter
 
 __all__ = ["MAX_CHUNK", "TARGET_CHUNK_SECONDS", "Batch"]
 

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from actors import ActorDeadError, Agent, EventType
 from actors._replicated import Replica, ReplicatedState
@@ -24,7 +24,14 @@ from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import AgentRef
 from runtime._runs import drop_run as drop_run_records, list_runs
 from runtime.wire._serialization import dumps
+from runtime.wire._spin import check_environment
 from runtime.local._supervisor import RESTART_POLICIES
+
+if TYPE_CHECKING:
+    from actors._comm import CommHub
+    from actors._events import EventsClient
+    from actors._state_client import FlatStateClient, StateClient
+    from actors._sync import SyncClient
 
 __all__ = ["RuntimeBase"]
 
@@ -40,6 +47,13 @@ class RuntimeBase:
     `_peer` (name -> ref), `_tasks` (a `TaskRouter`), and the bookkeeping of
     `_init_bookkeeping`, which it calls first.
     """
+
+    # The services, the same objects as `ctx.state` ... in agents (set by the backend).
+    state: StateClient
+    store: FlatStateClient
+    events: EventsClient
+    sync: SyncClient
+    comm: CommHub
 
     # -- hooks a backend provides ----------------------------------------------
 
@@ -64,6 +78,20 @@ class RuntimeBase:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         raise NotImplementedError
+
+    def agent_info(self) -> list[dict[str, Any]]:
+        """One row per process this runtime started (see the backend's)."""
+        raise NotImplementedError
+
+    def control_info(self) -> dict[str, Any]:
+        """How `actors status` reaches this runtime (NotImplementedError where it can't)."""
+        raise NotImplementedError
+
+    def _interrupt(self, record: Any) -> None:
+        """Abandon the handler `record`'s agent is running, if it is in one,
+        so its stop (and `on_stop`) need not wait for a long task; called by
+        `_stop_all` after the stop messages went out, when the shutdown was
+        interrupted (Ctrl-C, SIGTERM). A backend that can't: does nothing."""
 
     # -- shared ----------------------------------------------------------------
 
@@ -96,6 +124,10 @@ class RuntimeBase:
                 stops.append(record.ref.stop(block=False))
             except Exception:  # noqa: BLE001 - already gone
                 stops.append(None)
+        if self._interrupting:
+            # After the stops: a task sent meanwhile waits behind its stop.
+            for record in records:
+                self._interrupt(record)
         for future in stops:
             try:
                 if future is not None:
@@ -119,6 +151,7 @@ class RuntimeBase:
 
     def _init_bookkeeping(self, start_timeout: float) -> None:
         """What every backend keeps about its agents (both call this first)."""
+        check_environment()  # ValueError for a bad ACTORS_SPIN_US, before anything starts
         self.id = uuid.uuid4().hex
         self.start_timeout = start_timeout
         self._records: dict[str, Any] = {}
@@ -128,6 +161,11 @@ class RuntimeBase:
         self._monitor = ProcessMonitor()
         self._replicated: dict[str, ReplicatedState] = {}
         self._ended: deque[Any] = deque()  # see _forget_ended
+        # Set when the shutdown comes from an interrupt (KeyboardInterrupt out
+        # of the `with` block, or `actors run` getting SIGINT/SIGTERM): agents
+        # busy in a handler abandon it, so the shutdown takes seconds, not
+        # as long as the longest task.
+        self._interrupting = False
 
     def spawn(
         self,
@@ -159,6 +197,12 @@ class RuntimeBase:
             msg = f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}"
             raise ValueError(msg)
         check_mailbox_size(mailbox_size)
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            msg = f"max_restarts must be an int, 0 or more, got {max_restarts!r}"
+            raise ValueError(msg)
+        if isinstance(restart_window, bool) or not isinstance(restart_window, (int, float)) or not restart_window >= 0:
+            msg = f"restart_window must be a number of seconds, 0 or more, got {restart_window!r}"
+            raise ValueError(msg)
         if name is None:
             name = f"{agent_cls.__name__.lower()}-{next(self._seq)}"
         if not isinstance(name, str) or not name or name.startswith("_"):
@@ -370,8 +414,10 @@ class RuntimeBase:
             msg = "this runtime has been shut down"
             raise ActorDeadError(msg)
 
-    def __enter__(self) -> RuntimeBase:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._interrupting = True  # Ctrl-C: don't wait for tasks in progress
         self.shutdown()

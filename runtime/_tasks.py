@@ -19,7 +19,6 @@ coordinates each itself.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from pykka.messages import ProxyCall
 from actors import ActorDeadError, Agent, AskTimeout, Event, EventType, NoCapableAgentError
 from actors._types import new_id
 from runtime._runs import RunLog
+from runtime._progress import Progress
 
 if TYPE_CHECKING:
     from runtime._backends import Runtime
@@ -68,7 +68,7 @@ class TaskRouter:
                     name = min(names, key=lambda n: self._inflight[n])
                     self._inflight[name] += 1
                 return name
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self._rt._closed:  # shut down: nothing will come back
                 raise NoCapableAgentError(task_type, known)
             time.sleep(0.01)
 
@@ -204,35 +204,3 @@ class TaskRouter:
                       retries=retries, return_exceptions=return_exceptions, ordered=ordered,
                       bar=Progress(total) if progress else None, run=run)
         return batch.results()
-
-
-class Progress:
-    """A one-line progress bar on stderr with rate and ETA."""
-
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-        self.done = 0
-        self.started = time.monotonic()
-        self._last = 0.0
-
-    def step(self, count: int = 1) -> None:
-        """`count` more tasks are done."""
-        self.done += count
-        now = time.monotonic()
-        if now - self._last < 0.1 and self.done != self.total:
-            return  # redraw at most ten times a second
-        self._last = now
-        rate = self.done / max(now - self.started, 1e-9)
-        if self.total:
-            width = 30
-            filled = int(width * self.done / self.total)
-            eta = (self.total - self.done) / rate if rate else 0.0
-            line = f"[{'#' * filled}{'-' * (width - filled)}] {self.done}/{self.total} {rate:,.1f}/s ETA {eta:,.1f}s"
-        else:
-            line = f"{self.done} done {rate:,.1f}/s"
-        sys.stderr.write(f"\r{line}")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()

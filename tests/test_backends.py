@@ -202,3 +202,33 @@ def test_replicated_state_and_streams_work_on_both_backends(any_rt):
         threading.Thread(target=any_rt.comm.streaming.send, args=("s", i), daemon=True).start()
     got = sorted(any_rt.comm.streaming.receive("s", timeout=60) for _ in range(3))
     assert got == [0, 1, 2]
+
+
+def test_a_clean_ray_shutdown_prints_no_worker_died_paragraph(tmp_path):
+    # Hosts leave through Ray (exit_actor), so the raylet reports no worker
+    # that "died ... SYSTEM_ERROR ... OOM killer" on a clean shutdown.
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    pytest.importorskip("ray")
+    script = tmp_path / "tiny.py"
+    script.write_text(textwrap.dedent("""
+        from actors import Agent
+        from runtime import Runtime
+
+        class Echo(Agent):
+            def on_receive(self, message):
+                return message
+
+        with Runtime(backend="ray", address="local", num_cpus=1) as rt:  # a Ray of its own
+            print(rt.spawn(Echo, "echo").ask("hi", timeout=60), flush=True)
+            rt.spawn(Echo, "other").stop()
+    """))
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=110,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "hi"
+    assert "SYSTEM_ERROR" not in out.stderr and "worker died" not in out.stderr.lower(), out.stderr

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,9 @@ def test_version_and_help():
     assert helped.returncode == 0 and "actors run examples/quickstart.toml" in helped.stdout
 
 
+_AGENT = '\n\n[[agents]]\nname = "a"\nclass = "actors:Agent"\n'
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
@@ -55,11 +60,24 @@ def test_version_and_help():
         ('[[agents]]\nname = "a"\nclass = "actors:Agent"\ncolour = "red"', "unknown field 'colour'"),
         ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nreplicas = "two"', "field 'replicas' must be int"),
         ('[[tasks]]\npayload = 1', "missing field 'type'"),
-        ('[runtime]\nbackend = "mars"', "unknown backend 'mars'"),
-        ('[runtime]\naddress = "10.0.0.1:6379"', "unexpected keyword argument 'address'"),
-        ('[runtime]\npreload = ["nowhere_module"]', "preloading 'nowhere_module' for the agents failed"),
-        ('[runtime]\ntask_records = -3', "field 'task_records' must be an int >= 0 or \"all\""),
-        ('[runtime]\ntask_records = "some"', "field 'task_records' must be an int >= 0 or \"all\""),
+        ('[runtime]\nbackend = "mars"' + _AGENT, "unknown backend 'mars'"),
+        ('[runtime]\naddress = "10.0.0.1:6379"' + _AGENT, "field 'address' is for backend = \"ray\" only"),
+        ('[runtime]\nnum_cpus = 4' + _AGENT, "field 'num_cpus' is for backend = \"ray\" only"),
+        ('[runtime]\npreload = ["nowhere_module"]' + _AGENT, "preloading 'nowhere_module' for the agents failed"),
+        ('[runtime]\nstart_timeout = 0' + _AGENT, "start_timeout must be positive"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nrestart = "sometimes"',
+         "restart must be one of 'permanent', 'transient', 'temporary', got 'sometimes'"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nmax_restarts = -1', "max_restarts can't be negative"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\nrestart_window = -0.5',
+         "restart_window can't be negative"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\ncapabilities = ["x", "y"\n\n[[tasks]]\ntype = "x"\n',
+         "Unclosed array (at line 6, column 1): the array opened on line 4 is not closed"),
+        ('[[agents]]\nname = "a"\nclass = "actors:Agent"\ncapabilities = ["x",\n',
+         "(at end of document): the array opened on line 4 is not closed"),
+        ("", "no agents to run"),
+        ('[runtime]\nmax_history = 10\n', "no agents to run"),
+        ('[runtime]\ntask_records = -3' + _AGENT, "field 'task_records' must be an int >= 0 or \"all\""),
+        ('[runtime]\ntask_records = "some"' + _AGENT, "field 'task_records' must be an int >= 0 or \"all\""),
     ],
 )
 def test_a_bad_spec_gets_one_clear_line_and_exit_code_2(tmp_path, spec, expected):
@@ -180,7 +198,8 @@ def _serve_in(tmp_path):
 def test_status_shows_the_process_table_of_the_runtime_started_here(tmp_path):
     proc = _serve_in(tmp_path)
     try:
-        control = tmp_path / ".actors" / "control.json"
+        [control] = (tmp_path / ".actors").glob("control-*.json")
+        assert control.name == f"control-{proc.pid}.json"
         assert (control.stat().st_mode & 0o777) == 0o600
         table = actors("status", cwd=tmp_path)
         assert table.returncode == 0, table.stderr
@@ -196,6 +215,7 @@ def test_status_shows_the_process_table_of_the_runtime_started_here(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     assert not control.exists()
+    assert not (tmp_path / ".actors").exists()  # no empty folder left behind
 
 
 def test_status_without_a_runtime_says_so(tmp_path):
@@ -208,7 +228,7 @@ def test_status_with_a_wrong_key_is_refused(tmp_path):
     try:
         import json
 
-        control = tmp_path / ".actors" / "control.json"
+        [control] = (tmp_path / ".actors").glob("control-*.json")
         info = json.loads(control.read_text())
         forged = tmp_path / "forged.json"
         forged.write_text(json.dumps({**info, "key": "00" * 32}))
@@ -274,5 +294,183 @@ def test_a_spec_sets_the_task_records_window(tmp_path):
 
     for value, expected in (("1000", 1000), ('"all"', None)):
         path = tmp_path / "spec.toml"
-        path.write_text(f"[runtime]\ntask_records = {value}\n")
+        path.write_text(f"[runtime]\ntask_records = {value}\n" + _AGENT)
         assert load_spec(str(path)).runtime == {"task_records": expected}
+
+
+_SLOW_TEAM = """
+    import os, time
+    from actors import Agent
+
+    class Slow(Agent):
+        capabilities = ["slow"]
+
+        def do_work(self, task):
+            print(f"working {os.getpid()}", flush=True)
+            time.sleep(60)
+            return "late"
+
+        def on_stop(self):
+            print(f"on_stop ran {os.getpid()}", flush=True)
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_batch_of_long_tasks_stops_it_within_seconds(tmp_path, sig, code):
+    import psutil
+
+    (tmp_path / "team.py").write_text(textwrap.dedent(_SLOW_TEAM))
+    tasks = '\n[[tasks]]\ntype = "slow"\npayload = 1\n' * 6
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "s"\nclass = "team:Slow"\nreplicas = 2\n' + tasks)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", "spec.toml"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        working = set()
+        for line in proc.stdout:
+            if line.startswith("working"):
+                working.add(int(line.split()[1]))
+                if len(working) == 2:
+                    break
+        proc.send_signal(sig)
+        proc.send_signal(sig)  # a second one, as an impatient user's: no traceback
+        started = time.monotonic()
+        rest, err = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == code, err
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert "Traceback" not in err
+    assert {int(pid) for pid in re.findall(r"on_stop ran (\d+)", rest)} == working
+    assert "result" not in rest and "working" not in rest  # nothing more was sent
+    assert not [pid for pid in working if psutil.pid_exists(pid)]
+
+
+def test_on_a_terminal_results_print_above_the_progress_bar_never_on_its_line(tmp_path):
+    import pty
+
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        import time
+        from actors import Agent
+
+        class Nap(Agent):
+            capabilities = ["nap"]
+            def do_work(self, task):
+                time.sleep(0.05)
+                return task["payload"]
+    """))
+    tasks = "".join(f'\n[[tasks]]\ntype = "nap"\npayload = {i}\n' for i in range(30))
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "n"\nclass = "team:Nap"\nreplicas = 2\n' + tasks)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "run", "--quiet", "spec.toml"], cwd=tmp_path,
+                            stdout=follower, stderr=follower, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    os.close(follower)
+    screen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 1 << 16)
+            except OSError:  # EIO: the terminal's last writer exited
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(leader)
+        proc.wait(60)
+    assert proc.returncode == 0
+    text = screen.decode().replace("\r\n", "\n")  # the terminal ends lines with CR LF
+    assert "30/30" in text  # the bar was drawn
+    # What a terminal shows of each line: the text after its last carriage return.
+    shown = [line.rsplit("\r", 1)[-1].replace("\033[K", "") for line in text.split("\n")]
+    results = [line for line in text.split("\n") if "result  task-" in line]
+    assert len(results) == 30
+    assert sum(line.startswith("result  task-") for line in shown) == 30
+
+
+def test_status_takes_the_actors_folder_as_its_address(tmp_path):
+    proc = _serve_in(tmp_path)
+    try:
+        out = actors("status", "--address", ".actors", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert sorted(line.split()[0] for line in out.stdout.splitlines()[1:]) == ["idle-0", "idle-1"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
+def test_two_runs_in_one_folder_each_keep_a_control_file_and_status_names_both(tmp_path):
+    first = _serve_in(tmp_path)
+    second = None
+    try:
+        second = _serve_in(tmp_path)
+        files = sorted((tmp_path / ".actors").glob("control-*.json"))
+        assert [f.name for f in files] == sorted(f"control-{p.pid}.json" for p in (first, second))
+        out = actors("status", cwd=tmp_path)
+        assert out.returncode == 1
+        [line] = out.stderr.splitlines()
+        assert "2 runtimes run from" in line and "--address" in line
+        assert f"pid {first.pid}" in line and f"pid {second.pid}" in line
+        for proc in (first, second):
+            picked = actors("status", "--json", "--address", f".actors/control-{proc.pid}.json", cwd=tmp_path)
+            assert picked.returncode == 0, picked.stderr
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=60)
+        out = actors("status", cwd=tmp_path)  # one left: used without asking
+        assert out.returncode == 0, out.stderr
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=60)
+    assert not (tmp_path / ".actors").exists()
+
+
+def test_a_bad_spin_budget_in_the_environment_is_one_line_and_exit_2():
+    out = subprocess.run([sys.executable, "-m", "runtime", "--version"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60, env={**os.environ, "ACTORS_SPIN_US": "abc"})
+    assert out.returncode == 2
+    assert out.stderr.strip() == "actors: error: ACTORS_SPIN_US must be a number of microseconds (0 or more), got 'abc'"
+
+
+def test_the_json_done_event_carries_the_counts_and_no_empty_folder_is_left(tmp_path):
+    import json
+
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        from actors import Agent
+
+        class Picky(Agent):
+            capabilities = ["pick"]
+            def do_work(self, task):
+                if task["payload"] == "bad":
+                    raise ValueError("won't")
+                return task["payload"]
+    """))
+    tasks = "".join(f'\n[[tasks]]\ntype = "pick"\npayload = "{p}"\n' for p in ("good", "bad", "good"))
+    (tmp_path / "spec.toml").write_text('[[agents]]\nname = "p"\nclass = "team:Picky"\n' + tasks)
+    out = actors("run", "--json", "spec.toml", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    [done] = [row for row in map(json.loads, out.stdout.splitlines()) if row["event"] == "done"]
+    assert (done["ok"], done["failed"], done["total"]) == (2, 1, 3)
+    assert not (tmp_path / ".actors").exists()
+
+
+def test_an_agent_that_misses_its_start_timeout_ends_the_run_promptly(tmp_path):
+    (tmp_path / "team.py").write_text(textwrap.dedent("""
+        import time
+        from actors import Agent
+
+        class Sleepy(Agent):
+            def on_start(self):
+                time.sleep(60)
+    """))
+    (tmp_path / "spec.toml").write_text('[runtime]\nstart_timeout = 1\n\n[[agents]]\nname = "s"\nclass = "team:Sleepy"\n')
+    started = time.monotonic()
+    out = actors("run", "spec.toml", cwd=tmp_path)
+    took = time.monotonic() - started
+    assert out.returncode == 1
+    assert "did not finish on_start within 1 s" in out.stderr
+    assert took < 1 + 4, f"took {took:.1f} s"  # the timeout, an interpreter start, a shutdown

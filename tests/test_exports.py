@@ -46,3 +46,10 @@ def test_actors_imports_only_the_standard_library_and_pykka():
                 continue
             for name in names:
                 assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def test_both_packages_carry_the_same_version():
+    import actors
+    import runtime
+
+    assert actors.__version__ == runtime.__version__ and actors.__version__.count(".") == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import signal
@@ -213,11 +214,24 @@ def test_imap_without_capable_agents_fails_at_once(rt):
         rt.imap("nothing", [1])
 
 
-def test_map_shows_a_progress_bar_with_rate_and_eta(rt, capsys):
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_map_shows_a_progress_bar_with_rate_and_eta_on_a_terminal(rt, monkeypatch):
+    rt.spawn(Worker, "w")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    rt.map("compute", [{"n": i} for i in range(5)], progress=True)
+    err = terminal.getvalue()
+    assert "5/5" in err and "/s" in err and "ETA" in err
+
+
+def test_map_draws_no_progress_bar_into_a_file_or_pipe(rt, capsys):
     rt.spawn(Worker, "w")
     rt.map("compute", [{"n": i} for i in range(5)], progress=True)
-    err = capsys.readouterr().err
-    assert "5/5" in err and "/s" in err and "ETA" in err
+    assert capsys.readouterr().err == ""
 
 
 class Stuck(Agent):
@@ -265,3 +279,54 @@ def test_short_lived_agents_leave_no_descriptors_threads_or_records_behind(rt):
     cycles(150)
     after = measure()
     assert all(abs(a - b) <= 10 for a, b in zip(after, before)), (before, after)
+
+
+def test_ctrl_c_while_map_waits_returns_at_once_and_the_runtime_stops_its_agents(tmp_path):
+    # A script's user presses Ctrl-C during a batch of long tasks: map stops
+    # handing out tasks and raises KeyboardInterrupt promptly, and leaving
+    # the `with` block stops the agents (their on_stop runs) without waiting
+    # for the tasks in flight.
+    script = tmp_path / "batch.py"
+    script.write_text(textwrap.dedent("""
+        import os, signal, threading, time
+        from actors import Agent
+        from runtime import Runtime
+
+        class Slow(Agent):
+            capabilities = ["slow"]
+            def do_work(self, task):
+                print(f"working {task['payload']}", flush=True)
+                time.sleep(60)
+            def on_stop(self):
+                print("on_stop ran", flush=True)
+
+        started = None
+        try:
+            with Runtime() as rt:
+                for i in range(2):
+                    rt.spawn(Slow, f"slow{i}")
+                def press_ctrl_c():  # once both agents are in a task
+                    while sum(k.endswith(":status") for k in rt.state.list_keys("shared")) < 2:
+                        time.sleep(0.01)
+                    os.kill(os.getpid(), signal.SIGINT)
+                threading.Thread(target=press_ctrl_c, daemon=True).start()
+                try:
+                    rt.map("slow", range(20))
+                except KeyboardInterrupt:
+                    started = time.monotonic()
+                    print("map raised KeyboardInterrupt", flush=True)
+                    raise
+        except KeyboardInterrupt:
+            print(f"runtime shut down in {time.monotonic() - started:.1f} s", flush=True)
+    """))
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    took = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert "map raised KeyboardInterrupt" in out.stdout
+    assert out.stdout.count("on_stop ran") == 2
+    assert out.stdout.count("working") <= 4  # no task handed out after the Ctrl-C
+    assert took < 20, out.stdout
+    shut = float(out.stdout.split("runtime shut down in ")[1].split()[0])
+    assert shut < 5, out.stdout

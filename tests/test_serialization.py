@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from actors import Agent, MessageSerializationError, RemoteError
+from runtime.wire._serialization import dumps
 
 
 class Apply(Agent):
@@ -185,3 +186,11 @@ def test_spawn_raises_remote_error_for_an_on_start_error_only_the_agent_can_load
     with pytest.raises(RemoteError) as info:
         rt.spawn(StartsWithAgentOnlyError, "only", args=(agent_only_module,))
     assert info.value.remote_type == "agent_only_mod.Boom" and "on_start" in info.value.remote_traceback
+
+
+def test_code_carried_by_value_keeps_its_file_name_for_tracebacks():
+    import pickle
+
+    fails = lambda: 1 / 0
+    copy = pickle.loads(dumps(fails))
+    assert copy.__code__.co_filename == __file__

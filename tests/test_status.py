@@ -70,7 +70,7 @@ class _PlantedListener:
 @pytest.mark.parametrize(
     ("file_mode", "folder_mode", "refused"),
     [
-        (0o666, 0o700, r"refusing control file .*control\.json: it is writable by group and others \(mode 666\)"),
+        (0o666, 0o700, r"refusing control file .*control-\d+\.json: it is writable by group and others \(mode 666\)"),
         (0o620, 0o700, r"refusing control file .*: it is writable by group \(mode 620\)"),
         (0o600, 0o777, r"refusing folder .*\.actors: it is writable by group and others \(mode 777\)"),
     ],

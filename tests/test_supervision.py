@@ -242,3 +242,10 @@ def test_a_requested_stop_from_another_agents_process_is_not_followed_by_a_resta
     stopper = rt.spawn(Stopper, "stopper")
     assert stopper.ask("bad", timeout=20) == (False, "dead")
     assert rt.events.get_history(EventType.AGENT_LEFT, source="bad")[-1].payload["reason"] == "stopped"
+
+
+@pytest.mark.parametrize(("option", "value"), [("max_restarts", -1), ("restart_window", -0.5), ("max_restarts", 1.5)])
+def test_spawn_refuses_a_negative_or_odd_restart_limit(rt, option, value):
+    with pytest.raises(ValueError, match=option):
+        rt.spawn(Agent, "limited", **{option: value})
+    assert "limited" not in rt.agents

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors import Agent
+from runtime.local._supervisor import RESTART_POLICIES
 
 __all__ = ["AgentSpec", "LaunchSpec", "SpecError", "load_spec"]
 
@@ -97,13 +99,16 @@ def load_spec(source: str) -> LaunchSpec:
         return LaunchSpec(source=source, setup=setup)
     try:
         with open(source, "rb") as handle:
-            data = tomllib.load(handle)
+            text = handle.read().decode()
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise SpecError(f"{source}: no such spec file") from None
     except IsADirectoryError:
         raise SpecError(f"{source}: is a directory, not a spec file") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{source}: not a UTF-8 text file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{source}: TOML syntax error: {exc}") from None
+        raise SpecError(f"{source}: TOML syntax error: {_toml_error(text, exc)}") from None
     _check_fields(data, {"runtime": dict, "agents": list, "tasks": list}, source)
     runtime = _check_fields(data.get("runtime", {}), _RUNTIME_KEYS, f"{source} [runtime]")
     if "task_records" in runtime:
@@ -112,6 +117,13 @@ def load_spec(source: str) -> LaunchSpec:
             runtime["task_records"] = None
         elif isinstance(keep, str) or keep < 0:
             raise SpecError(f"{source} [runtime]: field 'task_records' must be an int >= 0 or \"all\", got {keep!r}")
+    backend = runtime.get("backend", "local")
+    for ray_only in ("address", "num_cpus"):
+        if ray_only in runtime and backend != "ray":
+            raise SpecError(f"{source} [runtime]: field {ray_only!r} is for backend = \"ray\" only "
+                            f"(this spec runs on backend {backend!r})")
+    if "start_timeout" in runtime and not runtime["start_timeout"] > 0:
+        raise SpecError(f"{source} [runtime]: start_timeout must be positive, got {runtime['start_timeout']!r}")
     spec = LaunchSpec(source=source, runtime=runtime)
     names: set[str] = set()
     for i, table in enumerate(data.get("agents", [])):
@@ -126,6 +138,12 @@ def load_spec(source: str) -> LaunchSpec:
         replicas = table.get("replicas", 1)
         if replicas < 1:
             raise SpecError(f"{where}: replicas must be at least 1, got {replicas}")
+        if table.get("restart", "permanent") not in RESTART_POLICIES:
+            policies = ", ".join(repr(p) for p in RESTART_POLICIES)
+            raise SpecError(f"{where}: restart must be one of {policies}, got {table['restart']!r}")
+        for count in ("max_restarts", "restart_window"):
+            if table.get(count, 0) < 0:
+                raise SpecError(f"{where}: {count} can't be negative, got {table[count]!r}")
         caps = table.get("capabilities")
         if caps is not None and not all(isinstance(c, str) for c in caps):
             raise SpecError(f"{where}: capabilities must be a list of strings")
@@ -144,7 +162,30 @@ def load_spec(source: str) -> LaunchSpec:
         if "type" not in table:
             raise SpecError(f"{where}: missing field 'type'")
         spec.tasks.append(dict(table))
+    if not spec.agents:
+        raise SpecError(f"{source}: no agents to run (add an [[agents]] table with name and class)")
     return spec
+
+
+def _toml_error(text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's message, plus the line an unclosed array or inline table
+    began on: tomllib says only where it noticed, often "at end of document"."""
+    message = str(exc)
+    unclosed = message.startswith(("Unclosed array", "Unclosed inline table"))
+    if not (unclosed or "at end of document" in message):
+        return message
+    lines = text.splitlines()
+    noticed = re.search(r"at line (\d+)", message)
+    end = int(noticed.group(1)) if noticed else len(lines)
+    kinds = [("array", "[", "]"), ("inline table", "{", "}")]
+    if message.startswith("Unclosed inline table"):
+        kinds.reverse()
+    for number in range(min(end, len(lines)), 0, -1):  # the nearest line above that opens more than it closes
+        line = lines[number - 1].split("#", 1)[0]
+        for kind, opener, closer in kinds:
+            if "=" in line and line.count(opener) > line.count(closer):
+                return f"{message}: the {kind} opened on line {number} is not closed ({lines[number - 1].strip()})"
+    return message
 
 
 def agent_names(agent: AgentSpec) -> list[str]:

@@ -1,9 +1,13 @@
 """`actors status`: the process table of a runtime started by `actors run`.
 
-`actors run` writes `.actors/control.json` (mode 0600, in a 0700 folder)
-in the directory it started in: the runtime's control address and secret
-key. `actors status` reads it, connects with that key (the same
-authenticated handshake every agent uses) and asks for `agent_info()`.
+`actors run` writes `.actors/control-<pid>.json` (mode 0600, in a 0700
+folder) in the directory it started in: the runtime's control address and
+secret key, one file per run, so two runs in one folder don't hide each
+other. `actors status` finds them (given that directory, the `.actors`
+folder, or a file), uses the one whose runtime is alive, or when several
+are, names them and asks which (`--address`); it connects with that key
+(the same authenticated handshake every agent uses) and asks for
+`agent_info()`. The folder is removed with the last file in it.
 
 The key proves nothing about a file someone else wrote: whoever planted
 the file chose the key, and can answer the handshake. So status trusts a
@@ -31,7 +35,9 @@ from runtime.wire._frames import INFO, REPLY, decode_header, encode, set_read_ti
 
 __all__ = ["ControlFile", "StatusError", "fetch_status", "read_control", "render_table", "run_status"]
 
-CONTROL = Path(".actors") / "control.json"
+CONTROL_DIR = Path(".actors")
+CONTROL = CONTROL_DIR / f"control-{os.getpid()}.json"  # this process's, if it runs a runtime
+_CONTROL_GLOB = "control*.json"  # control-<pid>.json, and an older version's control.json
 _TIMEOUT = 30.0  # for the whole conversation with the runtime
 _MAX_CONTROL = 1 << 16  # a control file is a few hundred bytes
 _MAX_REPLY = 64 << 20  # ~200k rows; a larger length is not a runtime's answer
@@ -52,7 +58,7 @@ class ControlFile:
     """
 
     def __init__(self, info: dict[str, Any], directory: str | os.PathLike[str] = ".") -> None:
-        self.path = Path(directory) / CONTROL
+        self.path = Path(directory) / CONTROL_DIR / f"control-{os.getpid()}.json"  # one per run
         try:
             self.path.parent.mkdir(mode=0o700)
         except FileExistsError:
@@ -76,15 +82,56 @@ class ControlFile:
             json.dump(info, handle)
 
     def remove(self) -> None:
+        """Delete the file, and the folder if nothing else is left in it."""
         try:
             self.path.unlink()
         except FileNotFoundError:
             pass
+        try:
+            self.path.parent.rmdir()  # fails while another run's file (or anything) is there
+        except OSError:
+            pass
 
 
 def _control_path(address: str | None) -> Path:
+    """The control file `address` names: a file, or the one live runtime's
+    file in a folder (the directory `actors run` started in, or its
+    `.actors`); StatusError if there is none, or several to choose from."""
     path = Path(address) if address else Path.cwd()
-    return path / CONTROL if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    folder = path / CONTROL_DIR if (path / CONTROL_DIR).is_dir() or path.name != CONTROL_DIR.name else path
+    try:
+        candidates = sorted(folder.glob(_CONTROL_GLOB))
+    except OSError:
+        candidates = []
+    if not candidates:
+        raise StatusError(f"no running runtime found (no control file in {folder}; start one with `actors run`)")
+    live = []
+    for candidate in candidates:
+        info = read_control(candidate)  # every file is checked: a planted one is refused, not skipped
+        if _pid_alive(info.get("pid")):
+            live.append((candidate, info))
+    if len(live) == 1:
+        return live[0][0]
+    if not live:
+        stale = ", ".join(str(c) for c in candidates)
+        raise StatusError(f"no running runtime found in {folder} (stale control files of runs that ended "
+                          f"without removing them: {stale})")
+    listed = "; ".join(f"{c} (pid {info.get('pid')})" for c, info in live)
+    raise StatusError(f"{len(live)} runtimes run from {folder}: {listed}; pick one with --address FILE")
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # not said: let the connection decide
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _untrusted(what: str, path: Path, st: os.stat_result) -> str | None:

@@ -16,8 +16,10 @@ instead, when the zygote exits (see `_zygote`).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import signal
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -28,6 +30,7 @@ import pykka
 from actors import AgentContext
 from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
+from runtime.local._logs import install_forwarder
 from actors._snapshot import SnapshotHost
 from runtime.local._aio_host import AsyncHost
 from runtime.wire._node import Node
@@ -62,6 +65,8 @@ class BootSpec:
     rundir: str
     registry_address: str
     mailbox_size: int = MAILBOX_SIZE  # messages from other processes waiting unread (see `_reactor`)
+    log_address: str = ""  # the runtime's `LogCollector`: where this process's log records go
+    log_level: int = logging.WARNING  # the lowest level forwarded (see `_logs.forwarded_level`)
 
 
 class ProcessHost(pykka.Actor):
@@ -127,8 +132,9 @@ class ProcessHost(pykka.Actor):
 
     def _stop(self) -> None:
         # pykka's stop: for a stop message (from any ref), or a BaseException
-        # out of a handler (which exits with code 0 anyway).
-        self._stopping = True
+        # out of a handler (which exits with code 0 anyway). On the class:
+        # `interrupt_handler` reads it (one hosted class per process).
+        type(self)._stopping = True
         self._note(STOP_REQUESTED)
         self._leave()
         super()._stop()
@@ -158,6 +164,29 @@ class ProcessHost(pykka.Actor):
             self._control.send_bytes(note)
         except OSError:
             pass  # the runtime is gone: nobody to tell
+
+
+def interrupt_handler(hosted: type[ProcessHost]) -> Any:
+    """The agent process's SIGINT handler (main thread, the actor's).
+
+    The runtime sends SIGINT when its shutdown was interrupted (Ctrl-C), after
+    the stop message: an agent in the middle of a handler raises
+    KeyboardInterrupt there, which pykka answers by stopping the actor
+    (`on_stop` runs; the stop counts as requested, so no restart). Anywhere
+    else (waiting for a message, in on_start or on_stop) it is ignored: the
+    stop message does the rest. The stack is looked at only when the signal
+    comes, so handling messages costs nothing more.
+    """
+
+    def on_sigint(_signum: int, frame: Any) -> None:
+        if hosted._stopping:
+            return
+        while frame is not None:
+            if frame.f_code.co_name == "_handle_receive":
+                raise KeyboardInterrupt
+            frame = frame.f_back
+
+    return on_sigint
 
 
 def _watch_runtime(control: Connection) -> None:
@@ -190,6 +219,8 @@ def agent_main(boot: bytes, control: Connection) -> int:
     """
     spec: BootSpec = loads(boot)
     set_current_agent_id(spec.name)
+    if spec.log_address:
+        install_forwarder(spec.log_address, spec.name, spec.log_level)
     node = Node(spec.runtime_id, spec.authkey, spec.rundir, spec.registry_address, reactor=True)
     own_ref = AgentRef(spec.name, node.address, spec.runtime_id, spec.agent_cls.__name__)
     set_delivery_ref_factory(lambda: own_ref)
@@ -210,6 +241,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "__qualname__": cls.__qualname__,
         },
     )
+    signal.signal(signal.SIGINT, interrupt_handler(hosted))
     failed = False
     try:
         hosted.start(*spec.args, **spec.kwargs)  # returns when the actor stops

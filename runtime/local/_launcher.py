@@ -278,6 +278,8 @@ def _wait_started(process: AgentProcess, control: Connection, boot: bytes, name:
     kind, value = outcome
     if kind == "ready":
         return Started(process, control, value)
+    if kind == "timeout":
+        process.kill()  # still in on_start: nothing to wait for (it would take reap's full grace)
     reap(process)
     control.close()
     process.close()

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import resource
+import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from actors._services import service_clients, start_services
 from actors._task_ledger import check_task_records
 from runtime.local._host import BootSpec
 from runtime.local._inline import inline_hosted
+from runtime.local._logs import LogCollector, forwarded_level
 from runtime.local._launcher import AgentProcess, Started, Zygote, preload_modules, reap, start_agent_process
 from runtime._monitor import info_row
 from runtime.wire._node import Node
@@ -100,6 +102,7 @@ class LocalRuntime(Runtime):
         self._rundir = self._rundir_lock.path
         remove_stale_rundirs(keep=self._rundir)  # those of runtimes that were killed
         self._node = Node(self.id, self._authkey, self._rundir)
+        self._logs = LogCollector(self._rundir)  # agents' log records, emitted here
         self._services: list[pykka.ActorRef[Any]] = []
         # Started first: it imports its modules while the services start.
         self._zygote = Zygote(preload)
@@ -112,6 +115,7 @@ class LocalRuntime(Runtime):
         except BaseException:  # e.g. a bad state_path or preload: leave nothing behind
             self._stop_services(5.0)
             self._zygote.close()
+            self._logs.close()
             self._rundir_lock.remove()
             raise
         self._peer = functools.partial(peer_ref, self.id)
@@ -167,7 +171,8 @@ class LocalRuntime(Runtime):
         )
         spec = BootSpec(
             name, agent_cls, args, kwargs, ctx, self.id, self._authkey, self._rundir, self._node.address,
-            mailbox_size=check_mailbox_size(mailbox_size),
+            mailbox_size=check_mailbox_size(mailbox_size), log_address=self._logs.address,
+            log_level=forwarded_level(name),
         )
         boot = dumps(spec, f"agent {name!r} (its class or arguments)")
         with self._lock:
@@ -262,6 +267,14 @@ class LocalRuntime(Runtime):
     def _reap(self, record: AgentRecord, timeout: float) -> None:
         reap(record.started.process, timeout, grace=2.0)
 
+    def _interrupt(self, record: AgentRecord) -> None:
+        # SIGINT: the agent raises KeyboardInterrupt in the handler it is
+        # running, if any (see `_host.interrupt_handler`), then stops.
+        try:
+            signal.pidfd_send_signal(record.started.process.sentinel, signal.SIGINT)
+        except OSError:  # gone already (or its pidfd closed)
+            pass
+
     def _still_alive(self, record: AgentRecord) -> bool:
         # A process that just died is not "running" any more, even before the
         # supervisor has handled its exit (its pidfd says so at once).
@@ -332,6 +345,7 @@ class LocalRuntime(Runtime):
             record.started.control.close()
             record.started.process.close()
         self._zygote.close()
+        self._logs.close()  # after every agent ended: what they logged last is emitted
         self._rundir_lock.remove()
 
     def _stop_services(self, timeout: float) -> None:

@@ -13,6 +13,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 from typing import Any
 
 import pykka
@@ -28,6 +29,8 @@ from runtime.local._host import EXIT_FAILED
 from runtime.ray._ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
 from runtime.wire._serialization import dumps
 from runtime.local._supervisor import exit_reason
+
+_EXIT_GRACE = 5.0  # seconds Ray gets to end a host whose agent is gone, before it exits by itself
 
 __all__ = ["EXITS", "DriverInbox", "Host", "Registry", "host_class"]
 
@@ -142,6 +145,7 @@ class Host:
         self._expected: dict[str, int] = {}
         self._held: dict[str, dict[int, tuple[str, Any, Any]]] = {}
         self._lock = threading.Lock()
+        self._ended = threading.Event()  # the agent is gone: `wait_forever` ends the host through Ray
 
     # -- what runs here ----------------------------------------------------
 
@@ -198,7 +202,12 @@ class Host:
         except Exception:  # noqa: BLE001 - the runtime is going away too
             pass
         sys.stdout.flush()
-        os._exit(EXIT_FAILED if hosted._failed else 0)
+        # Leave through Ray (`wait_forever` calls exit_actor): a process that
+        # just exits is reported by the raylet as a worker that "died ...
+        # SYSTEM_ERROR ... OOM killer", a paragraph on every clean shutdown.
+        self._ended.set()
+        time.sleep(_EXIT_GRACE)
+        os._exit(EXIT_FAILED if hosted._failed else 0)  # Ray did not end it: end it anyway
 
     # -- messages ----------------------------------------------------------
 
@@ -244,8 +253,10 @@ class Host:
                             if hasattr(r.actor_inbox, "qsize")}}
 
     def wait_forever(self) -> None:
-        """Never returns: its result errors when this host dies (a sentinel)."""
-        threading.Event().wait()
+        """Returns only as the host exits, its agent gone (a sentinel the
+        runtime waits on; it errors if the host dies otherwise)."""
+        self._ended.wait()
+        ray_module().actor.exit_actor()  # an exit Ray counts as intended
 
 
 def _extend_path(sys_path: list[str]) -> None:

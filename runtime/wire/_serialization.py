@@ -21,6 +21,7 @@ import pickle
 import threading
 import traceback
 import types
+from collections import ChainMap
 from typing import Any
 
 import cloudpickle
@@ -44,6 +45,19 @@ class _StandardPickler(pickle.Pickler):
         return NotImplemented
 
 
+def _code_keeping_its_file(code: types.CodeType) -> Any:
+    # cloudpickle writes "<dynamic-code>" as the file of every code object it
+    # carries by value (for deterministic payloads), so a traceback from an
+    # agent whose class came from `__main__` named no file and showed no
+    # source. Keep the real file name: the agent runs on the same machine.
+    rebuild, args = cloudpickle.cloudpickle._code_reduce(code)
+    return rebuild, tuple(code.co_filename if arg == "<dynamic-code>" else arg for arg in args)
+
+
+class _CloudPickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap({types.CodeType: _code_keeping_its_file}, cloudpickle.Pickler.dispatch_table)
+
+
 class _Pickling(threading.local):
     """Both picklers, one pair per thread, reused: building a pickler costs
     more than pickling a small message."""
@@ -51,7 +65,7 @@ class _Pickling(threading.local):
     def __init__(self) -> None:
         self.buffer = io.BytesIO()
         self.standard = _StandardPickler(self.buffer, protocol=pickle.HIGHEST_PROTOCOL)
-        self.pickler = cloudpickle.Pickler(self.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        self.pickler = _CloudPickler(self.buffer, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 _pickling = _Pickling()

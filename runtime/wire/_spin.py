@@ -31,7 +31,12 @@ from collections.abc import Callable
 
 from runtime.wire._frames import FrameReader, socket_view
 
-__all__ = ["IDLE_SPIN", "SPIN", "Backoff", "Spinner"]
+__all__ = ["IDLE_SPIN", "SPIN", "Backoff", "Spinner", "check_environment"]
+
+# What was wrong with the variables when this module was imported. Not
+# raised at import: `actors --version` must print one line, not the
+# traceback of an import; `Runtime()` and the command line raise it.
+_ENV_ERRORS: list[str] = []
 
 
 def _budget(variable: str, default: str) -> float:
@@ -39,12 +44,17 @@ def _budget(variable: str, default: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        msg = f"{variable} must be a number of microseconds, got {raw!r}"
-        raise ValueError(msg) from None
-    if value < 0:
-        msg = f"{variable} must not be negative, got {raw!r}"
-        raise ValueError(msg)
+        value = -1.0
+    if not value >= 0:  # also NaN
+        _ENV_ERRORS.append(f"{variable} must be a number of microseconds (0 or more), got {raw!r}")
+        value = float(default)
     return value * 1e-6
+
+
+def check_environment() -> None:
+    """ValueError naming a bad ACTORS_SPIN_US / ACTORS_IDLE_SPIN_US, if any."""
+    if _ENV_ERRORS:
+        raise ValueError("; ".join(_ENV_ERRORS))
 
 
 SPIN = _budget("ACTORS_SPIN_US", "200")
