@@ -99,6 +99,7 @@ class Batch:
             worker = threading.Thread(target=self._work, name="map-worker", daemon=True)
             worker.start()
             self._workers.append(worker)
+        interrupted = False
         try:
             while True:
                 with self._cond:
@@ -121,12 +122,16 @@ class Batch:
                 if not ok and not self._return_exceptions:
                     raise value
                 yield value
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             with self._cond:
                 self._stop = True
                 self._cond.notify_all()
-            for worker in self._workers:
-                worker.join()  # each finishes (and records) the chunk it runs
+            if not interrupted:  # a Ctrl-C returns at once: the runtime's interrupted shutdown ends the chunks
+                for worker in self._workers:
+                    worker.join()  # each finishes (and records) the chunk it runs
             if self._bar is not None:
                 self._bar.close()
 
@@ -182,6 +187,17 @@ class Batch:
         return chunk
 
     def _work(self) -> None:
+        try:
+            self._work_on()
+        except BaseException as exc:  # a bug here must fail the batch, never leave its consumer waiting
+            with self._cond:
+                if self._fatal is None:
+                    self._fatal = exc
+                self._stop = True
+                self._cond.notify_all()
+            raise
+
+    def _work_on(self) -> None:
         router = self._router
         while (taken := self._take()) is not None:
             chunk, retried = taken

@@ -31,8 +31,9 @@ class Progress:
         self._last = 0.0
         self._drawn = ""
 
-    def step(self) -> None:
-        self.done += 1
+    def step(self, count: int = 1) -> None:
+        """`count` more tasks are done."""
+        self.done += count
         now = time.monotonic()
         if now - self._last < 0.1 and self.done != self.total:
             return  # redraw at most ten times a second
