@@ -150,7 +150,7 @@ def test_agents_on_different_nodes_ask_each_other(ray_rt, worker_node, cluster):
 def test_losing_a_node_restarts_its_agents_elsewhere_fails_their_asks_and_frees_their_locks(
     ray_rt, worker_node, cluster
 ):
-    """Last in the module: it removes the worker node."""
+    """It removes the worker node (`worker_node` adds a fresh one for any later test)."""
     head, lost = cluster.head_node.node_id, worker_node.node_id
     ray_rt.state.set("shared", "before", 42)
     ray_rt.spawn(Worker, "h", node=head, capabilities=["batch"])
@@ -217,3 +217,23 @@ def _answers(ref) -> bool:
         return ref.ask("node", timeout=10) is not None
     except ActorDeadError:
         return False
+
+
+def test_losing_the_services_is_logged_and_shutdown_still_ends_every_agent(cluster, caplog):
+    """The services can't survive their node (see `runtime.ray._placement`): the
+    head node can't be removed under this process, so the services host is
+    killed as its node's loss would."""
+    rt = Runtime(backend="ray")
+    try:
+        ref = rt.spawn(Worker, "w")
+        host = ray.get_actor(rt._records["w"].host, namespace=rt.namespace)
+        ray.kill(ray.get_actor("services", namespace=rt.namespace))
+        wait_for(lambda: rt.services_lost, timeout=60)
+        assert any("services host died" in r.getMessage() for r in caplog.records if r.levelname == "CRITICAL")
+    finally:
+        started = time.monotonic()
+        rt.shutdown()
+    assert time.monotonic() - started < 10
+    assert not ref.is_alive()
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(host.alive.remote("w"), timeout=60)

@@ -105,6 +105,7 @@ class RayRuntime(Runtime):
             name=SERVICES, namespace=self.namespace, max_concurrency=1000, num_cpus=0, **services_options(ray)
         ).remote(self.namespace, SERVICES)
         self._services_sentinel = self._services_host.wait_forever.remote()
+        self.services_lost: str | None = None  # why, once the services host has died
         ray.get(self._services_host.start_services.remote(max_history, state_path, state_synchronous, sys.path,
                                                           check_task_records(task_records)))
 
@@ -248,9 +249,10 @@ class RayRuntime(Runtime):
         if self._closed:
             return
         reason = lost_node_reason(self._ray, self.services_node, _error_of(self._ray, sentinel))
+        self.services_lost = reason or "crashed: its Ray actor process died"
         self._restarter.stop_restarting(timeout=0)
         logger.critical("the runtime's services host died (%s): state, events, locks and the registry are gone; "
-                        "no agent will be restarted; shut this runtime down", reason or "its process ended")
+                        "no agent will be restarted; shut this runtime down", self.services_lost)
 
     def _handle_exit_safely(self, record: RayRecord, stopping: bool, sentinel: Any) -> None:
         try:
@@ -324,7 +326,9 @@ class RayRuntime(Runtime):
             return
         self._restarter.stop_restarting()
         atexit.unregister(self.shutdown)
-        self._stop_all(timeout)  # the supervisor thread runs on, handling these exits
+        # Without its services no stop can reach an agent (refs find agents
+        # through the registry): the hosts are killed below at once.
+        self._stop_all(0 if self.services_lost else timeout)  # the supervisor thread runs on, handling exits
         self._closed = True
         for record in self._records.values():
             if record is not None:
