@@ -5,8 +5,10 @@ node running the fewest of this runtime's agents (Ray's own "SPREAD" counts
 resources, and an agent's host reserves none, so it piles them up on one
 node). `spawn(..., node=...)` pins an agent to one node, `resources=` asks
 for Ray custom resources (then Ray picks among the nodes that have them).
-A restart after the agent's node was lost goes to a surviving node: the
-node is then only a preference (soft affinity).
+A restart after the agent's node was lost goes to the least loaded
+surviving node. The node is always chosen here and given to Ray as a hard
+affinity: Ray's soft affinity is not kept for actors that reserve no
+resources (it sends some elsewhere even when the node is there).
 
 The services host is pinned (hard affinity) to the node of the runtime's
 own process: the two share fate, and the runtime's many calls to its
@@ -57,17 +59,18 @@ class Placement:
         opts: dict[str, Any] = {}
         if self.resources:
             opts["resources"] = dict(self.resources)
-        if self.node is not None:
-            opts["scheduling_strategy"] = _affinity(ray, self.node, soft=restart)
-        elif self.resources:
-            opts["scheduling_strategy"] = "SPREAD"  # only Ray knows which nodes have them
+            if self.node is None:
+                opts["scheduling_strategy"] = "SPREAD"  # only Ray knows which nodes have them
+                return opts
+        nodes = alive_nodes(ray)
+        if self.node is not None and (not restart or self.node in nodes):
+            target = self.node
+        elif nodes:
+            load = Counter(busy)
+            target = min(nodes, key=lambda n: load[n])
         else:
-            nodes = alive_nodes(ray)
-            if nodes:
-                load = Counter(busy)
-                least = min(nodes, key=lambda n: load[n])
-                # soft: if that node is going away right now, Ray picks another
-                opts["scheduling_strategy"] = _affinity(ray, least, soft=True)
+            return opts  # the GCS knows no live node: let Ray decide
+        opts["scheduling_strategy"] = _affinity(ray, target, soft=False)
         return opts
 
 

@@ -178,6 +178,8 @@ class RayRuntime(Runtime):
             raise exc.cause from None
         except ray.exceptions.RayActorError as exc:
             raise AgentStartError(f"agent {name!r} died before on_start finished: {exc}") from None
+        except ray.exceptions.ActorUnschedulableError as exc:  # its node went between choice and start
+            raise AgentStartError(f"agent {name!r} could not be placed: {exc}") from None
         except ray.exceptions.GetTimeoutError:
             ray.kill(handle)  # e.g. no live node has the resources it asks for
             msg = f"agent {name!r} was not placed and started within {self.start_timeout + 60} s"
@@ -278,8 +280,14 @@ class RayRuntime(Runtime):
             record.exit_handled.set()
 
     def _next_incarnation(self, record: RayRecord) -> None:
-        record.handle, record.host, record.pid, record.node = self._start_host(
-            record.name, record.boot, record.placement, restart=True)
+        for attempt in range(3):  # the node chosen may be lost too before the host starts there
+            try:
+                record.handle, record.host, record.pid, record.node = self._start_host(
+                    record.name, record.boot, record.placement, restart=True)
+                break
+            except AgentStartError:
+                if attempt == 2 or self._closed:
+                    raise
         record.sentinel = record.handle.wait_forever.remote()
 
     def _on_exit(self, record: Any, reason: str) -> None:
