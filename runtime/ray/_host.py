@@ -168,8 +168,9 @@ class Host:
         self.spawn_service(ExitLog, EXITS)
         self.spawn_service(Registry, REGISTRY)
 
-    def start_agent(self, name: str, boot: bytes, sys_path: list[str], timeout: float) -> int:
-        """Run the agent here; returns once `on_start` ran (raises what it raised).
+    def start_agent(self, name: str, boot: bytes, sys_path: list[str], timeout: float) -> tuple[int, str]:
+        """Run the agent here; returns (pid, Ray node id) once `on_start` ran
+        (raises what it raised).
 
         `boot` is (class, args, kwargs, context) pickled by the runtime,
         loaded only once the runtime's `sys.path` is known here too.
@@ -190,7 +191,7 @@ class Host:
         hosted._outcome.get(timeout=timeout)
         self._actors[name] = ref
         threading.Thread(target=self._exit_with, args=(name, ref, hosted), daemon=True).start()
-        return os.getpid()
+        return os.getpid(), ray_module().get_runtime_context().get_node_id()
 
     def _exit_with(self, name: str, ref: pykka.ActorRef[Any], hosted: type) -> None:
         # The process lives as long as its agent, as on the local backend.

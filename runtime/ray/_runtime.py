@@ -1,12 +1,20 @@
 """`Runtime(backend="ray")`: the same runtime, with Ray placing the actors.
 
-Every agent runs in a Ray actor of its own (so a Ray cluster spreads them
-over its machines) and every service of the runtime in one more Ray actor.
+Every agent runs in a Ray actor of its own, spread over the cluster's
+nodes (or placed with `spawn(..., node=..., resources=...)`: see
+`_placement`), and every service of the runtime in one more Ray actor,
+pinned to the node of the runtime's own process.
 Refs are `RayRef`s; the services, `self.ctx`, task routing, events and the
 supervisor's rules are the local backend's own code. Supervision is ours,
 not Ray's (Ray restarts nothing here): a sentinel call on each host errors
 the moment the host dies, and then AGENT_LEFT, the release of its locks,
 the restart policy and the restart intensity apply exactly as locally.
+When a node is lost, each of its agents is announced as "crashed: node
+<id> lost" and restarted (under its policy) on a surviving node; exits are
+handled each in a thread of its own, so the agents of a lost node restart
+at once rather than one after another. If the services' node is lost, the
+runtime can't go on (its state, registry and locks lived there): the
+supervisor logs it and stops restarting; shut the runtime down.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +39,7 @@ from actors._task_ledger import check_task_records
 from runtime.local._launcher import preload_modules
 from runtime._monitor import info_row
 from runtime.ray._host import EXITS, host_class
+from runtime.ray._placement import Placement, alive_nodes, check_placement, lost_node_reason, services_options
 from runtime.ray._ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
 from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import check_agent_id
@@ -57,6 +66,8 @@ class RayRecord(SupervisedRecord):
     host: str
     pid: int
     sentinel: Any  # a call that errors when the host's process dies
+    node: str  # the Ray node id of the current host
+    placement: Placement
 
 
 class RayRuntime(Runtime):
@@ -87,9 +98,14 @@ class RayRuntime(Runtime):
         self._init_bookkeeping(start_timeout)
         self.namespace = f"actors-{self.id}"
         self._restarter = Restarter(self._on_restarted, self._on_gave_up)
+        self._placing = threading.local()  # `spawn`'s placement, read by `_launch` in the same thread
+        self.node: str = ray.get_runtime_context().get_node_id()  # this process's Ray node
+        self.services_node = self.node  # where the services host is pinned (see `_placement`)
         self._services_host = host_class().options(
-            name=SERVICES, namespace=self.namespace, max_concurrency=1000, num_cpus=0
+            name=SERVICES, namespace=self.namespace, max_concurrency=1000, num_cpus=0, **services_options(ray)
         ).remote(self.namespace, SERVICES)
+        self._services_sentinel = self._services_host.wait_forever.remote()
+        self.services_lost: str | None = None  # why, once the services host has died
         ray.get(self._services_host.start_services.remote(max_history, state_path, state_synchronous, sys.path,
                                                           check_task_records(task_records)))
 
@@ -124,22 +140,52 @@ class RayRuntime(Runtime):
 
     # -- agents --------------------------------------------------------------
 
-    def _start_host(self, name: str, boot: bytes) -> tuple[Any, str, int]:
+    def spawn(self, agent_cls: type[Agent], name: str | None = None, *, node: str | None = None,
+              resources: Mapping[str, float] | None = None, **options: Any) -> RayRef:
+        """`Runtime.spawn`, with where on the cluster the agent runs.
+
+        `node`: a Ray node id (see `nodes()`, `rt.node`) to pin the agent
+        to; `resources`: Ray custom resources its host reserves (e.g.
+        `{"gpu_box": 1}`: it goes to a node that has them). Neither: the
+        node running the fewest of this runtime's agents. A restart after
+        the node was lost goes to a surviving node.
+        """
+        self._placing.value = check_placement(self._ray, node, resources)
+        try:
+            return super().spawn(agent_cls, name, **options)  # type: ignore[return-value]
+        finally:
+            self._placing.value = None
+
+    def nodes(self) -> list[str]:
+        """Ids of the Ray cluster's live nodes (for `spawn(..., node=...)`)."""
+        return alive_nodes(self._ray)
+
+    def _start_host(self, name: str, boot: bytes, placement: Placement, *,
+                    restart: bool = False) -> tuple[Any, str, int, str]:
         ray = self._ray
         host = f"agent:{name}:{next(self._incarnations)}"  # a fresh name per process
+        with self._lock:
+            busy = [r.node for r in self._records.values() if r is not None and r.status == "running"]
         handle = host_class().options(
-            name=host, namespace=self.namespace, max_concurrency=1000, num_cpus=0
+            name=host, namespace=self.namespace, max_concurrency=1000, num_cpus=0,
+            **placement.options(ray, busy, restart=restart),
         ).remote(self.namespace, host)
         try:
-            pid = ray.get(handle.start_agent.remote(name, boot, sys.path, self.start_timeout),
-                          timeout=self.start_timeout + 60)
+            pid, node = ray.get(handle.start_agent.remote(name, boot, sys.path, self.start_timeout),
+                                timeout=self.start_timeout + 60)
         except ray.exceptions.RayTaskError as exc:
             ray.kill(handle)
             raise exc.cause from None
         except ray.exceptions.RayActorError as exc:
             raise AgentStartError(f"agent {name!r} died before on_start finished: {exc}") from None
+        except ray.exceptions.ActorUnschedulableError as exc:  # its node went between choice and start
+            raise AgentStartError(f"agent {name!r} could not be placed: {exc}") from None
+        except ray.exceptions.GetTimeoutError:
+            ray.kill(handle)  # e.g. no live node has the resources it asks for
+            msg = f"agent {name!r} was not placed and started within {self.start_timeout + 60} s"
+            raise AgentStartError(msg) from None
         self._registry.ask(ProxyCall(("register",), (name, host), {}), timeout=30)
-        return handle, host, pid
+        return handle, host, pid, node
 
     def _launch(
         self, agent_cls: type[Agent], name: str, caps: list[str], restart: str, max_restarts: int,
@@ -162,14 +208,15 @@ class RayRuntime(Runtime):
                 msg = f"an agent named {name!r} is already running"
                 raise ValueError(msg)
             self._records[name] = None  # type: ignore[assignment]  # reserve the name
+        placement = getattr(self._placing, "value", None) or Placement()
         try:
-            handle, host, pid = self._start_host(name, boot)
+            handle, host, pid, node = self._start_host(name, boot, placement)
         except BaseException:
             with self._lock:
                 self._records.pop(name, None)
             raise
         record = RayRecord(name, boot, caps, restart, max_restarts, restart_window, handle, host, pid,
-                           handle.wait_forever.remote(), kind=kind, ref=self._peer(name))
+                           handle.wait_forever.remote(), node, placement, kind=kind, ref=self._peer(name))
         with self._lock:
             self._records[name] = record
         self.events.emit(name, EventType.AGENT_JOINED,
@@ -184,31 +231,63 @@ class RayRuntime(Runtime):
             with self._lock:
                 watched = {r.sentinel: r for r in self._records.values()
                            if r is not None and r.status in ("running", "stopping")}
-            if not watched:
-                time.sleep(0.01)
-                continue
+            if self._services_sentinel is not None:
+                watched[self._services_sentinel] = None
             ready, _ = ray.wait(list(watched), num_returns=1, timeout=0.1)
             for sentinel in ready:
-                try:
-                    self._handle_exit(watched[sentinel])
-                except Exception:
-                    logger.exception("ray supervisor failed handling %s", watched[sentinel].name)
+                record = watched[sentinel]
+                if record is None:
+                    self._services_lost(sentinel)
+                    continue
+                # Decided here, before the next look at the table: this exit is
+                # handled once, by its own thread (restarts run at once).
+                stopping = record.status == "stopping"
+                record.status = "exited"
+                threading.Thread(target=self._handle_exit_safely, args=(record, stopping, sentinel),
+                                 name=f"ray-exit-{record.name}", daemon=True).start()
 
-    def _handle_exit(self, record: RayRecord) -> None:
+    def _services_lost(self, sentinel: Any) -> None:
+        self._services_sentinel = None
+        if self._closed:
+            return
+        reason = lost_node_reason(self._ray, self.services_node, _error_of(self._ray, sentinel))
+        self.services_lost = reason or "crashed: its Ray actor process died"
+        self._restarter.stop_restarting(timeout=0)
+        logger.critical("the runtime's services host died (%s): state, events, locks and the registry are gone; "
+                        "no agent will be restarted; shut this runtime down", self.services_lost)
+
+    def _handle_exit_safely(self, record: RayRecord, stopping: bool, sentinel: Any) -> None:
+        try:
+            self._handle_exit(record, stopping, sentinel)
+        except Exception:
+            logger.exception("ray supervisor failed handling %s", record.name)
+            record.exit_handled.set()
+
+    def _handle_exit(self, record: RayRecord, stopping: bool, sentinel: Any) -> None:
         try:
             noted = self._exits.ask(ProxyCall(("pop",), (record.name,), {}), timeout=10)
         except Exception:  # noqa: BLE001
             noted = None
-        requested = record.status in ("stopping", "stopped") or noted == "stopped"
-        reason = "stopped" if requested else (noted or "crashed: its Ray actor process died")
-        record.status = "exited"
+        requested = stopping or noted == "stopped"
+        if requested:
+            reason = "stopped"
+        else:
+            reason = noted or lost_node_reason(self._ray, record.node, _error_of(self._ray, sentinel)) \
+                or "crashed: its Ray actor process died"
         self._on_exit(record, reason)
         self._restarter.after_exit(record, not requested, self._next_incarnation)
         if record.status != "running":
             record.exit_handled.set()
 
     def _next_incarnation(self, record: RayRecord) -> None:
-        record.handle, record.host, record.pid = self._start_host(record.name, record.boot)
+        for attempt in range(3):  # the node chosen may be lost too before the host starts there
+            try:
+                record.handle, record.host, record.pid, record.node = self._start_host(
+                    record.name, record.boot, record.placement, restart=True)
+                break
+            except AgentStartError:
+                if attempt == 2 or self._closed:
+                    raise
         record.sentinel = record.handle.wait_forever.remote()
 
     def _on_exit(self, record: Any, reason: str) -> None:
@@ -233,12 +312,12 @@ class RayRuntime(Runtime):
             records = [r for r in self._records.values() if r is not None]
         rows = []
         for r in records:
-            row = info_row(r, r.pid, r.status == "running", node=None)
+            row = info_row(r, r.pid, r.status == "running", node=r.node)
             if row["alive"]:
                 try:
                     stats = self._ray.get(r.handle.stats.remote(), timeout=5)
                     row["mailbox"] = stats["mailbox"].get(r.name)
-                    row["node"] = stats.get("node")
+                    row["node"] = stats.get("node") or r.node
                     self._monitor.read(row, stats["pid"])  # figures only for agents on this machine
                 except Exception:  # noqa: BLE001 - dying
                     pass
@@ -255,7 +334,9 @@ class RayRuntime(Runtime):
             return
         self._restarter.stop_restarting()
         atexit.unregister(self.shutdown)
-        self._stop_all(timeout)  # the supervisor thread runs on, handling these exits
+        # Without its services no stop can reach an agent (refs find agents
+        # through the registry): the hosts are killed below at once.
+        self._stop_all(0 if self.services_lost else timeout)  # the supervisor thread runs on, handling exits
         self._closed = True
         for record in self._records.values():
             if record is not None:
@@ -273,6 +354,15 @@ class RayRuntime(Runtime):
             self._ray.shutdown()
 
     close = shutdown
+
+
+def _error_of(ray: Any, sentinel: Any) -> BaseException | None:
+    """The error a finished sentinel call ended with (it never returns)."""
+    try:
+        ray.get(sentinel, timeout=0)
+    except Exception as exc:  # noqa: BLE001 - that is what we want
+        return exc
+    return None
 
     def __repr__(self) -> str:
         return f"<Runtime ray {self.id[:8]} agents={sorted(self.agents)}>"
