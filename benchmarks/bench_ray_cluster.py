@@ -151,7 +151,8 @@ def throughput(rt, head: str, worker: str, n: int) -> dict[str, float]:
         ray.kill(actor)
     for i in range(4):
         rt.remove_agent(f"m{i}")
-    return {"map tasks/s (4 agents, 2 per node)": round(framework), "ray actor calls/s (4 actors, 2 per node)": round(plain)}
+    return {"map tasks/s (4 agents, 2 per node)": round(framework),
+            "ray actor calls/s (4 actors, 2 per node)": round(plain)}
 
 
 def node_loss(rt, cluster: Cluster, worker_node) -> dict[str, float]:

@@ -157,7 +157,7 @@ def test_losing_a_node_restarts_its_agents_elsewhere_fails_their_asks_and_frees_
     busy = ray_rt.spawn(Worker, "busy", node=lost)
     edge = ray_rt.spawn(Worker, "edge", node=lost, capabilities=["edge"])
     batch = ray_rt.spawn(Worker, "batch", node=lost, capabilities=["batch"])
-    once = ray_rt.spawn(Worker, "once", node=lost, restart="temporary")
+    ray_rt.spawn(Worker, "once", node=lost, restart="temporary")
     assert busy.proxy().hold("res", "pool").get(timeout=60) is True
     running = busy.ask(("sleep", 300), block=False)
     queued = busy.ask("queued behind it", block=False)
@@ -166,7 +166,7 @@ def test_losing_a_node_restarts_its_agents_elsewhere_fails_their_asks_and_frees_
     def run(key, fn):
         try:
             outcomes[key] = fn()
-        except Exception as exc:  # noqa: BLE001 - asserted below
+        except Exception as exc:  # asserted below
             outcomes[key] = exc
 
     threads = [

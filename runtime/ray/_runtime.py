@@ -25,7 +25,6 @@ import itertools
 import logging
 import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
