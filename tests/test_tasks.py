@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import sys
 import threading
 
 import pytest
@@ -165,8 +167,15 @@ def test_an_agent_that_overrides_execute_task_gets_its_map_tasks_through_it(rt):
     assert rt.state.get_version("shared", "task:o1:result").version == 1
 
 
-def test_progress_counts_every_task_of_a_chunked_map(rt, capsys):
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_counts_every_task_of_a_chunked_map(rt, monkeypatch):
     rt.spawn(Doubler, "d")
+    terminal = _Terminal()  # the bar is drawn on a terminal only
+    monkeypatch.setattr(sys, "stderr", terminal)
     rt.map("double", range(500), progress=True)
-    err = capsys.readouterr().err
+    err = terminal.getvalue()
     assert "500/500" in err and "/s" in err and "ETA" in err
