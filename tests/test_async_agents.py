@@ -9,7 +9,7 @@ import pytest
 
 from actors import Agent
 
-from tests.conftest import wait_for
+from conftest import wait_for
 
 
 class Sleeper(Agent):

@@ -232,3 +232,30 @@ def test_a_clean_ray_shutdown_prints_no_worker_died_paragraph(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "hi"
     assert "SYSTEM_ERROR" not in out.stderr and "worker died" not in out.stderr.lower(), out.stderr
+
+
+class Tally(Agent):
+    """A durable counter: its count survives a SIGKILL on either backend."""
+
+    count = 0
+
+    def snapshot(self):
+        return self.count
+
+    def restore(self, snapshot):
+        self.count = snapshot
+
+    def on_receive(self, message):
+        if message == "pid":
+            return os.getpid()
+        self.count += 1
+        return self.count
+
+
+def test_a_durable_agent_comes_back_with_its_acknowledged_state(any_rt):
+    tally = any_rt.spawn(Tally, "tally")
+    assert [tally.ask("inc", timeout=60) for _ in range(5)] == [1, 2, 3, 4, 5]
+    pid = tally.ask("pid", timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: _pid_or_none(tally) not in (None, pid), timeout=120)
+    assert tally.ask("inc", timeout=60) == 6

@@ -10,7 +10,7 @@ import pytest
 
 from actors import Agent, NamespacePermissionError
 from runtime import Runtime
-from tests.conftest import pid_of, wait_for
+from conftest import pid_of, wait_for
 
 
 class Counter(Agent):
