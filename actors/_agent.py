@@ -90,11 +90,14 @@ class Agent(ActorBase):
         if cls._durable and not callable(inspect.getattr_static(cls, "restore", None)):
             msg = f"{cls.__qualname__} defines snapshot() but not restore(snapshot): define both for durable state"
             raise TypeError(msg)
-        # Looked up statically: a descriptor (a property, a mock standing in
-        # for one) must not run at class creation.
-        cls._async_handlers = any(
-            inspect.iscoroutinefunction(_function(inspect.getattr_static(cls, name, None)))
-            for name in dir(cls)
+        # From the class's own attributes (read as stored: no descriptor, such
+        # as a property or a mock standing in for one, runs) and its bases'
+        # flags: cheap, since every agent process makes a hosted subclass.
+        # A sync override of an async parent's method leaves it True: such an
+        # agent gets an event loop it doesn't need, and behaves the same.
+        cls._async_handlers = any(getattr(base, "_async_handlers", False) for base in cls.__bases__) or any(
+            inspect.iscoroutinefunction(_function(value))
+            for name, value in vars(cls).items()
             if not name.startswith("_") or name in ("on_start", "on_stop")
         )
 

@@ -30,7 +30,7 @@ from runtime.wire._node import Node, node_for
 from runtime.wire._serialization import dumps
 from runtime.wire._frames import ASK, ASK_CHAINED, TELL, encode
 
-__all__ = ["AgentProxy", "AgentRef", "CallableProxy", "agent_urn", "check_agent_id", "stop_future"]
+__all__ = ["AgentProxy", "AgentRef", "CallableProxy", "agent_urn", "check_agent_id", "peer_ref", "stop_future"]
 
 
 def agent_urn(runtime_id: str, name: str) -> str:
@@ -73,6 +73,16 @@ def stop_future(asked: Any, after: Any = None, settle: Any = None) -> AskFuture:
         return ran
 
     return AskFuture(converted)
+
+
+def peer_ref(runtime_id: str, agent_id: str) -> AgentRef:
+    """A ref to `agent_id` of the runtime `runtime_id`, resolved on first use.
+
+    It lives here, beside `AgentRef`, because every agent's context carries
+    it pickled: unpickling it in a new agent process must import nothing
+    the zygote has not already imported.
+    """
+    return AgentRef(check_agent_id(agent_id), None, runtime_id)
 
 
 class AgentRef:

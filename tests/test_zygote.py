@@ -158,3 +158,23 @@ def test_the_zygote_leaves_a_sigterm_to_its_runtime(rt):
     os.kill(rt._zygote._proc.pid, signal.SIGTERM)
     assert rt.spawn(Agent, "b").ask({"op": "ping"}, timeout=30) is None
     assert ref.ask({"op": "ping"}, timeout=30) is None
+
+
+def test_an_agents_boot_spec_loads_with_nothing_but_what_the_zygote_imported(rt):
+    # Every agent is forked from the zygote: what its boot spec needs (the
+    # host, the service clients in its context) must be imported there once,
+    # not again (and, without bytecode caches, compiled) in each agent.
+    rt.spawn(Agent, "a")
+    boot = rt._records["a"].boot
+    check = textwrap.dedent("""
+        import pickle, sys
+        from runtime.local._zygote import warm_up
+        warm_up()
+        before = set(sys.modules)
+        pickle.loads(sys.stdin.buffer.read())
+        print(" ".join(sorted(set(sys.modules) - before)))
+    """)
+    out = subprocess.run([sys.executable, "-c", check], input=boot, capture_output=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.decode().split() == []

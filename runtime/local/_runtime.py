@@ -34,21 +34,16 @@ from runtime._monitor import info_row
 from runtime.wire._node import Node
 from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._backends import Runtime
-from runtime._ref import AgentRef, check_agent_id
+from runtime._ref import AgentRef, peer_ref
 from runtime.local._rundir import RunDir, remove_stale_rundirs
 from runtime.wire._serialization import dumps
 from runtime.local._supervisor import AgentRecord, Supervisor
 from runtime._tasks import TaskRouter
 from runtime.wire._frames import STATS
 
-__all__ = ["LocalRuntime", "peer_ref"]
+__all__ = ["LocalRuntime"]
 
 logger = logging.getLogger("runtime")
-
-
-def peer_ref(runtime_id: str, agent_id: str) -> AgentRef:
-    """A ref to `agent_id` of the runtime `runtime_id`, resolved on first use."""
-    return AgentRef(check_agent_id(agent_id), None, runtime_id)
 
 
 def _raise_open_files_limit(wanted: int = 16384) -> None:

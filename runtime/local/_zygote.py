@@ -50,7 +50,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-__all__ = ["BOOT_CODE", "main"]
+__all__ = ["BOOT_CODE", "main", "warm_up"]
 
 # What `python -c` runs: set the runtime's sys.path, then serve.
 BOOT_CODE = (
@@ -217,6 +217,22 @@ def _preload(sock: socket.socket, modules: list[str]) -> None:
     _send(sock, ("ready",))
 
 
+def warm_up() -> None:
+    """Import what every agent needs before it runs its own code, once, here.
+
+    Each agent is forked from this process, so it starts with these pages
+    shared and imports (and, without bytecode caches, compiles) nothing of
+    its own to read its boot spec: the host, and the service clients its
+    context carries.
+    """
+    import cloudpickle  # noqa: F401
+    import psutil  # noqa: F401
+    import pykka  # noqa: F401
+
+    import actors._services  # noqa: F401
+    import runtime.local._host  # noqa: F401
+
+
 def main(fd: int, preload: Sequence[str] = (), runtime_pid: int = 0) -> None:
     """Serve fork requests on the SOCK_SEQPACKET socket `fd` until EOF,
     after importing the modules named in `preload`. `runtime_pid` is the
@@ -232,11 +248,7 @@ def main(fd: int, preload: Sequence[str] = (), runtime_pid: int = 0) -> None:
     if runtime_pid and os.getppid() != runtime_pid:
         os._exit(0)
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    import cloudpickle  # noqa: F401 - preloaded so each agent starts warm
-    import psutil  # noqa: F401
-    import pykka  # noqa: F401
-
-    import runtime.local._host  # noqa: F401
+    warm_up()
 
     sock = socket.socket(fileno=fd)
     _preload(sock, list(preload))
