@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from tests.test_cli import actors
+from test_cli import actors
 
 _TEAM = """
     import os

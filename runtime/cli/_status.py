@@ -31,6 +31,8 @@ from multiprocessing.connection import Connection, answer_challenge, deliver_cha
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from runtime.wire._frames import INFO, REPLY, decode_header, encode, set_read_timeout, write_all
 
 __all__ = ["ControlFile", "StatusError", "fetch_status", "read_control", "render_table", "run_status"]
@@ -125,13 +127,7 @@ def _control_path(address: str | None) -> Path:
 def _pid_alive(pid: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return True  # not said: let the connection decide
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return psutil.pid_exists(pid)
 
 
 def _untrusted(what: str, path: Path, st: os.stat_result) -> str | None:

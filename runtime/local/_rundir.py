@@ -35,6 +35,8 @@ import stat
 import tempfile
 import time
 
+import psutil
+
 __all__ = ["LOCK_NAME", "PREFIX", "RunDir", "remove_stale_rundirs"]
 
 PREFIX = "actors-"
@@ -125,21 +127,11 @@ def _remove_if_old_format_and_dead(path: str, info: os.stat_result) -> bool:
         if not name.endswith(".sock") or not stat.S_ISSOCK(os.lstat(entry).st_mode):
             return False  # not only sockets: not ours to judge
         pid = name.split("-", 1)[0]
-        if pid.isdigit() and _pid_alive(int(pid)):
+        if pid.isdigit() and psutil.pid_exists(int(pid)):
             return False
         if _accepts(entry):
             return False
     shutil.rmtree(path)
-    return True
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
