@@ -201,7 +201,9 @@ class LocalRuntime(Runtime):
     def _forget_identity(self, name: str) -> None:
         # A process that failed to start is reaped: its pid means nothing now.
         identities = self._node.identities
-        for pid in [pid for pid, who in identities.items() if who == name]:
+        for pid, who in list(identities.items()):  # a copy: other threads register new processes meanwhile
+            if who != name:
+                continue
             identities.pop(pid, None)
 
     def _restart(self, record: AgentRecord) -> Started:
