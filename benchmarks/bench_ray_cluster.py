@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ray
-from bench_agents import MESSAGE
+from bench_agents import MESSAGE, timed
 from bench_messaging import p99, parse_args
 from ray._private import services
 from ray.cluster_utils import Cluster
@@ -86,17 +86,6 @@ def _us(times: list[float]) -> dict[str, float]:
     return {"median_us": round(statistics.median(times) * 1e6, 1), "p99_us": round(p99(times) * 1e6, 1)}
 
 
-def _driver_times(call, n: int, warm: int = 100) -> list[float]:
-    for _ in range(warm):
-        call()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return times
-
-
 def start_cluster() -> Cluster:
     cluster = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "include_dashboard": False})
     cluster.add_node(**NODE_ARGS)
@@ -118,8 +107,8 @@ def latencies(rt, head: str, worker: str, n: int) -> dict[str, dict[str, float]]
     rnear = RayEcho.options(scheduling_strategy=pin_to(head, soft=False)).remote()
     rfar = RayEcho.options(scheduling_strategy=pin_to(worker, soft=False)).remote()
     out = {
-        "runtime->agent (head)": _us(_driver_times(lambda: near.ask(MESSAGE, timeout=60), n)),
-        "ray driver->actor (head)": _us(_driver_times(lambda: ray.get(rnear.echo.remote(MESSAGE)), n)),
+        "runtime->agent (head)": _us(timed(lambda: near.ask(MESSAGE, timeout=60), n)),
+        "ray driver->actor (head)": _us(timed(lambda: ray.get(rnear.echo.remote(MESSAGE)), n)),
         "agent->agent within a node": _us(a.proxy().ask_times(near, n).get(timeout=300)),
         "ray actor->actor within a node": _us(ray.get(ra.call_times.remote(rnear, n))),
         "agent->agent across nodes": _us(a.proxy().ask_times(far, n).get(timeout=300)),
