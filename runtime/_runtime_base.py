@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any, Self
 
-from actors import ActorDeadError, Agent, EventType
+from actors import ActorDeadError, Agent, AskTimeout, EventType
 from actors._replicated import Replica, ReplicatedState
 from runtime._monitor import ProcessMonitor
 from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
@@ -128,16 +128,34 @@ class RuntimeBase:
             # After the stops: a task sent meanwhile waits behind its stop.
             for record in records:
                 self._interrupt(record)
-        for future in stops:
-            try:
-                if future is not None:
-                    future.get(timeout=max(deadline - time.monotonic(), 0))
-            except Exception:  # noqa: BLE001 - dead or stuck: reaped below
-                pass
+        for record, future in zip(records, stops):
+            self._await_stop(record, future, deadline)
         for record in records:
             self._reap(record, max(deadline - time.monotonic(), 0))
             record.status = "stopped"
         return records
+
+    def _await_stop(self, record: Any, future: Any, deadline: float) -> None:
+        """Wait for `record`'s stop until `deadline` (then it is reaped).
+
+        When interrupting, the agent is interrupted again every 0.2 s: one
+        that was between messages at the first interrupt may have begun its
+        next task since, and only an interrupt ends a task early.
+        """
+        if future is None:
+            return
+        while True:
+            remaining = deadline - time.monotonic()
+            step = min(remaining, 0.2) if self._interrupting else remaining
+            try:
+                future.get(timeout=max(step, 0))
+                return
+            except AskTimeout:
+                if not self._interrupting or remaining <= 0.2:
+                    return
+                self._interrupt(record)
+            except Exception:  # noqa: BLE001 - dead or stuck: reaped below
+                return
 
     def _forget_ended(self, record: Any) -> None:
         """`record` ended for good: keep it listed until `ENDED_KEPT` newer
