@@ -32,6 +32,9 @@ def _as_type(event_type: EventType | str | None) -> EventType | None:
     return None if event_type is None else event_type_of(event_type)
 
 
+_JOINED, _LEFT, _COMPLETED = EventType.AGENT_JOINED, EventType.AGENT_LEFT, EventType.TASK_COMPLETED  # coordinated
+_NONE: dict[int, Any] = {}  # no subscriptions (never written)
+
 # ((event type, subscription id), subscriber's ref, what to tell it)
 _Delivery = tuple[tuple[EventType | None, int], Any, Deliver]
 
@@ -113,11 +116,15 @@ class EventBus(ActorBase):
     def _record(self, event: Event) -> list[_Delivery]:
         # Into the history, coordinated; the deliveries it calls for.
         self._history.append(event)
-        self._coordinate(event)
+        etype = event.type
+        if etype is _JOINED or etype is _LEFT or etype is _COMPLETED:
+            self._coordinate(event)
+        if not self._subs:  # the common case of a batch's many events: nobody listens
+            return []
         return [
-            ((etype, sub_id), ref, Deliver(handler_id, (event,)))
-            for etype in (event.type, None)
-            for sub_id, (_owner, ref, handler_id) in self._subs.get(etype, {}).items()
+            ((kind, sub_id), ref, Deliver(handler_id, (event,)))
+            for kind in (etype, None)
+            for sub_id, (_owner, ref, handler_id) in self._subs.get(kind, _NONE).items()
         ]
 
     def _send(self, deliveries: list[_Delivery]) -> None:

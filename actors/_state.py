@@ -24,7 +24,7 @@ from actors._errors import (
     NamespacePermissionError,
     UnknownNamespaceError,
 )
-from actors._types import Event, EventType, StateVersion
+from actors._types import EventType, StateVersion, make_event, make_version
 from actors._timers import TimerHandle, call_later
 
 __all__ = ["FLAT", "LOCAL", "RUNS", "SHARED", "SNAPSHOTS", "StateStore", "check_key", "checksum"]
@@ -39,6 +39,7 @@ FLAT = None  # the namespace of `rt.store`; keys never meet a named namespace's
 SNAPSHOTS = "_snapshots"  # agent name -> pickled `snapshot()` (see `actors._snapshot`)
 RUNS = "_runs"  # records of resumable batches (see `runtime._runs`)
 _QUIET = frozenset({SNAPSHOTS, RUNS})
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})  # pickled alike by any pickler
 
 
 def _reserved() -> dict[str | None, frozenset[str] | None]:
@@ -366,6 +367,8 @@ class StateStore(ActorBase):
         return True
 
     def _dump(self, ns: str | None, key: str, value: Any) -> bytes:
+        if type(value) in _PLAIN:  # most records: the same bytes, without the general pickler's set-up
+            return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         try:
             return self._dumps(value)  # the checksum's input, and by value for the durable file
         except Exception as exc:
@@ -382,7 +385,7 @@ class StateStore(ActorBase):
         version = (current.version if current is not None else tombstone or 0) + 1
         digest = checksum(blob)
         stamp = time.time()
-        self._data[(ns, key)] = StateVersion(value, version, stamp, updater, digest)
+        self._data[(ns, key)] = make_version(value, version, stamp, updater, digest)
         self._record(ns, key, "set", version, value, updater, blob, digest, stamp)
         if tombstone is not None and self._backend is not None:
             self._pending_rows[-1]["revived"] = True  # its tombstone leaves the file too
@@ -425,7 +428,7 @@ class StateStore(ActorBase):
         # Told, never asked: the bus may be writing to this store right now.
         announce, self._announce = self._announce, []
         if announce and self._events is not None:
-            events = [Event(type=EventType.STATE_CHANGED, source="state", payload=p) for p in announce]
+            events = [make_event(EventType.STATE_CHANGED, "state", p) for p in announce]
             try:
                 self._events.tell(ProxyCall(("emit_many",), (events,), {}))
             except ActorDeadError:

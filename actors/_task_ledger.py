@@ -29,7 +29,7 @@ from typing import Any
 from pykka.messages import ProxyCall
 
 from actors._base import Sent
-from actors._types import Event, EventType
+from actors._types import Event, EventType, make_event
 
 __all__ = ["RECORDED", "TaskLedger", "check_task_records"]
 
@@ -86,10 +86,8 @@ class TaskLedger:
         """Tasks (id, type) start on `agent`: (TASK_CREATED,) TASK_STARTED, status."""
         events = []
         if created:
-            events += [Event(type=EventType.TASK_CREATED, source="runtime", payload={"task_id": t, "type": k})
-                       for t, k in tasks]
-        events += [Event(type=EventType.TASK_STARTED, source=agent, payload={"task_id": t, "type": k})
-                   for t, k in tasks]
+            events += [make_event(EventType.TASK_CREATED, "runtime", {"task_id": t, "type": k}) for t, k in tasks]
+        events += [make_event(EventType.TASK_STARTED, agent, {"task_id": t, "type": k}) for t, k in tasks]
         self._emit(events)
         self._write([(f"task:{t}:status", _IN_PROGRESS) for t, _k in tasks], [t for t, _k in tasks], agent)
 
@@ -101,12 +99,11 @@ class TaskLedger:
             if ok:
                 writes += [(f"task:{task_id}:result", value), (f"task:{task_id}:status", _COMPLETED),
                            (f"task:{task_id}:completed", True)]
-                events.append(Event(type=EventType.TASK_COMPLETED, source=agent,
-                                    payload={"task_id": task_id, "result": value}, metadata={RECORDED: True}))
+                events.append(make_event(EventType.TASK_COMPLETED, agent, {"task_id": task_id, "result": value},
+                                         {RECORDED: True}))
             else:
                 writes.append((f"task:{task_id}:status", _FAILED))
-                events.append(Event(type=EventType.TASK_FAILED, source=agent,
-                                    payload={"task_id": task_id, "error": value}))
+                events.append(make_event(EventType.TASK_FAILED, agent, {"task_id": task_id, "error": value}))
         self._write(writes, [t for t, _ok, _v in outcomes], agent)
         self._emit(events)
 

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "EventType", "Message", "MessagePattern", "StateVersion", "new_id"]
+__all__ = ["Event", "EventType", "Message", "MessagePattern", "StateVersion", "make_event", "make_version", "new_id"]
 
 
 class MessagePattern(enum.Enum):
@@ -38,15 +38,29 @@ class EventType(enum.Enum):
     STATE_CHANGED = "state_changed"
     ERROR_OCCURRED = "error_occurred"
 
+    # Members are singletons compared by identity, so identity hashes them
+    # too: Enum's own `__hash__` is Python code, and the bus looks a type up
+    # for every event.
+    __hash__ = object.__hash__
+
 
 _ID_PREFIX = uuid.uuid4().hex[:8]
 _id_counter = itertools.count(1)
+_id_head = f"{_ID_PREFIX}{os.getpid():x}-"  # this process's; a forked child makes its own
+
+
+def _new_process() -> None:
+    global _id_head  # one per process, set at fork
+    _id_head = f"{_ID_PREFIX}{os.getpid():x}-"
+
+
+os.register_at_fork(after_in_child=_new_process)
 
 
 def new_id() -> str:
     """An id unique across processes (pid) and across forks of one process
     (the pid changes); far cheaper than uuid4, which reads the OS's randomness."""
-    return f"{_ID_PREFIX}{os.getpid():x}-{next(_id_counter):x}"
+    return f"{_id_head}{next(_id_counter):x}"
 
 
 _new_id = new_id
@@ -102,6 +116,21 @@ class Event:
         return (Event, (self.id, self.type, self.source, self.timestamp, self.payload, self.metadata))
 
 
+def make_event(
+    event_type: EventType, source: str, payload: dict[str, Any], metadata: dict[str, Any] | None = None
+) -> Event:
+    """`Event(type=event_type, source=..., payload=..., metadata=...)`, made
+    the fast way: for the runtime's own events, several per task, whose
+    type is already an `EventType` (a frozen dataclass's generated
+    `__init__` costs several times more)."""
+    event = object.__new__(Event)
+    object.__setattr__(event, "__dict__", {
+        "id": new_id(), "type": event_type, "source": source, "timestamp": time.time(),
+        "payload": payload, "metadata": {} if metadata is None else metadata,
+    })
+    return event
+
+
 def event_type_of(value: EventType | str) -> EventType:
     """`value` as an `EventType`: the member itself, its value or its name."""
     if isinstance(value, EventType):
@@ -132,3 +161,12 @@ class StateVersion:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (StateVersion, (self.value, self.version, self.timestamp, self.updated_by, self.checksum))
+
+
+def make_version(value: Any, version: int, timestamp: float, updated_by: str, checksum: str) -> StateVersion:
+    """`StateVersion(...)` made the fast way, for the store's every write."""
+    made = object.__new__(StateVersion)
+    object.__setattr__(made, "__dict__", {
+        "value": value, "version": version, "timestamp": timestamp, "updated_by": updated_by, "checksum": checksum,
+    })
+    return made
