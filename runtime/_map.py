@@ -106,8 +106,8 @@ class Batch:
                     while True:
                         if self._fatal is not None:
                             raise self._fatal
-                        outcome = self._next_outcome()
-                        if outcome is not None:
+                        ready = self._ready_outcomes()
+                        if ready:
                             break
                         if self._source_error is not None:
                             raise self._source_error
@@ -116,12 +116,15 @@ class Batch:
                                 self._run.finish(self._taken)
                             return
                         self._cond.wait()
-                    self._consumed += 1
-                    self._cond.notify_all()  # room for more in the window
-                ok, value = outcome
-                if not ok and not self._return_exceptions:
-                    raise value
-                yield value
+                for ok, value in ready:  # yielded outside the lock: the workers go on meanwhile
+                    if not ok and not self._return_exceptions:
+                        raise value
+                    with self._cond:
+                        short = not self._room_for_chunk()
+                        self._consumed += 1
+                        if short and self._room_for_chunk():
+                            self._cond.notify_all()  # room for a whole chunk again (see `_take`)
+                    yield value
         except KeyboardInterrupt:
             interrupted = True
             raise
@@ -135,12 +138,20 @@ class Batch:
             if self._bar is not None:
                 self._bar.close()
 
-    def _next_outcome(self) -> tuple[bool, Any] | None:
-        if self._ordered:
-            return self._finished.pop(self._consumed, None)
-        if self._finished:
-            return self._finished.pop(next(iter(self._finished)))
-        return None
+    def _ready_outcomes(self) -> list[tuple[bool, Any]]:
+        """Take the outcomes that can be yielded now: the next ones in input
+        order (or every finished one, unordered). Under `_cond`."""
+        finished = self._finished
+        if not self._ordered:
+            ready = list(finished.values())
+            finished.clear()
+            return ready
+        ready = []
+        index = self._consumed
+        while (outcome := finished.pop(index, None)) is not None:
+            ready.append(outcome)
+            index += 1
+        return ready
 
     # -- the workers ---------------------------------------------------------------
 
@@ -153,6 +164,9 @@ class Batch:
             size = min(size, max(1, math.ceil((self._total - self._taken) / (2 * self._agents))))
         return max(1, int(size))
 
+    def _room_for_chunk(self) -> bool:
+        return self._window() - (self._taken - self._consumed) >= self._chunk_size()
+
     def _take(self) -> tuple[list[tuple[int, Any]], bool] | None:
         """The next chunk, and whether it holds retries; None when done."""
         with self._cond:
@@ -160,9 +174,10 @@ class Batch:
                 size = self._chunk_size()
                 if self._retry:
                     return [self._retry.popleft() for _ in range(min(size, len(self._retry)))], True
-                room = self._window() - (self._taken - self._consumed)
-                if not self._exhausted and room > 0:
-                    chunk = self._read(min(size, room))
+                # A whole chunk's room, not a sliver: waking for each
+                # consumed result made chunks of one or two.
+                if not self._exhausted and self._room_for_chunk():
+                    chunk = self._read(size)
                     if chunk:
                         return chunk, False
                     continue

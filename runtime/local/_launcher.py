@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import select
 import signal
 import socket
 import subprocess
@@ -88,7 +89,13 @@ class AgentProcess:
     def is_alive(self) -> bool:
         if self.sentinel < 0:
             return False
-        return self.exitcode is None and not wait([self.sentinel], 0)
+        if self.exitcode is not None:
+            return False
+        # A poll of the pidfd, made here: `wait()` builds a selector each
+        # time, and the task router asks this of every agent per task.
+        poll = select.poll()
+        poll.register(self.sentinel, select.POLLIN)
+        return not poll.poll(0)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the process ended and its exit status is known."""
