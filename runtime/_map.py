@@ -57,8 +57,9 @@ class Batch:
     """The state of one run; `results()` is its generator of outcomes.
 
     Invariants (under `_cond`): `_taken - _consumed` tasks are in flight,
-    queued for retry or finished but not yet yielded, and new payloads are
-    taken only while that is below `_window()`.
+    queued for retry or finished but not yet yielded, and a new chunk is
+    taken only while it fits below `_window()`; a worker waiting for that
+    has set `_starved`, and the consumer wakes the workers only then.
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class Batch:
         self._size = 1.0  # the next chunk's size, from measurements
         self._per_task: float | None = None  # seconds per task (moving average of round trips)
         self._stop = False
+        self._starved = False  # a worker waits for room in the window
         self._workers: list[threading.Thread] = []
 
     # -- the consumer ------------------------------------------------------------
@@ -120,9 +122,9 @@ class Batch:
                     if not ok and not self._return_exceptions:
                         raise value
                     with self._cond:
-                        short = not self._room_for_chunk()
                         self._consumed += 1
-                        if short and self._room_for_chunk():
+                        if self._starved and self._room_for_chunk():
+                            self._starved = False
                             self._cond.notify_all()  # room for a whole chunk again (see `_take`)
                     yield value
         except KeyboardInterrupt:
@@ -183,6 +185,7 @@ class Batch:
                     continue
                 if self._exhausted:
                     return None  # a chunk that fails later is retried by the worker that ran it
+                self._starved = True  # the consumer wakes us once a chunk fits
                 self._cond.wait()
             return None
 

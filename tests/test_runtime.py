@@ -252,7 +252,9 @@ def test_shutdown_returns_within_its_timeout_whatever_agents_do():
         started = time.monotonic()
         rt.shutdown(timeout=2)
         took = time.monotonic() - started
-    assert took < 4.5, f"shutdown took {took:.1f} s"
+    # Its 2 s, then SIGKILL: well under the 6 s of three stops one after
+    # another (slack for a loaded machine).
+    assert took < 5.5, f"shutdown took {took:.1f} s"
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
