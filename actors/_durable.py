@@ -117,7 +117,12 @@ class SqliteBackend:
             raise ValueError(msg) from exc
         self._commits = 0
 
-    def load(self, max_history: int) -> tuple[dict, dict, dict, list[dict[str, Any]]]:
+    def load(self, max_history: int) -> tuple[
+        dict[str | None, frozenset[str] | None],
+        dict[tuple[str | None, str], StateVersion],
+        dict[tuple[str | None, str], int],
+        list[dict[str, Any]],
+    ]:
         """Namespaces, values, tombstones and the last `max_history` history rows.
 
         A tombstone is the version at which a key absent now was deleted.
