@@ -100,7 +100,7 @@ class SqliteBackend:
         # private databases (":memory:", "") have no file to share or protect.
         private = path in ("", ":memory:")
         try:
-            self._lock = _NoLock() if private else StateFileLock(path)
+            self._lock: _NoLock | StateFileLock = _NoLock() if private else StateFileLock(path)
         except OSError as exc:
             msg = f"can't use {path!r} as a state file: {exc}"
             raise ValueError(msg) from exc

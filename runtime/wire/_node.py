@@ -409,4 +409,5 @@ _CHANNELS_LOCK = threading.Lock()
 
 def _depth(ref: pykka.ActorRef[Any]) -> int:
     inbox = ref.actor_inbox
-    return inbox.qsize() if hasattr(inbox, "qsize") else 0
+    depth: int = inbox.qsize() if hasattr(inbox, "qsize") else 0
+    return depth
