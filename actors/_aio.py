@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 from pykka.messages import ProxyCall
 
@@ -26,7 +26,7 @@ from actors._context import current_agent_id, set_aio_factory
 from actors._errors import AskTimeout, LockTimeout
 from actors._future import wait_future
 from actors._streams import END
-from actors._sync import BarrierClient, SemaphoreClient
+from actors._sync import BarrierClient, SemaphoreClient, SyncClient
 from actors._types import Event, Message, new_id
 
 __all__ = ["AioRef", "AioServices", "ask_async"]
@@ -86,7 +86,7 @@ class _CaptureChildren:
 def _captured(client: ServiceClient, method: str, *args: Any, **kwargs: Any) -> _Suspend | tuple[Any]:
     """Run `client.method(*args, **kwargs)` up to its ask: the ask, or
     `(value,)` if the method returned without asking."""
-    twin = copy.copy(client)
+    twin: Any = copy.copy(client)  # the client, given stand-ins for its ref and children
     twin._ref = _Capture(client._ref)
     if isinstance(client, ManagerClient):
         twin._children = _CaptureChildren(client._children)
@@ -143,7 +143,7 @@ class AioEvents(_Twin):
         ask = _captured(self._client, "emit", source, event_type, payload, metadata)
         assert isinstance(ask, _Suspend)
         await ask_async(ask.ref, ask.message, ask.timeout)
-        return ask.message.args[0]  # the event recorded
+        return cast("Event", ask.message.args[0])  # the event recorded
 
 
 class _AioAcquirable(_Twin):
@@ -195,7 +195,7 @@ class _Lazy:
             if ref is None:
                 ref = self._sync._remember(key, await _call(self._sync, "_call", *key))
             self._client = self._make(ref, self._name)
-        return self._client
+        return cast("ServiceClient", self._client)
 
 
 class AioSemaphore(_Lazy, _AioAcquirable):
@@ -215,6 +215,8 @@ class AioBarrier(_Lazy, _Twin):
 
 class AioSync(_Twin):
     """`sync`'s twin: the factories return at once."""
+
+    _client: SyncClient
 
     def get_lock(self, lock_id: str) -> AioLock:
         return AioLock(self._client.get_lock(lock_id))
@@ -244,6 +246,8 @@ class AioSync(_Twin):
 class _AioManager(_Twin):
     """Twin of a client of per-name child actors (topics, streams): the
     child's ref is asked for first (once per process), then the call."""
+
+    _client: ManagerClient
 
     _child_method = ""
 
@@ -336,7 +340,7 @@ class AioRef:
 
     @property
     def name(self) -> str:
-        return self.ref.name
+        return cast("str", self.ref.name)
 
     def tell(self, message: Any) -> None:
         self.ref.tell(message)

@@ -281,7 +281,7 @@ class ActorBase(pykka.ThreadingActor):
         Returns None for a tell. The caller must eventually `set` or
         `set_exception` the future it got, or the asker waits to its timeout.
         """
-        envelope = self.actor_inbox.current  # type: ignore[attr-defined]
+        envelope: Envelope[Any] | None = self.actor_inbox.current  # type: ignore[attr-defined]  # an Inbox
         if envelope is None:
             return None
         reply, envelope.reply_to = envelope.reply_to, None

@@ -100,7 +100,7 @@ class SqliteBackend:
         # private databases (":memory:", "") have no file to share or protect.
         private = path in ("", ":memory:")
         try:
-            self._lock = _NoLock() if private else StateFileLock(path)
+            self._lock: _NoLock | StateFileLock = _NoLock() if private else StateFileLock(path)
         except OSError as exc:
             msg = f"can't use {path!r} as a state file: {exc}"
             raise ValueError(msg) from exc
@@ -117,7 +117,12 @@ class SqliteBackend:
             raise ValueError(msg) from exc
         self._commits = 0
 
-    def load(self, max_history: int) -> tuple[dict, dict, dict, list[dict[str, Any]]]:
+    def load(self, max_history: int) -> tuple[
+        dict[str | None, frozenset[str] | None],
+        dict[tuple[str | None, str], StateVersion],
+        dict[tuple[str | None, str], int],
+        list[dict[str, Any]],
+    ]:
         """Namespaces, values, tombstones and the last `max_history` history rows.
 
         A tombstone is the version at which a key absent now was deleted.

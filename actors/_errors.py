@@ -6,6 +6,8 @@ be caught as their pykka counterparts by code written for plain pykka).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pykka
 
 __all__ = [
@@ -37,7 +39,7 @@ class ActorsError(Exception):
 
     _fields: tuple[str, ...] = ()
 
-    def __reduce__(self) -> tuple[object, ...]:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         if not self._fields:
             return super().__reduce__()
         return (type(self), tuple(getattr(self, name) for name in self._fields))

@@ -12,7 +12,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast, overload
 
 import pykka
 from pykka.messages import ProxyCall
@@ -28,6 +28,10 @@ __all__ = ["EventBus", "EventsClient"]
 logger = logging.getLogger("actors")
 
 
+@overload
+def _as_type(event_type: EventType | str) -> EventType: ...
+@overload
+def _as_type(event_type: None) -> None: ...
 def _as_type(event_type: EventType | str | None) -> EventType | None:
     return None if event_type is None else event_type_of(event_type)
 
@@ -217,16 +221,16 @@ class EventsClient(ServiceClient):
         """
         event_type = _as_type(event_type)
         handler_id, ref = register_delivery(handler, ("event", event_type), self._ref)
-        return self._call("subscribe", event_type, current_agent_id(), ref, handler_id)
+        return cast("int", self._call("subscribe", event_type, current_agent_id(), ref, handler_id))
 
     def unsubscribe(self, event_type: EventType | str | None, handler: Callable[[Event], Any]) -> bool:
         event_type = _as_type(event_type)
         handler_id = unregister_handler(handler, ("event", event_type))
         if handler_id is None:
             return False
-        return self._call("unsubscribe", event_type, handler_id)
+        return cast("bool", self._call("unsubscribe", event_type, handler_id))
 
     def get_history(
         self, event_type: EventType | str | None = None, source: str | None = None, limit: int = 100
     ) -> list[Event]:
-        return self._call("get_history", _as_type(event_type), source, limit)
+        return cast("list[Event]", self._call("get_history", _as_type(event_type), source, limit))

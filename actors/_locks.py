@@ -39,7 +39,7 @@ Grant = Callable[[int], bool]
 class _Waiter:
     __slots__ = ("expire", "grant", "holder", "timer")
 
-    def __init__(self, holder: str, grant: Grant, expire: Callable[[], None], timer: TimerHandle | None) -> None:
+    def __init__(self, holder: str, grant: Grant, expire: Callable[[], object], timer: TimerHandle | None) -> None:
         self.holder, self.grant, self.expire, self.timer = holder, grant, expire, timer
 
 
@@ -87,7 +87,7 @@ class LockTable:
 
     def acquire(
         self, lock_id: str, holder: str, request_id: str, timeout: float | None,
-        grant: Grant, expire: Callable[[], None],
+        grant: Grant, expire: Callable[[], object],
     ) -> int:
         """The token if granted now (or already held by `holder`); else 0,
         and, unless `timeout` <= 0, the request parked (`grant` or `expire`
@@ -125,6 +125,7 @@ class LockTable:
         lock = self._locks.get(lock_id)
         if lock is None or holder is None or holder != lock.holder:
             return False
+        assert lock.request is not None  # set and cleared with the holder, which is set
         self._where.pop(lock.request, None)
         lock.holder = lock.request = None
         while lock.holder is None and lock.queue:
@@ -202,7 +203,7 @@ class LockTable:
             lock_id = group.ids[group.next]
             sub_request = f"{group.request_id}/{group.next}"
             token = self.acquire(lock_id, group.holder, sub_request, None,
-                                 lambda _t, g=group: self._granted(g), lambda: None)
+                                 lambda _t: self._granted(group), lambda: None)
             if not token:
                 return False  # parked: `_granted` goes on
             group.held.append(lock_id)

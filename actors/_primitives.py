@@ -67,6 +67,7 @@ class SemaphoreActor(ParkingActor):
     def _grant_waiters(self) -> None:
         while self._free() > 0 and (first := self._parked.first()) is not None:
             waiter = self._parked.take(first[0])
+            assert waiter is not None  # first() just named it
             self._held[waiter.holder] += 1
             if not answer(waiter, True):
                 self._held[waiter.holder] -= 1
@@ -106,13 +107,17 @@ class BarrierActor(ParkingActor):
         if len(self._parked) >= self._count:
             self._rounds += 1
             while (first := self._parked.first()) is not None:
-                answer(self._parked.take(first[0]), True)
+                waiter = self._parked.take(first[0])
+                assert waiter is not None  # first() just named it
+                answer(waiter, True)
         return False  # not sent: every reply was deferred
 
     def _break(self, why: str) -> None:
         error = BrokenBarrierError(f"barrier {self._barrier_id!r} broke: {why}")
         while (first := self._parked.first()) is not None:
-            fail(self._parked.take(first[0]), error)
+            waiter = self._parked.take(first[0])
+            assert waiter is not None  # first() just named it
+            fail(waiter, error)
 
     def reset(self) -> None:
         """Break the current round (its waiters get `BrokenBarrierError`) and re-arm."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pykka.messages import ProxyCall
 
@@ -106,18 +106,18 @@ class PubSubClient(ManagerClient):
         """
         topic_client = self._topic(topic)
         handler_id, ref = register_delivery(handler, ("topic", topic), topic_client._ref)
-        return topic_client._call("subscribe", current_agent_id(), ref, handler_id)
+        return cast("str", topic_client._call("subscribe", current_agent_id(), ref, handler_id))
 
     def unsubscribe(self, topic: str, handler_or_id: Callable[..., Any] | str) -> bool:
         handler_id = unregister_handler(handler_or_id, ("topic", topic))
         if handler_id is None:
             return False
-        return self._topic(topic)._call("unsubscribe", handler_id)
+        return cast("bool", self._topic(topic)._call("unsubscribe", handler_id))
 
     def publish(self, sender: str, topic: str, payload: Any) -> int:
         """Deliver `payload` to every subscriber of `topic`; how many were reached."""
         message = Message(sender=sender, payload=payload, pattern=MessagePattern.PUBLISH_SUBSCRIBE, topic=topic)
-        return self._topic(topic)._call("publish", message)
+        return cast("int", self._topic(topic)._call("publish", message))
 
     def subscribers(self, topic: str) -> int:
-        return self._topic(topic)._call("subscribers")
+        return cast("int", self._topic(topic)._call("subscribers"))

@@ -27,7 +27,7 @@ __all__ = ["start_services", "service_clients"]
 def start_services(
     spawn: Callable[..., Any],
     *,
-    retire: Callable[[str], None] | None = None,
+    retire: Callable[[str], object] | None = None,
     dumps: Callable[[Any], bytes] = pickle.dumps,
     max_history: int = 1000,
     state_path: str | None = None,

@@ -121,6 +121,7 @@ class StateStore(ActorBase):
                 raise
 
     def _load(self) -> None:
+        assert self._backend is not None  # called only when there is a state file
         namespaces, self._data, self._tombstones, history = self._backend.load(self._max_history)
         self._namespaces = {**namespaces, **_reserved()}
         self._history = deque(history, maxlen=self._max_history)

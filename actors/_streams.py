@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 
 from actors._base import ActorBase
@@ -78,8 +78,11 @@ class StreamActor(ParkingActor):
 
     def _serve_readers(self) -> None:
         while self._parked and (self._chunks or self._closed):
-            request_id, _waiter = self._parked.first()
-            answer(self._parked.take(request_id), self._pop() if self._chunks else END)
+            first = self._parked.first()
+            assert first is not None  # self._parked is not empty
+            waiter = self._parked.take(first[0])
+            assert waiter is not None  # first() just named it
+            answer(waiter, self._pop() if self._chunks else END)
 
     def close(self) -> None:
         """No more chunks; readers get END after the last one."""
@@ -144,7 +147,7 @@ class StreamingClient(ManagerClient):
 
     def send(self, stream_id: str, data: Any, timeout: float | None = None) -> int:
         """Append a chunk; blocks while `maxsize` chunks are unread. Its sequence number."""
-        return self._stream(stream_id)._call("put", data, timeout=timeout)
+        return cast("int", self._stream(stream_id)._call("put", data, timeout=timeout))
 
     def send_bytes(self, stream_id: str, payload: bytes, chunk_size: int = 1 << 20) -> int:
         """Stream a large payload in chunks; slices are views, so no copy of the whole."""
@@ -177,4 +180,4 @@ class StreamingClient(ManagerClient):
         self._stream(stream_id)._call("close")
 
     def statistics(self, stream_id: str) -> dict[str, Any]:
-        return self._stream(stream_id)._call("statistics")
+        return cast("dict[str, Any]", self._stream(stream_id)._call("statistics"))

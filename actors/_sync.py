@@ -10,7 +10,7 @@ ask and tell.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pykka.messages import ProxyCall
 
@@ -53,7 +53,7 @@ class _Acquirable(_PrimitiveClient):
         return bool(ask_parked(self, "acquire", holder or current_agent_id(), timeout=timeout))
 
     def release(self, holder: str | None = None) -> bool:
-        return self._call("release", holder or current_agent_id())
+        return cast("bool", self._call("release", holder or current_agent_id()))
 
     def __enter__(self) -> Any:
         if not self.acquire():
@@ -87,14 +87,14 @@ class LockClient(_Acquirable):
         return self.primitive_id
 
     def holder(self) -> str | None:
-        return self._call("holder")
+        return cast("str | None", self._call("holder"))
 
     def token(self) -> int:
         """The fencing token of the current (or last) grant; it only grows."""
-        return self._call("token")
+        return cast("int", self._call("token"))
 
     def statistics(self) -> LockStatistics:
-        return self._call("statistics")
+        return cast("LockStatistics", self._call("statistics"))
 
 
 class SemaphoreClient(_Acquirable):
@@ -107,10 +107,10 @@ class SemaphoreClient(_Acquirable):
         return self.primitive_id
 
     def available(self) -> int:
-        return self._call("available")
+        return cast("int", self._call("available"))
 
     def holders(self) -> dict[str, int]:
-        return self._call("holders")
+        return cast("dict[str, int]", self._call("holders"))
 
 
 class BarrierClient(_PrimitiveClient):
@@ -130,7 +130,7 @@ class BarrierClient(_PrimitiveClient):
         self._call("reset")
 
     def waiting(self) -> int:
-        return self._call("waiting")
+        return cast("int", self._call("waiting"))
 
 
 class SyncManager(ActorBase):
@@ -345,7 +345,7 @@ class SyncClient(ManagerClient):
 
     def statistics(self) -> dict[str, int]:
         """How many primitives exist, and how many free locks were retired."""
-        return self._call("statistics")
+        return cast("dict[str, int]", self._call("statistics"))
 
     # -- tasks (for `Agent.execute_task` and the runtime's task router) --------
 
@@ -370,11 +370,11 @@ class SyncClient(ManagerClient):
 
     def end_tasks(self, outcomes: list[tuple[Any, bool, Any]], agent: str) -> int:
         """Tasks ended on `agent` (see `SyncManager.tasks_end`)."""
-        return self._call("tasks_end", outcomes, agent)
+        return cast("int", self._call("tasks_end", outcomes, agent))
 
     def abort_tasks(self, task_ids: list[Any], agent: str) -> int:
         """Release the locks of tasks `agent` will never end (it died)."""
-        return self._call("tasks_abort", task_ids, agent)
+        return cast("int", self._call("tasks_abort", task_ids, agent))
 
     def get_semaphore(self, sem_id: str, permits: int) -> SemaphoreClient:
         return SemaphoreClient(self._child("get_semaphore", sem_id, permits), sem_id)

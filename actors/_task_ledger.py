@@ -42,7 +42,7 @@ _BACKPRESSURE = 256  # records and events told between two asks (see `TaskLedger
 _IN_PROGRESS, _COMPLETED, _FAILED = "in_progress", "completed", "failed"  # one object each, shared by all records
 
 
-def check_task_records(task_records: Any) -> int | None:
+def check_task_records(task_records: object) -> int | None:
     """`task_records` if it is None or an int >= 0; ValueError otherwise."""
     if task_records is None:
         return None

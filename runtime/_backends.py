@@ -11,7 +11,7 @@ is imported only by a program that asks for it.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, cast
 
 from runtime._runtime_base import RuntimeBase
 
@@ -31,7 +31,7 @@ def backend_class(name: str) -> type[Runtime]:
         msg = f"unknown backend {name!r}; use {known}"
         raise ValueError(msg)
     module, _, cls = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return cast("type[Runtime]", getattr(importlib.import_module(module), cls))
 
 
 class Runtime(RuntimeBase):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pykka
 from pykka.messages import ProxyCall, ProxyGetAttr, ProxySetAttr, _ActorStop
@@ -299,6 +299,7 @@ class AgentProxy(pykka.ActorProxy[Any]):
     """
 
     _actor = None  # pykka's own `ActorProxy.__eq__` reads it: no actor object here
+    actor_ref: Any  # an `AgentRef` or a `RayRef`, not a pykka `ActorRef`
 
     def __init__(self, ref: Any = None, attr_path: AttrPath = (), *, actor_ref: Any = None) -> None:
         ref = actor_ref if actor_ref is not None else ref
@@ -378,7 +379,7 @@ def _introspect(ref: Any) -> dict[AttrPath, tuple[bool, bool]]:
         actor = local._actor_weakref() if local is not None else None  # as pykka's own proxy does
         if actor is not None:
             return public_attributes(actor)
-    return ref.ask(Introspect(), timeout=30)
+    return cast("dict[AttrPath, tuple[bool, bool]]", ref.ask(Introspect(), timeout=30))
 
 
 class _ChainFuture(AskFuture):

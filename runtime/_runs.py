@@ -29,6 +29,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -53,7 +54,9 @@ def _digest(payload: Any) -> bytes:
     return hashlib.blake2b(dumps(payload, "payload"), digest_size=8).digest()
 
 
-def _merge(entries: dict[int, tuple[bytes, Any]], old: dict[int, tuple[bytes, Any]] | None) -> dict:
+def _merge(
+    entries: dict[int, tuple[bytes, Any]], old: dict[int, tuple[bytes, Any]] | None
+) -> dict[int, tuple[bytes, Any]]:
     # Runs inside the store (module-level: pickles by reference on Ray).
     return {**(old or {}), **entries}
 
@@ -136,7 +139,9 @@ class RunLog:
         blocks: dict[int, dict[int, tuple[bytes, Any]]] = {}
         for index, digest, result in items:
             blocks.setdefault(index // BLOCK, {})[index] = (digest, result)
-        updates = [(_block_key(self.run_id, b), partial(_merge, entries)) for b, entries in blocks.items()]
+        updates: list[tuple[str, Callable[[Any], Any]]] = [
+            (_block_key(self.run_id, b), partial(_merge, entries)) for b, entries in blocks.items()
+        ]
         high = max(index for index, _d, _r in items) + 1
         updates.append((_meta_key(self.run_id), partial(_count, len(items), high, time.time())))
         self._state._call("update_many", RUNS, updates, "runtime")

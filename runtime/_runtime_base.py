@@ -15,7 +15,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from actors import ActorDeadError, Agent, AskTimeout, EventType
 from actors._replicated import Replica, ReplicatedState
@@ -25,13 +26,14 @@ from runtime._ref import AgentRef
 from runtime._runs import drop_run as drop_run_records, list_runs
 from runtime.wire._serialization import dumps
 from runtime.wire._spin import check_environment
-from runtime.local._supervisor import RESTART_POLICIES
+from runtime.local._supervisor import RESTART_POLICIES, SupervisedRecord
 
 if TYPE_CHECKING:
     from actors._comm import CommHub
     from actors._events import EventsClient
     from actors._state_client import FlatStateClient, StateClient
     from actors._sync import SyncClient
+    from runtime._tasks import TaskRouter
 
 __all__ = ["RuntimeBase"]
 
@@ -54,6 +56,10 @@ class RuntimeBase:
     events: EventsClient
     sync: SyncClient
     comm: CommHub
+    # Set by the backend too: name -> ref (an `AgentRef`, or a `RayRef` with
+    # its surface), and what routes tasks.
+    _peer: Callable[[str], Any]
+    _tasks: TaskRouter
 
     # -- hooks a backend provides ----------------------------------------------
 
@@ -178,7 +184,7 @@ class RuntimeBase:
         self._seq = itertools.count(1)  # names for agents spawned without one
         self._monitor = ProcessMonitor()
         self._replicated: dict[str, ReplicatedState] = {}
-        self._ended: deque[Any] = deque()  # see _forget_ended
+        self._ended: deque[SupervisedRecord] = deque()  # see _forget_ended
         # Set when the shutdown comes from an interrupt (KeyboardInterrupt out
         # of the `with` block, or `actors run` getting SIGINT/SIGTERM): agents
         # busy in a handler abandon it, so the shutdown takes seconds, not
@@ -360,7 +366,7 @@ class RuntimeBase:
         return views
 
     def get_agent(self, agent_id: str) -> AgentRef:
-        return self._peer(agent_id)
+        return cast("AgentRef", self._peer(agent_id))
 
     def submit_task(self, task: dict[str, Any], *, retries: int = 1, timeout: float | None = None) -> Any:
         """Run `task` on a live agent with capability `task["type"]`."""

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pykka.messages import ProxyCall
 
@@ -93,13 +93,13 @@ class TaskRouter:
         if self._own_execute.get(name, False):
             if created:
                 self._emit_created(tasks)
-            return peer.ask(ProxyCall(("_run_chunk",), (tasks, True), {}), timeout=timeout)
+            return cast("list[Outcome]", peer.ask(ProxyCall(("_run_chunk",), (tasks, True), {}), timeout=timeout))
         sync = self._rt.sync
         ids = [task["id"] for task in tasks]
         sync.begin_tasks([(task["id"], task["type"]) for task in tasks], name, created=created)
         future = peer.ask(ProxyCall(("_run_chunk",), (tasks,), {}), block=False)
         try:
-            outcomes = future.get(timeout=timeout)
+            outcomes: list[Outcome] = future.get(timeout=timeout)
         except ActorDeadError:
             self._abort(ids, name)
             raise

@@ -1,5 +1,6 @@
 """Users' type checkers see the library's types: `mypy --strict` on a script
-using the public API reports nothing (both packages ship `py.typed`)."""
+using the public API reports nothing (both packages ship `py.typed`), and
+the library itself passes `mypy --strict` (pyproject.toml's `[tool.mypy]`)."""
 
 from __future__ import annotations
 
@@ -58,8 +59,12 @@ def test_packages_ship_py_typed_markers():
     assert "py.typed" in (ROOT / "setup.cfg").read_text()
 
 
-def test_mypy_strict_on_a_user_script_reports_no_error(tmp_path):
+def _needs_mypy() -> None:
     pytest.importorskip("mypy", reason="mypy is not installed (pip install '.[test]' brings it)")
+
+
+def test_mypy_strict_on_a_user_script_reports_no_error(tmp_path):
+    _needs_mypy()
     (tmp_path / "user.py").write_text(textwrap.dedent(_SCRIPT))
     (tmp_path / "mypy.ini").write_text("[mypy]\nstrict = True\n")
     # As an installed package: found on the path, typed only through py.typed,
@@ -71,3 +76,16 @@ def test_mypy_strict_on_a_user_script_reports_no_error(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Success: no issues found" in out.stdout
+
+
+def test_mypy_strict_on_the_library_reports_no_error(tmp_path):
+    _needs_mypy()
+    # From the repository root, so pyproject.toml's [tool.mypy] applies (its
+    # per-module allowances for third-party packages without types).
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"),
+         "-p", "actors", "-p", "runtime"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Success: no issues found" in out.stdout, out.stdout + out.stderr

@@ -29,7 +29,7 @@ import sys
 import time
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
@@ -127,7 +127,7 @@ def _control_path(address: str | None) -> Path:
 def _pid_alive(pid: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return True  # not said: let the connection decide
-    return psutil.pid_exists(pid)
+    return cast("bool", psutil.pid_exists(pid))  # psutil has no type information here
 
 
 def _untrusted(what: str, path: Path, st: os.stat_result) -> str | None:

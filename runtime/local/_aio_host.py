@@ -32,15 +32,20 @@ under its chain (the loop is blocked while it runs, so a cycle is real).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
-import sys
 import threading
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pykka.messages import _ActorStop
 
 from actors import ActorDeadError
+
+if TYPE_CHECKING:
+    from actors._base import ActorBase as _HostBase  # what the mixin comes before: the agent's actor
+else:
+    _HostBase = object
 
 __all__ = ["AsyncHost"]
 
@@ -121,13 +126,13 @@ class _Loop:
             message, reply = pending.popleft()
             try:
                 result = self.actor._handle_on_loop(message)
-            except Exception:  # noqa: BLE001 - the ask's error, or a crash for a tell
-                self._failed(reply, sys.exc_info()[1])
+            except Exception as exc:  # noqa: BLE001 - the ask's error, or a crash for a tell
+                self._failed(reply, exc)
                 continue
             if inspect.iscoroutine(result):
                 self._running += 1
                 task = self.loop.create_task(result)
-                task.add_done_callback(lambda task, reply=reply: self._done(task, reply))
+                task.add_done_callback(functools.partial(self._done, reply=reply))
             else:
                 if reply is not None:
                     reply.set(result)
@@ -137,8 +142,8 @@ class _Loop:
         self._running -= 1
         if task.cancelled():
             self._failed(reply, ActorDeadError(f"agent {self.actor.agent_id!r} stopped before answering"))
-        elif task.exception() is not None:
-            self._failed(reply, task.exception())
+        elif (error := task.exception()) is not None:
+            self._failed(reply, error)
         else:
             if self.actor._durable:  # a class attribute: the snapshot is saved before the reply
                 try:
@@ -152,9 +157,9 @@ class _Loop:
             self._finish()
         self._pump()
 
-    def _failed(self, reply: Any, exc: BaseException | None) -> None:
+    def _failed(self, reply: Any, exc: BaseException) -> None:
         if reply is not None:
-            reply.set_exception((type(exc), exc, exc.__traceback__ if exc is not None else None))
+            reply.set_exception((type(exc), exc, exc.__traceback__))
         elif not isinstance(exc, asyncio.CancelledError):
             self.actor.actor_ref.tell(_Crash(exc))  # pykka's failure path, in the actor loop
         self._finish()
@@ -167,7 +172,7 @@ class _Loop:
                 self._idle.notify_all()
 
 
-class AsyncHost:
+class AsyncHost(_HostBase):
     """Mixin placed before `ProcessHost` for agents with `async def`
     handlers (see the module docstring)."""
 
@@ -175,7 +180,7 @@ class AsyncHost:
 
     def _actor_loop_setup(self) -> None:
         self._aio_loop = _Loop(self)
-        super()._actor_loop_setup()  # type: ignore[misc]
+        super()._actor_loop_setup()
 
     def on_start(self) -> None:
         self._aio_loop.call(super().on_start)

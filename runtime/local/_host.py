@@ -23,7 +23,7 @@ import signal
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 import pykka
 
@@ -77,6 +77,7 @@ class ProcessHost(pykka.Actor):
     thread, the rest in the same thread as the actor loop.
     """
 
+    ctx: AgentContext  # the agent class's (`Agent.ctx`), set on the hosted class
     _node: Node
     _own_ref: AgentRef
     _control: Connection
@@ -86,7 +87,7 @@ class ProcessHost(pykka.Actor):
     _left = False  # the registry was told that this actor stops (`_leave`)
 
     @property
-    def actor_urn(self) -> str:  # type: ignore[override]
+    def actor_urn(self) -> str:
         # The urn of the agent's refs (`AgentRef.actor_urn`), so that what
         # pykka logs about this actor names it as its refs do.
         return self._own_ref.actor_urn
@@ -100,10 +101,11 @@ class ProcessHost(pykka.Actor):
         # process's sockets while its mailbox is empty: a message from
         # another process needs no hand-over between threads. It holds at
         # most `_mailbox_size` of them: senders beyond that wait.
+        assert self._node.reactor is not None  # agent_main makes the node with reactor=True
         return ReactorInbox(self._node.reactor, self._mailbox_size)
 
     @classmethod
-    def _create_future(cls) -> OwnFuture:  # type: ignore[override]
+    def _create_future(cls) -> OwnFuture:
         # The futures of asks made in this process, all to this agent: one
         # waited for in its own handler raises DeadlockError (`actors._chain`).
         return OwnFuture(cls.ctx.agent_id)
@@ -226,7 +228,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
     set_delivery_ref_factory(lambda: own_ref)
     threading.Thread(target=_watch_runtime, args=(control,), name="runtime-watch", daemon=True).start()
     cls = spec.agent_cls
-    hosted = type(
+    hosted = cast("type[ProcessHost]", type(
         cls.__name__,
         (*_hosts_for(cls), cls),
         {
@@ -240,7 +242,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "__module__": cls.__module__,
             "__qualname__": cls.__qualname__,
         },
-    )
+    ))
     signal.signal(signal.SIGINT, interrupt_handler(hosted))
     failed = False
     try:

@@ -54,7 +54,7 @@ class InlineInbox(DequeInbox):
 
     __slots__ = ("_actor", "_holding", "_ready", "_run", "_start_lock", "_thread")
 
-    def __init__(self, actor: pykka.Actor) -> None:
+    def __init__(self, actor: InlineHost) -> None:
         super().__init__()
         self._ready: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._run = threading.Lock()

@@ -264,7 +264,7 @@ def start_agent_process(
 
 
 def _wait_started(process: AgentProcess, control: Connection, boot: bytes, name: str, timeout: float) -> Started:
-    outcome = None
+    outcome: tuple[str, Any] | None = None
     try:
         control.send_bytes(boot)
     except OSError:  # it died before reading its boot spec

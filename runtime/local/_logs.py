@@ -172,7 +172,7 @@ def emit(data: dict[str, Any]) -> None:
     if data.get("dropped"):
         msg = f"{msg} ({data['dropped']} earlier records dropped: the agent logged faster than they were read)"
     record = logger.makeRecord(
-        logger.name, level, str(data.get("pathname") or ""), int(data.get("lineno") or 0), msg, None, None,
+        logger.name, level, str(data.get("pathname") or ""), int(data.get("lineno") or 0), msg, (), None,
         func=str(data.get("funcName") or ""), extra={"agent_logger": origin, "agent": agent},
     )
     record.created = float(data.get("created") or record.created)

@@ -15,7 +15,7 @@ import resource
 import signal
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pykka
 
@@ -174,7 +174,7 @@ class LocalRuntime(Runtime):
             if name in self._records and self._records[name].status not in ("stopped", "gave up"):
                 msg = f"an agent named {name!r} is already running"
                 raise ValueError(msg)
-            self._records[name] = None  # type: ignore[assignment]  # reserve the name
+            self._records[name] = None  # reserve the name
         try:
             started = start_agent_process(self._zygote, boot, name, self.start_timeout, self._identify(name))
         except BaseException:
@@ -191,7 +191,7 @@ class LocalRuntime(Runtime):
         self.events.emit(
             name, EventType.AGENT_JOINED, {"agent_id": name, "capabilities": caps, "restarts": 0, "kind": kind}
         )
-        return record.ref
+        return cast("AgentRef", record.ref)
 
     def _identify(self, name: str) -> Callable[[int], None]:
         """What records that a new process is `name` (who its messages come from)."""
@@ -254,12 +254,13 @@ class LocalRuntime(Runtime):
         has exited and been settled; at once if it is not that name's
         current process, or already was (registry side of `Node.await_gone`)."""
         with self._lock:
-            record = self._records.get(name)
-            current = record is not None and record.started.address == address
-            if current and record.settled != address:
+            record: AgentRecord | None = self._records.get(name)
+            if record is not None and record.started.address != address:
+                record = None  # not that name's current process
+            if record is not None and record.settled != address:
                 record.gone_waiters.append(done)
                 return
-        done(record.left if current else None)
+        done(record.left if record is not None else None)
 
     def _reap(self, record: AgentRecord, timeout: float) -> None:
         reap(record.started.process, timeout, grace=2.0)

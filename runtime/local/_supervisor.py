@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 from runtime.local._host import EXIT_FAILED
 from runtime.local._launcher import Started
@@ -243,7 +243,7 @@ class Supervisor:
             closing = self._closed  # read before waiting: one last full pass
             with self._lock:
                 sentinels = list(self._records)
-            ready = wait([self._wake_r, *sentinels], 0 if closing else None)
+            ready = cast("list[int]", wait([self._wake_r, *sentinels], 0 if closing else None))  # descriptors in, out
             if self._wake_r in ready:
                 os.read(self._wake_r, 4096)
             for sentinel in ready:

@@ -49,6 +49,8 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
 
 __all__ = ["BOOT_CODE", "main", "warm_up"]
 
@@ -75,7 +77,7 @@ _agents: set[int] = set()
 # line stops its agents cleanly on SIGTERM) and follows it out through the
 # EOF, instead of dying first and leaving its agents' children behind.
 _OWN_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1)
-_inherited: dict[int, object] = {}
+_inherited: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}  # signal.getsignal's
 
 
 def _load_prctl() -> Callable[[int, int], bool]:
@@ -93,7 +95,7 @@ def _load_prctl() -> Callable[[int, int], bool]:
 _prctl = _load_prctl()
 
 
-def _send(sock: socket.socket, message: tuple) -> None:
+def _send(sock: socket.socket, message: tuple[Any, ...]) -> None:
     try:
         sock.send(pickle.dumps(message))
     except OSError:
@@ -268,9 +270,10 @@ def main(fd: int, preload: Sequence[str] = (), runtime_pid: int = 0) -> None:
     zygote = os.getpid()
     if runtime_pid and os.getppid() != runtime_pid:
         _exit()  # the runtime died while the modules were imported
+    watched: list[socket.socket | int] = [sock, wake_r]
     while True:
         try:
-            ready, _, _ = select.select([sock, wake_r], [], [])
+            ready, _, _ = select.select(watched, [], [])
         except InterruptedError:
             continue
         if wake_r in ready:

@@ -14,7 +14,7 @@ import pickle
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import pykka
 from pykka._envelope import Envelope
@@ -112,7 +112,10 @@ class ExitLog(ActorBase):
 class _Started(pykka.Actor):
     """Mixin: reports the outcome of `on_start` to whoever started the agent."""
 
-    _outcome: pykka.ThreadingFuture
+    # Set on the hosted class (`Host.start_agent`).
+    _outcome: pykka.ThreadingFuture[None]
+    _failed: bool
+    _stop_requested: bool
 
     def _actor_loop_setup(self) -> None:
         try:
@@ -182,18 +185,18 @@ class Host:
         set_delivery_ref_factory(lambda: own)
         # With `snapshot`: durable state, as on the local backend (`actors._snapshot`).
         bases = (_Started, SnapshotHost) if getattr(agent_cls, "_durable", False) else (_Started,)
-        hosted = type(agent_cls.__name__, (*bases, agent_cls), {
+        hosted = cast("type[_Started]", type(agent_cls.__name__, (*bases, agent_cls), {
             "ctx": ctx, "capabilities": ctx.capabilities, "_outcome": pykka.ThreadingFuture(),
             "_failed": False, "_stop_requested": False, "_snapshot_dumps": staticmethod(dumps),
             "__module__": agent_cls.__module__, "__qualname__": agent_cls.__qualname__,
-        })
+        }))
         ref = hosted.start(*args, **kwargs)
         hosted._outcome.get(timeout=timeout)
         self._actors[name] = ref
         threading.Thread(target=self._exit_with, args=(name, ref, hosted), daemon=True).start()
         return os.getpid(), ray_module().get_runtime_context().get_node_id()
 
-    def _exit_with(self, name: str, ref: pykka.ActorRef[Any], hosted: type) -> None:
+    def _exit_with(self, name: str, ref: pykka.ActorRef[Any], hosted: type[_Started]) -> None:
         # The process lives as long as its agent, as on the local backend.
         ref.actor_stopped.wait()
         failed = hosted._failed and not hosted._stop_requested
@@ -237,7 +240,7 @@ class Host:
         ref.actor_inbox.put(Envelope(message, reply_to=reply))
 
     def ask(self, name: str, message: Any, sender: str, seq: int) -> Any:
-        reply = pykka.ThreadingFuture()
+        reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
         self._deliver(name, message, reply, sender, seq)
         return reply.get()
 

@@ -149,4 +149,4 @@ class RayRef:
             return False
 
     def proxy(self) -> AgentProxy:
-        return AgentProxy(self)  # type: ignore[arg-type]  # any ref with ask/tell
+        return AgentProxy(self)  # any ref with ask/tell

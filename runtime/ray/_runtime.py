@@ -27,7 +27,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pykka.messages import ProxyCall
 
@@ -139,8 +139,10 @@ class RayRuntime(Runtime):
 
     # -- agents --------------------------------------------------------------
 
-    def spawn(self, agent_cls: type[Agent], name: str | None = None, *, node: str | None = None,
-              resources: Mapping[str, float] | None = None, **options: Any) -> RayRef:
+    def spawn(  # type: ignore[override]  # also node= and resources=; a RayRef (AgentRef's surface)
+        self, agent_cls: type[Agent], name: str | None = None, *, node: str | None = None,
+        resources: Mapping[str, float] | None = None, **options: Any,
+    ) -> RayRef:
         """`Runtime.spawn`, with where on the cluster the agent runs.
 
         `node`: a Ray node id (see `nodes()`, `rt.node`) to pin the agent
@@ -186,7 +188,7 @@ class RayRuntime(Runtime):
         self._registry.ask(ProxyCall(("register",), (name, host), {}), timeout=30)
         return handle, host, pid, node
 
-    def _launch(
+    def _launch(  # type: ignore[override]  # a RayRef: AgentRef's surface, not its class
         self, agent_cls: type[Agent], name: str, caps: list[str], restart: str, max_restarts: int,
         restart_window: float, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str,
         *, mailbox_size: int = MAILBOX_SIZE,
@@ -206,7 +208,7 @@ class RayRuntime(Runtime):
             if name in self._records and self._records[name].status not in ("stopped", "gave up"):
                 msg = f"an agent named {name!r} is already running"
                 raise ValueError(msg)
-            self._records[name] = None  # type: ignore[assignment]  # reserve the name
+            self._records[name] = None  # reserve the name
         placement = getattr(self._placing, "value", None) or Placement()
         try:
             handle, host, pid, node = self._start_host(name, boot, placement)
@@ -220,7 +222,7 @@ class RayRuntime(Runtime):
             self._records[name] = record
         self.events.emit(name, EventType.AGENT_JOINED,
                          {"agent_id": name, "capabilities": caps, "restarts": 0, "kind": kind})
-        return record.ref
+        return cast("RayRef", record.ref)
 
     # -- supervision -----------------------------------------------------------
 

@@ -22,17 +22,17 @@ import socket
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors import ActorDeadError, AskTimeout
 from actors._future import wait_future
-from runtime.wire._frames import socket_view
+from runtime.wire._frames import FrameReader, socket_view
 
 __all__ = ["AwaitedReplies", "await_ask"]
 
 # Per loop: which channel each descriptor it reads belongs to, so a
 # descriptor number reused by a new channel is re-registered cleanly.
-_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Any]] = weakref.WeakKeyDictionary()
+_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, AwaitedReplies]] = weakref.WeakKeyDictionary()
 
 
 def _settle(waiter: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
@@ -40,7 +40,7 @@ def _settle(waiter: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         waiter.set_result(outcome)
 
 
-def _readable(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+def _readable(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> None:
     # The loop's thread: the channel's socket has bytes (or EOF).
     if channel.closed or not channel.pump_ready(True):
         # Closed, or another thread is reading it (and settles our
@@ -48,14 +48,14 @@ def _readable(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
         _unwatch_fd(loop, channel)
 
 
-def _unwatch_fd(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+def _unwatch_fd(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> None:
     readers = _readers.get(loop)
     if readers is not None and readers.get(channel._fd) is channel:
         del readers[channel._fd]
         loop.remove_reader(channel._fd)
 
 
-def _watch_fd(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+def _watch_fd(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> None:
     readers = _readers.get(loop)
     if readers is None:
         readers = _readers[loop] = {}
@@ -126,6 +126,21 @@ async def await_ask(future: Any, timeout: float | None) -> Any:
 class AwaitedReplies:
     """The part of `Channel` that serves awaited asks (a mixin: it uses the
     channel's reader, condition and reply table)."""
+
+    # The channel's own (set in `Channel.__init__`), declared for the checker.
+    address: str
+    closed: bool
+    _fd: int
+    _reader: FrameReader
+    _cond: threading.Condition
+    _reading: bool
+    _replies: dict[int, tuple[bool, Any]]
+    _abandoned: set[int]
+    _waiters: dict[int, Callable[[tuple[bool, Any]], None]]
+
+    if TYPE_CHECKING:
+        def _close(self) -> None: ...
+        def _take(self, frame: memoryview) -> None: ...
 
     def watch(
         self, request_id: int, waiter: Callable[[tuple[bool, Any]], None], what: str

@@ -135,7 +135,7 @@ class FrameReader:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._buf = b""
+        self._buf: bytes | bytearray = b""  # a large frame is read into a bytearray
         self._pos = 0
         self._large: bytearray | None = None  # pump(): a large frame being filled
         self._filled = 0
@@ -214,7 +214,7 @@ class FrameReader:
         else:
             self._read_chunk()
 
-    def _read_large(self, rest: bytes, size: int) -> None:
+    def _read_large(self, rest: bytes | bytearray, size: int) -> None:
         # A large frame is read straight into a buffer of its own size:
         # one copy out of the kernel, none to stitch pieces together.
         buf = bytearray(size)

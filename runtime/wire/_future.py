@@ -110,7 +110,7 @@ class AskFuture(pykka.Future[Any]):
 
     def _set_event(self) -> threading.Event:
         # Only plain futures (no waiter) wait for set(); asks never make one.
-        event = self.__dict__.get("_event")
+        event: threading.Event | None = self.__dict__.get("_event")
         if event is None:
             event = self.__dict__.setdefault("_event", threading.Event())
             if self._outcome is not None:

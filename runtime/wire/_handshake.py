@@ -130,4 +130,5 @@ def peer_pid(sock: socket.socket) -> int:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
     except OSError:
         return 0
-    return _CREDENTIALS.unpack(creds)[0]
+    pid: int = _CREDENTIALS.unpack(creds)[0]
+    return pid

@@ -27,7 +27,7 @@ import uuid
 import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import pykka
@@ -235,6 +235,7 @@ class Node:
         reply = RemoteReply(outbox, request_id) if kind != TELL else None
         try:
             if kind >= LOOKUP:  # one test for tells and asks: the requests to the node itself follow
+                assert reply is not None  # not a tell
                 self._node_request(kind, name, body, reply, sender)
                 return
             message = loads(body)
@@ -296,7 +297,8 @@ class Node:
 
     def _channels(self) -> dict[str, Channel]:
         try:
-            return self._tls.channels
+            channels: dict[str, Channel] = self._tls.channels
+            return channels
         except AttributeError:  # this thread's first connection
             channels = self._tls.channels = _Channels()
             with _CHANNELS_LOCK:
@@ -328,7 +330,7 @@ class Node:
                 if self.gone is None:
                     return None
                 done = threading.Event()
-                outcome: list[Any] = [None]
+                outcome: list[str | None] = [None]
 
                 def settle(reason: Any) -> None:
                     outcome[0] = reason
@@ -337,7 +339,7 @@ class Node:
                 self.gone(name, address, settle)
                 done.wait(timeout)
                 return outcome[0]
-            return self.request(self.registry_address, GONE, name, address.encode(), timeout)
+            return cast("str | None", self.request(self.registry_address, GONE, name, address.encode(), timeout))
         except Exception:  # noqa: BLE001 - the runtime is gone or slow: nothing more to learn
             return None
         finally:
@@ -363,7 +365,7 @@ class Node:
         if self.is_registry:
             return self.names.get(name)
         try:
-            return self.request(self.registry_address, LOOKUP, name, b"", 30.0)
+            return cast("str | None", self.request(self.registry_address, LOOKUP, name, b"", 30.0))
         except (PeerGone, ActorDeadError) as exc:
             msg = f"the runtime is gone (looking up {name!r}): {exc}"
             raise ActorDeadError(msg) from exc
@@ -407,4 +409,5 @@ _CHANNELS_LOCK = threading.Lock()
 
 def _depth(ref: pykka.ActorRef[Any]) -> int:
     inbox = ref.actor_inbox
-    return inbox.qsize() if hasattr(inbox, "qsize") else 0
+    depth: int = inbox.qsize() if hasattr(inbox, "qsize") else 0
+    return depth

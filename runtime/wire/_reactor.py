@@ -151,8 +151,9 @@ class Reactor:
 
     # -- the actor's side -------------------------------------------------
 
-    def serve(self, has_work: Callable[[], bool]) -> None:
-        """In the actor's thread, its mailbox empty: read until there is work."""
+    def serve(self, has_work: Callable[[], object]) -> None:
+        """In the actor's thread, its mailbox empty: read until there is work
+        (until `has_work()` is true: e.g. the mailbox's `__len__`)."""
         if not self._token.acquire(blocking=False):
             os.eventfd_write(self._reclaim, 1)  # the standby has the sockets: ask for them
             self._token.acquire()
@@ -168,11 +169,11 @@ class Reactor:
             self.waiting = False
             self._token.release()
 
-    def _spin(self, has_work: Callable[[], bool]) -> bool:
+    def _spin(self, has_work: Callable[[], object]) -> bool:
         if not self._backoff.turn(IDLE_SPIN):
             return False
 
-        def probe() -> bool:
+        def probe() -> object:
             self._poll_once(0)
             return has_work()
 
@@ -191,6 +192,7 @@ class Reactor:
         """Wait up to `timeout` s (-1: for ever) and deliver every whole frame; True if reclaimed."""
         if self.paused and (self.resume_asked or len(self._mailbox) <= self.resume_at):
             self._resume()
+        inbound: _Inbound | None
         while self._added:
             inbound = self._added.popleft()
             fd = inbound.conn.fileno()

@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import pykka
 
@@ -89,6 +89,7 @@ class Outbox:
                 deadline = now + _PATIENCE
                 poller = select.poll()
                 poller.register(self._view.fileno(), select.POLLOUT)
+            assert poller is not None  # made with the deadline
             if now >= deadline or not poller.poll((deadline - now) * 1000):
                 break
         return parts
@@ -142,7 +143,7 @@ class RemoteReply(pykka.Future[Any]):
     def set_exception(self, exc_info: Any = None) -> None:
         exc = (exc_info or sys.exc_info())[1]
         try:
-            body = dumps((False, exception_payload(exc)), "exception")
+            body = dumps((False, exception_payload(cast("BaseException", exc))), "exception")
         except Exception as error:  # noqa: BLE001
             body = dumps((False, error))
         self._send(body)

@@ -22,7 +22,7 @@ import threading
 import traceback
 import types
 from collections import ChainMap
-from typing import Any
+from typing import Any, cast
 
 import cloudpickle
 
@@ -54,7 +54,7 @@ def _code_keeping_its_file(code: types.CodeType) -> Any:
     return rebuild, tuple(code.co_filename if arg == "<dynamic-code>" else arg for arg in args)
 
 
-class _CloudPickler(cloudpickle.Pickler):
+class _CloudPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle ships no types
     dispatch_table = ChainMap({types.CodeType: _code_keeping_its_file}, cloudpickle.Pickler.dispatch_table)
 
 
@@ -137,7 +137,7 @@ class _Raised:
 def _load_exception(pickled: bytes, fallback: RemoteError) -> BaseException:
     # Runs in the asker's process, while it loads the reply.
     try:
-        return pickle.loads(pickled)
+        return cast("BaseException", pickle.loads(pickled))
     except Exception as exc:  # noqa: BLE001 - its class (or something in it) is unknown here
         why = f"{fallback.message} (the exception can't be loaded in this process: {type(exc).__name__}: {exc})"
         return RemoteError(fallback.remote_type, why, fallback.remote_traceback)

@@ -85,8 +85,8 @@ class Backoff:
             return False
         return True
 
-    def spin(self, budget: float, probe: Callable[[], bool]) -> bool:
-        """Call `probe()` without sleeping until it returns True or `budget`
+    def spin(self, budget: float, probe: Callable[[], object]) -> bool:
+        """Call `probe()` without sleeping until it returns true or `budget`
         seconds pass, yielding the CPU between calls; whether it did.
         Callers ask `turn()` first."""
         end = time.perf_counter() + budget
