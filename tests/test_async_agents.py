@@ -161,3 +161,18 @@ def test_map_keeps_up_to_max_concurrency_async_tasks_in_flight_per_agent(rt):
 def test_imap_over_async_agents_keeps_the_input_order(rt):
     rt.spawn(Napper, "napper")
     assert list(rt.imap("wait", range(25))) == [2 * i for i in range(25)]
+
+
+class Relay(Agent):
+    """A sync agent whose handler asks another agent (so its ask carries a chain)."""
+
+    def on_receive(self, message):
+        target, body = message
+        return self.ctx.peer(target).ask(body, timeout=10)
+
+
+def test_a_sync_agents_handler_asking_an_async_agent_gets_its_reply(rt):
+    rt.spawn(Sleeper, "sleeper")
+    relay = rt.spawn(Relay, "relay")
+    assert relay.ask(("sleeper", "hello"), timeout=10) == "hello"
+    assert relay.ask(("sleeper", "again"), timeout=10) == "again"
