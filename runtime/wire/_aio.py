@@ -28,7 +28,11 @@ from actors import ActorDeadError, AskTimeout
 from actors._future import wait_future
 from runtime.wire._frames import socket_view
 
-__all__ = ["AwaitedReplies", "await_ask"]
+__all__ = ["PUMP_FRAMES", "AwaitedReplies", "await_ask"]
+
+# Replies an event loop files per callback: each wakes a task, whose step
+# runs in the loop's next iteration; bounding them bounds an iteration.
+PUMP_FRAMES = 32
 
 # Per loop: which channel each descriptor it reads belongs to, so a
 # descriptor number reused by a new channel is re-registered cleanly.
@@ -46,9 +50,37 @@ def _readable(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
         # Closed, or another thread is reading it (and settles our
         # waiters): stop watching; the next await registers again.
         _unwatch_fd(loop, channel)
+    elif channel._reader.buffered():
+        _pause(loop, channel)
+
+
+def _pause(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+    # More replies are buffered than one callback files: stop reading the
+    # socket, and file them `PUMP_FRAMES` per loop iteration, so the
+    # loop's other callbacks (and the tasks these replies woke) run in
+    # between; reading resumes once they are all filed.
+    if not channel._aio_paused:
+        channel._aio_paused = True
+        loop.remove_reader(channel._fd)
+        loop.call_soon(_buffered, loop, channel)
+
+
+def _buffered(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+    # The loop's thread, an iteration after `_pause`.
+    channel._aio_paused = False
+    if channel._aio_loop is not loop:
+        return  # no longer watched by this loop (`_unwatch_fd`)
+    if channel.closed or not channel.pump_ready(False):
+        _unwatch_fd(loop, channel)
+    elif channel._reader.buffered():
+        channel._aio_paused = True
+        loop.call_soon(_buffered, loop, channel)
+    else:
+        loop.add_reader(channel._fd, _readable, loop, channel)
 
 
 def _unwatch_fd(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+    channel._aio_loop = None
     readers = _readers.get(loop)
     if readers is not None and readers.get(channel._fd) is channel:
         del readers[channel._fd]
@@ -56,6 +88,9 @@ def _unwatch_fd(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
 
 
 def _watch_fd(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+    if channel._aio_loop is loop:  # read by this loop already (or paused): one attribute read per await
+        return
+    channel._aio_loop = loop
     readers = _readers.get(loop)
     if readers is None:
         readers = _readers[loop] = {}
@@ -101,7 +136,10 @@ async def await_ask(future: Any, timeout: float | None) -> Any:
     if outcome is not None:
         return outcome
     _watch_fd(loop, channel)
-    channel.pump_ready(False)  # frames a blocking read left buffered
+    if channel._reader.buffered() and not channel._aio_paused:
+        # Frames a blocking read left (read unlocked: see `pump_ready`).
+        if channel.pump_ready(False) and channel._reader.buffered():
+            _pause(loop, channel)
     expired: list[bool] = []
 
     def expire() -> None:
@@ -127,6 +165,11 @@ class AwaitedReplies:
     """The part of `Channel` that serves awaited asks (a mixin: it uses the
     channel's reader, condition and reply table)."""
 
+    #: The event loop that reads this channel's socket (`_watch_fd`), if
+    #: any, and whether it paused reading to file buffered replies first.
+    _aio_loop: asyncio.AbstractEventLoop | None = None
+    _aio_paused = False
+
     def watch(
         self, request_id: int, waiter: Callable[[tuple[bool, Any]], None], what: str
     ) -> tuple[bool, Any] | None:
@@ -150,8 +193,15 @@ class AwaitedReplies:
 
     def pump_ready(self, readable: bool) -> bool:
         """Take the replies that are here without ever blocking: the frames
-        already buffered, and with `readable` what the socket holds now.
-        False if another thread is reading (it files the replies)."""
+        already buffered (at most `PUMP_FRAMES` of them: the caller sees
+        what is left with `_reader.buffered()`), and with `readable` what
+        the socket holds now. False if another thread is reading (it files
+        the replies).
+
+        `_reader.buffered()` may be read without the lock: only the one
+        thread reading changes the reader, and it settles every waiter
+        registered before, so a stale False only means another thread
+        files the frames."""
         with self._cond:
             if self._reading:
                 return False
@@ -173,7 +223,9 @@ class AwaitedReplies:
                     return True
                 if chunk:
                     reader.feed(chunk)
-            while reader.buffered():
+            for _ in range(PUMP_FRAMES):
+                if not reader.buffered():
+                    break
                 self._take(reader.read())
         finally:
             with self._cond:
