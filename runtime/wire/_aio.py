@@ -1,18 +1,28 @@
 """Awaiting an ask's reply on an asyncio event loop, without blocking it.
 
 A cross-process ask's reply comes on the asking thread's `Channel`. An
-awaited ask registers a callback for its request id on that channel
-(`Channel.watch`) and the loop reads the channel's socket itself
-(`loop.add_reader`): when it is readable the loop's thread reads what is
-there without blocking (`Channel.pump_ready`) and settles the waiting
-futures. A thread that happens to be reading the same channel in a
-blocking wait (leader/follower, see `_channel`) settles them too, through
-`call_soon_threadsafe`. Measured against handing each reply over from a
-reader thread (benchmarks/bench_async.py), the loop's own reader is faster.
+awaited ask (`AskFuture`, itself an asyncio future: see `_future`) is
+bound to a future of the loop (`bind`): a callback for its request id on
+that channel (`Channel.watch`), and the loop reads the channel's socket
+itself (`loop.add_reader`): when it is readable the loop's thread reads
+what is there without blocking (`Channel.pump_ready`) and settles the
+waiting futures. A thread that happens to be reading the same channel in
+a blocking wait (leader/follower, see `_channel`) settles them too,
+through `call_soon_threadsafe`. Measured against handing each reply over
+from a reader thread (benchmarks/bench_async.py), the loop's own reader is
+faster.
+
+The loop's work stays in small slices, so its other tasks keep their
+pace under a thousand asks in flight (bench_async's worst lag): binding an
+ask is a callback, a dict entry and no system call (the descriptor is
+registered once per channel); a callback files at most `PUMP_FRAMES`
+replies, and while more are buffered the socket is not read and the rest
+go `PUMP_FRAMES` per loop iteration (`_pause`), each iteration also
+running the tasks the previous one woke.
 
 Cancelling the awaiting task abandons the ask: its reply, when it comes,
 is dropped (`Channel.abandon`). An await that times out keeps it, as a
-blocking `get` does, for a later `get` of the same future.
+blocking `get` does, for a later `get` or await of the same future.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from actors import ActorDeadError, AskTimeout
 from actors._future import wait_future
 from runtime.wire._frames import socket_view
 
-__all__ = ["PUMP_FRAMES", "AwaitedReplies", "await_ask"]
+__all__ = ["PUMP_FRAMES", "AwaitedReplies", "await_ask", "bind", "unbind"]
 
 # Replies an event loop files per callback: each wakes a task, whose step
 # runs in the loop's next iteration; bounding them bounds an iteration.
@@ -37,11 +47,6 @@ PUMP_FRAMES = 32
 # Per loop: which channel each descriptor it reads belongs to, so a
 # descriptor number reused by a new channel is re-registered cleanly.
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Any]] = weakref.WeakKeyDictionary()
-
-
-def _settle(waiter: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if not waiter.done():
-        waiter.set_result(outcome)
 
 
 def _readable(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
@@ -105,60 +110,59 @@ def _watch_fd(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
 
 
 async def await_ask(future: Any, timeout: float | None) -> Any:
-    """The outcome `(ok, value)` of an `AskFuture`, awaited on the running
-    loop; for a future with no `_source`, its value (or its error raised)."""
+    """The outcome `(ok, value)` of an `AskFuture` whose reply does not
+    come on a channel (those are `bind`'s), awaited on the running loop;
+    for a future with no `_source`, its value (or its error raised)."""
     source = future._source
     if source is None:  # a future with a waiter of its own: a worker thread waits
         return await wait_future(_Blocking(future), timeout)
-    if type(source) is not tuple:
-        # An ask to an actor of this process: its pykka future.
-        try:
-            return True, await wait_future(source, timeout)
-        except AskTimeout:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the ask's outcome
-            return False, exc
-    channel, request_id, what = source
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
+    # An ask to an actor of this process: its pykka future.
+    try:
+        return True, await wait_future(source, timeout)
+    except AskTimeout:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the ask's outcome
+        return False, exc
+
+
+def bind(loop: asyncio.AbstractEventLoop, future: Any, waiter: asyncio.Future[None]) -> None:
+    """Have the reply to `future`'s cross-process ask set its outcome
+    (`_take_outcome`) and then `waiter`'s result, in the loop's thread,
+    with the loop reading the channel; now, if the reply is here."""
+    channel, request_id, what = future._source
     loop_thread = threading.get_ident()
 
     def done(outcome: tuple[bool, Any]) -> None:  # any thread
         if threading.get_ident() == loop_thread:
-            _settle(waiter, outcome)
+            _settle(future, waiter, outcome)
         else:
             try:
-                loop.call_soon_threadsafe(_settle, waiter, outcome)
+                loop.call_soon_threadsafe(_settle, future, waiter, outcome)
             except RuntimeError:
-                pass  # the loop is closed: nobody waits
+                future._take_outcome(outcome)  # the loop is closed: only a later get may want it
 
     outcome = channel.watch(request_id, done, what)
     if outcome is not None:
-        return outcome
+        _settle(future, waiter, outcome)
+        return
     _watch_fd(loop, channel)
     if channel._reader.buffered() and not channel._aio_paused:
         # Frames a blocking read left (read unlocked: see `pump_ready`).
         if channel.pump_ready(False) and channel._reader.buffered():
             _pause(loop, channel)
-    expired: list[bool] = []
 
-    def expire() -> None:
-        expired.append(True)
-        waiter.cancel()
 
-    timer = None if timeout is None else loop.call_later(timeout, expire)
-    try:
-        return await waiter
-    except asyncio.CancelledError:
-        if expired:
-            channel.unwatch(request_id, abandon=False)  # timed out: a later get may take it
-            msg = f"{what} did not answer within {timeout} s"
-            raise AskTimeout(msg) from None
-        channel.unwatch(request_id, abandon=True)  # the task was cancelled
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
+def unbind(future: Any, *, abandon: bool) -> None:
+    """Stop waiting for `future`'s reply (a timed-out or cancelled await);
+    with `abandon`, it is dropped when it comes, else kept for a `get`."""
+    channel, request_id, _what = future._source
+    channel.unwatch(request_id, abandon=abandon)
+
+
+def _settle(future: Any, waiter: asyncio.Future[None], outcome: tuple[bool, Any]) -> None:
+    future._take_outcome(outcome)  # also if nobody waits any more: a later get takes it
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class AwaitedReplies:
