@@ -226,3 +226,13 @@ def test_an_error_reply_is_raised_by_await_and_by_gather(rt):
         return type(results[0]).__name__, results[1], type(bad.exception()).__name__
 
     assert asyncio.run(main()) == ("AttributeError", 1, "AttributeError")
+
+
+def test_an_ask_can_be_run_until_complete_on_a_loop_not_yet_running(rt):
+    loop = asyncio.new_event_loop()
+    try:
+        future = rt.agents["echo"].ask(5, block=False)
+        assert not asyncio.isfuture(future)  # outside a running loop: wrapped in a task, bound there
+        assert loop.run_until_complete(future) == 5
+    finally:
+        loop.close()

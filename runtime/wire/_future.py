@@ -71,8 +71,20 @@ class AskFuture(pykka.Future[Any]):
     # awaits `_aget`. Its callbacks get the ask itself. Cancelling it (or
     # the task awaiting it) abandons the ask.
 
-    _asyncio_future_blocking = False
     _afut: Any = None  # the loop's future, once bound
+
+    @property
+    def _asyncio_future_blocking(self) -> bool | None:
+        # None (not a future, for `asyncio.isfuture`) outside a running
+        # loop, as long as it isn't bound: `loop.run_until_complete(ask)`
+        # then wraps it in a task, which binds it on the loop it runs.
+        if self._afut is None and asyncio._get_running_loop() is None:
+            return None
+        return self.__dict__.get("_blocking", False)  # type: ignore[no-any-return]
+
+    @_asyncio_future_blocking.setter
+    def _asyncio_future_blocking(self, value: bool) -> None:
+        self.__dict__["_blocking"] = value
 
     def _bind(self) -> asyncio.Future[None]:
         afut = self._afut
