@@ -67,7 +67,10 @@ class Agent(ActorBase):
     ctx: AgentContext = None  # type: ignore[assignment]  # set by the host
 
     #: How many `async def` handlers may be in flight at once, interleaving
-    #: at their awaits (sync handlers still run one at a time, between them).
+    #: at their awaits (sync handlers still run one at a time, between them);
+    #: with an `async def do_work`, also how many tasks of a `map` run on
+    #: the agent at once (`runtime._map`). Above 1, an awaited ask doesn't
+    #: block the agent, so it may be asked back meanwhile (`actors._chain`).
     max_concurrency: ClassVar[int] = 1
 
     #: Set once per class (never looked up per message): whether any hook,

@@ -323,7 +323,8 @@ def test_an_async_agent_awaiting_itself_raises_deadlock_error(rt):
 
 
 def test_an_async_agent_with_free_slots_answers_an_ask_back(rt):
-    a, b = rt.spawn(ConcurrentAsyncHopper, "a"), rt.spawn(Hopper, "b")
+    a = rt.spawn(ConcurrentAsyncHopper, "a")
+    rt.spawn(Hopper, "b")
     assert _no_exception_at_once(lambda: a.ask(("ask", ["b", "a"]), timeout=30)) == ["a", ["b", "a"]]
     assert _no_exception_at_once(lambda: a.ask(("ask", ["a"]), timeout=30)) == ["a", "a"]
 

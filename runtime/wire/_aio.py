@@ -146,10 +146,10 @@ def bind(loop: asyncio.AbstractEventLoop, future: Any, waiter: asyncio.Future[No
         _settle(future, waiter, outcome)
         return
     _watch_fd(loop, channel)
-    if channel._reader.buffered() and not channel._aio_paused:
-        # Frames a blocking read left (read unlocked: see `pump_ready`).
-        if channel.pump_ready(False) and channel._reader.buffered():
-            _pause(loop, channel)
+    # Frames a blocking read left (read unlocked: see `pump_ready`).
+    buffered = channel._reader.buffered() and not channel._aio_paused
+    if buffered and channel.pump_ready(False) and channel._reader.buffered():
+        _pause(loop, channel)
 
 
 def unbind(future: Any, *, abandon: bool) -> None:
