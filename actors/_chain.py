@@ -40,7 +40,9 @@ without adding the agent, which can answer an ask back in another slot
 timeout). A sync handler blocks the loop, so it runs with the agent in
 its chain, as on a sync agent. An awaited ask is refused as a future
 waited for is: `DeadlockError` when awaited in the handler whose chain
-already holds its target (`runtime._ref._ChainFuture`).
+already holds its target (`runtime._ref._ChainFuture`). A task that a
+handler starts inherits its chain (asyncio copies the context), also if
+it outlives the handler: conservative, as above.
 Services (state store, locks, event bus...) answer asks and never ask
 agents, so they are never part of a cycle: asks to them carry no chain,
 and a chain reaching one is ignored. Tells carry no chain: nobody waits on
