@@ -184,9 +184,14 @@ class AskFuture(pykka.Future[Any]):
         if self._outcome is None:
             if self._afut is None and (self._get_hook is not None or type(self._source) is not tuple):
                 return (yield from self._aget(None).__await__())  # the task awaits it itself
-            if not self._bind().done():
-                self._asyncio_future_blocking = True
-                yield self  # the task waits for the loop's future, through add_done_callback
+            afut = self._bind()
+            if not afut.done():
+                try:
+                    yield from afut  # the task waits on the loop's own future: asyncio's fast path
+                except asyncio.CancelledError:
+                    if self._outcome is None and type(self._source) is tuple:
+                        unbind(self, abandon=True)  # the task was cancelled: so is the ask
+                    raise
         return self.result()
 
     async def _aget(self, timeout: float | None) -> Any:
