@@ -236,3 +236,24 @@ def test_an_ask_can_be_run_until_complete_on_a_loop_not_yet_running(rt):
         assert loop.run_until_complete(future) == 5
     finally:
         loop.close()
+
+
+def test_cancelling_a_task_that_awaits_an_ask_abandons_the_ask(rt):
+    echo = rt.agents["echo"]
+
+    async def main():
+        future = echo.ask(("sleep", 0.3), block=False)
+
+        async def waits():
+            return await future
+
+        task = asyncio.create_task(waits())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await echo.ask("after", block=False), future._source
+
+    reply, (channel, request_id, _what) = asyncio.run(main())
+    assert reply == "after"
+    assert request_id not in channel._replies and request_id not in channel._waiters
