@@ -67,7 +67,10 @@ class Agent(ActorBase):
     ctx: AgentContext = None  # type: ignore[assignment]  # set by the host
 
     #: How many `async def` handlers may be in flight at once, interleaving
-    #: at their awaits (sync handlers still run one at a time, between them).
+    #: at their awaits (sync handlers still run one at a time, between them);
+    #: with an `async def do_work`, also how many tasks of a `map` run on
+    #: the agent at once (`runtime._map`). Above 1, an awaited ask doesn't
+    #: block the agent, so it may be asked back meanwhile (`actors._chain`).
     max_concurrency: ClassVar[int] = 1
 
     #: Set once per class (never looked up per message): whether any hook,
@@ -153,11 +156,26 @@ class Agent(ActorBase):
         self._tasks_completed = getattr(self, "_tasks_completed", 0) + 1
         return result
 
+    @classmethod
+    def _task_concurrency(cls) -> int:
+        """How many tasks of a batch may run on one agent of this class at
+        once: `max_concurrency` when its tasks are coroutines (an `async def
+        do_work`, or an `async def execute_task` override), else 1. Read
+        once per class by the task router (`runtime._tasks`)."""
+        overridden = cls.execute_task is not Agent.execute_task
+        if cls._async_work or (overridden and inspect.iscoroutinefunction(cls.execute_task)):
+            return cls.max_concurrency
+        return 1
+
     async def _run_chunk_async(self, tasks: list[dict[str, Any]], own: bool) -> list[tuple[bool, Any]]:
-        # `_run_chunk` when the work is a coroutine: up to `max_concurrency`
-        # tasks of the chunk in flight at once, results in order.
+        # `_run_chunk` when the work is a coroutine: results in order, and
+        # up to `max_concurrency` tasks in flight at once on this agent,
+        # over all the chunks it holds (the router sends it several: see
+        # `runtime._map`), so the limit holds per agent, not per chunk.
         run = self.execute_task if own else self.do_work
-        room = asyncio.Semaphore(self.max_concurrency)
+        room = self.__dict__.get("_task_room")
+        if room is None:  # made on the agent's event loop, the thread that runs this
+            room = self._task_room = asyncio.Semaphore(self.max_concurrency)
 
         async def one(task: dict[str, Any]) -> tuple[bool, Any]:
             async with room:

@@ -25,6 +25,24 @@ agent's own id; a message that came with a chain (`AskChain`, built by the
 receiving node from the frame, never pickled) is handled under that chain
 (`run_in_chain`). Asks from any other thread (the runtime's own, a thread
 an agent started) carry nothing, cost nothing extra and are never refused.
+
+An agent with `async def` handlers runs them as tasks on an event loop,
+several at once, so the chain is per task there, not per thread: its
+loop's thread is marked with `set_thread_tasks` (`current.chain` is then
+`IN_TASKS`) and each handler's chain is the context variable `task_chain`
+of its task (copied into the tasks it starts, as `gather` does), set by
+the host (`handler_chain`). An async handler awaiting an ask blocks its
+agent only if the agent runs one handler at a time (`max_concurrency`
+1): only then is the agent itself in its handlers' chain. With more, its
+handlers pass on the chain of their own ask (the agents waiting on them)
+without adding the agent, which can answer an ask back in another slot
+(a cycle through an agent whose every slot waits still ends at the ask's
+timeout). A sync handler blocks the loop, so it runs with the agent in
+its chain, as on a sync agent. An awaited ask is refused as a future
+waited for is: `DeadlockError` when awaited in the handler whose chain
+already holds its target (`runtime._ref._ChainFuture`). A task that a
+handler starts inherits its chain (asyncio copies the context), also if
+it outlives the handler: conservative, as above.
 Services (state store, locks, event bus...) answer asks and never ask
 agents, so they are never part of a cycle: asks to them carry no chain,
 and a chain reaching one is ignored. Tells carry no chain: nobody waits on
@@ -44,6 +62,7 @@ backend's asks don't).
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +72,10 @@ import pykka
 from actors._errors import DeadlockError
 from actors._future import NotifyingFuture
 
-__all__ = ["AskChain", "OwnFuture", "current", "deadlock", "run_in_chain", "set_thread_agent"]
+__all__ = [
+    "IN_TASKS", "AskChain", "OwnFuture", "chain_now", "current", "deadlock", "handler_chain", "run_in_chain",
+    "set_thread_agent", "set_thread_tasks", "task_chain",
+]
 
 
 class AskChain:
@@ -74,13 +96,63 @@ class AskChain:
         return f"AskChain({self.chain!r}, {self.message!r})"
 
 
+class _InTasks:
+    """The type of `IN_TASKS`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "IN_TASKS"
+
+
+#: `current.chain` in an agent's event-loop thread: the chain is its task's `task_chain`.
+IN_TASKS: Any = _InTasks()
+
+
 class _Current(threading.local):
     """Per thread: the chain of the agent's handler running in it, or None."""
 
-    chain: tuple[str, ...] | None = None  # None: not an agent's handler thread
+    chain: tuple[str, ...] | None = None  # None: not an agent's handler thread; IN_TASKS: per task
+    tasks_of: str = ""  # in an event-loop thread: whose handlers it runs
 
 
 current = _Current()
+
+#: Per task, in an agent's event-loop thread: the chain of the handler the
+#: task runs (None: none, as in a thread that runs no agent's handlers).
+task_chain: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("task_chain", default=None)
+
+
+def chain_now() -> tuple[str, ...] | None:
+    """The chain of the handler running here: the thread's, or its task's."""
+    chain = current.chain
+    return task_chain.get() if chain is IN_TASKS else chain
+
+
+def set_thread_tasks(agent_id: str) -> None:
+    """The calling thread is `agent_id`'s event loop: the chain of what it
+    runs is per task, `task_chain` (see the module docstring)."""
+    current.chain = IN_TASKS
+    current.tasks_of = agent_id
+
+
+def _trimmed(agent_id: str, chain: tuple[str, ...]) -> tuple[str, ...]:
+    # `agent_id` in `chain` already: see `run_in_chain`.
+    if agent_id in chain:
+        index = len(chain) - 1 - chain[::-1].index(agent_id)
+        return chain[index + 1:]
+    return chain
+
+
+def handler_chain(agent_id: str, chain: tuple[str, ...] | None, *, blocks: bool) -> tuple[str, ...] | None:
+    """The chain of `agent_id`'s handler of an ask from `chain` (None: a
+    message without one), for `task_chain`. With `blocks` (a sync handler,
+    or an async one of an agent that runs one at a time) the agent is in
+    it; else it is only the chain of the agents waiting on the handler."""
+    chain = _trimmed(agent_id, chain) if chain else ()
+    if blocks:
+        return (*chain, agent_id)
+    return chain or None
 
 
 def set_thread_agent(agent_id: str) -> None:
@@ -101,9 +173,7 @@ def run_in_chain(agent_id: str, chain: tuple[str, ...], handle: Callable[[Any], 
     stale and dropped. So an agent that keeps asking itself without waiting
     (pykka's self-proxy idiom) doesn't grow its chain.
     """
-    if agent_id in chain:
-        index = len(chain) - 1 - chain[::-1].index(agent_id)
-        chain = chain[index + 1:]
+    chain = _trimmed(agent_id, chain)
     previous = current.chain
     current.chain = (*chain, agent_id)
     try:
@@ -113,7 +183,15 @@ def run_in_chain(agent_id: str, chain: tuple[str, ...], handle: Callable[[Any], 
 
 
 def deadlock(chain: tuple[str, ...], target: str) -> DeadlockError:
-    """The error for asking `target` from a handler whose chain is `chain`."""
+    """The error for asking `target` from a handler whose chain is `chain`.
+
+    In an event loop's thread, a chain that doesn't end with the loop's
+    agent (an async handler of an agent that runs several) gets it added:
+    it is the asker the error names.
+    """
+    asker = current.tasks_of
+    if asker and chain[-1] != asker:
+        chain = (*chain, asker)
     return DeadlockError((*chain, target))
 
 
@@ -135,6 +213,8 @@ class OwnFuture(NotifyingFuture):
 
     def get(self, *, timeout: float | None = None) -> Any:
         chain = current.chain
+        if chain is IN_TASKS:
+            chain = task_chain.get()
         if chain is not None and chain[-1] == self._agent_id and timeout != 0 and self._get_hook is None:
             try:
                 return super().get(timeout=0)

@@ -9,11 +9,14 @@
   over from a worker thread with `call_soon_threadsafe`;
 - 1,000 concurrent awaited asks to 4 agents: wall time and the loop's worst
   lag (a ticker task that sleeps 1 ms measures how late it wakes), sent 100
-  per loop iteration, and all 1,000 in one (a burst: the sends alone then
-  hold the loop for tens of milliseconds);
+  per loop iteration (five runs: the median of their worst lags, and the
+  worst of all), and all 1,000 in one (a burst: the sends alone then hold
+  the loop for tens of milliseconds);
 - an agent with `max_concurrency = 100` whose handler awaits a 0.5 s sleep:
   wall time for 100 concurrent asks.
-Targets: awaited / blocking <= 1.5; worst lag < 20 ms; 100 sleeps < 1 s.
+Blocking and awaited asks are timed in turns (three rounds), so a change in
+the machine's load weighs on both. Targets (printed with the figures):
+awaited / blocking <= 1.5; worst lag < 20 ms; 100 sleeps < 1 s.
 """
 
 from __future__ import annotations
@@ -92,8 +95,13 @@ def main() -> None:
     with Runtime() as rt:
         refs = [rt.spawn(Echo, f"e{i}") for i in range(4)]
         napper = rt.spawn(Napper, "napper")
-        blocking = statistics.median(timed(lambda: refs[0].ask(MESSAGE), n)) * 1e6
-        awaited = statistics.median(asyncio.run(_awaited(refs[0], n))) * 1e6
+        blocking_times: list[float] = []
+        awaited_times: list[float] = []
+        for _ in range(3):
+            blocking_times += timed(lambda: refs[0].ask(MESSAGE), n // 3)
+            awaited_times += asyncio.run(_awaited(refs[0], n // 3))
+        blocking = statistics.median(blocking_times) * 1e6
+        awaited = statistics.median(awaited_times) * 1e6
         handed = statistics.median(asyncio.run(_handed_over(refs[0], n // 2))) * 1e6
 
         async def thousand(step: int):
@@ -106,7 +114,10 @@ def main() -> None:
             replies = await asyncio.gather(*futures)
             assert replies == list(range(1000))
 
-        fan_wall, fan_lag = asyncio.run(_with_lag(thousand(100)))
+        fans = [asyncio.run(_with_lag(thousand(100))) for _ in range(2 if args.quick else 5)]
+        fan_wall = statistics.median(wall for wall, _ in fans)
+        fan_lag = statistics.median(lag for _, lag in fans)
+        fan_lag_max = max(lag for _, lag in fans)
         burst_wall, burst_lag = asyncio.run(_with_lag(thousand(1000)))
 
         async def naps():
@@ -122,6 +133,7 @@ def main() -> None:
         "awaited_over_blocking": round(awaited / blocking, 2),
         "fanout_1000_s": round(fan_wall, 3),
         "fanout_1000_worst_lag_ms": round(fan_lag * 1e3, 2),
+        "fanout_1000_worst_lag_ms_of_all": round(fan_lag_max * 1e3, 2),
         "burst_1000_s": round(burst_wall, 3),
         "burst_1000_worst_lag_ms": round(burst_lag * 1e3, 2),
         "concurrency_100_sleeps_s": round(nap_wall, 3),
@@ -129,8 +141,17 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
+    targets = {
+        "awaited_over_blocking": (1.5, "<="), "fanout_1000_worst_lag_ms": (20.0, "<"),
+        "concurrency_100_sleeps_s": (1.0, "<"),
+    }
     for key, value in result.items():
-        print(f"{key:32} {value}")
+        line = f"{key:34} {value}"
+        if key in targets:
+            bound, how = targets[key]
+            met = value <= bound if how == "<=" else value < bound
+            line += f"   (target {how} {bound:g}: {'met' if met else 'MISSED'})"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,19 @@ driven by the consumer, so a lazy consumer keeps a small window), and,
 when the number of payloads is known, small enough that the tail is shared
 out evenly (as `Pool.map`'s chunks of len / 4 workers).
 
-Threads: `2 * agents` workers in the runtime's process, each taking a
-chunk, picking the least loaded capable agent and running the chunk there
-through `TaskRouter.run_chunk` (so each agent has one chunk running and
-one waiting in its mailbox); the consumer's thread (the caller of `next`)
-only waits for results. All shared state is under one condition.
+Threads: two workers per capable agent in the runtime's process, each
+taking a chunk, picking the least loaded capable agent and running the
+chunk there through `TaskRouter.run_chunk` (so each agent has one chunk
+running and one waiting in its mailbox); the consumer's thread (the caller
+of `next`) only waits for results. All shared state is under one condition.
+
+An agent whose work is async runs up to its `max_concurrency` tasks at
+once (`Agent._task_concurrency`), and a task that only waits (an awaited
+sleep, a request) measures as long as it waits, so its chunks are of one
+task: such an agent gets one worker per task it runs at once, plus one
+(at most `MAX_WORKERS_PER_AGENT`; beyond that, chunks are made at least
+big enough to fill its concurrency). The router picks agents by their
+tasks in flight per unit of concurrency. Sync agents keep their two.
 
 Per task: results in input order (or as completed), `retries` re-sends
 of a task whose agent died (the whole unfinished chunk goes back to the
@@ -46,10 +54,11 @@ if TYPE_CHECKING:
     from runtime._progress import Progress
     from runtime._tasks import TaskRouter
 
-__all__ = ["MAX_CHUNK", "TARGET_CHUNK_SECONDS", "Batch"]
+__all__ = ["MAX_CHUNK", "MAX_WORKERS_PER_AGENT", "TARGET_CHUNK_SECONDS", "Batch"]
 
 TARGET_CHUNK_SECONDS = 0.05  # about this long per chunk: overhead amortised, tail balanced, bar moving
 MAX_CHUNK = 4096  # tasks per chunk at most (bounds a chunk's messages)
+MAX_WORKERS_PER_AGENT = 65  # worker threads one async agent gets at most (each waits on one chunk)
 _RETRY_WAIT = 5.0  # how long a retried chunk waits for a capable agent (one restarting)
 
 
@@ -63,14 +72,20 @@ class Batch:
     """
 
     def __init__(
-        self, router: TaskRouter, task_type: str, payloads: Iterable[Any], *, agents: int, total: int | None,
+        self, router: TaskRouter, task_type: str, payloads: Iterable[Any], *, agents: list[int], total: int | None,
         timeout: float | None, retries: int, return_exceptions: bool, ordered: bool, bar: Progress | None,
         run: RunLog | None = None,
     ) -> None:
         self._router = router
         self._type = task_type
         self._source = enumerate(payloads)
-        self._agents = max(1, agents)
+        # `agents`: the concurrency of each capable agent (1: sync work).
+        # Workers (chunks in flight): two per sync agent, one per task an
+        # async agent runs at once plus one; `_floor`: the smallest chunk
+        # that still fills an agent given fewer workers than its concurrency.
+        slots = [min(c + 1, MAX_WORKERS_PER_AGENT) if c > 1 else 2 for c in agents] or [2]
+        self._slots = sum(slots)
+        self._floor = max((math.ceil(c / (s - 1)) for c, s in zip(agents, slots) if c > 1), default=1)
         self._total = total
         self._timeout = timeout
         self._retries = retries
@@ -97,7 +112,7 @@ class Batch:
     # -- the consumer ------------------------------------------------------------
 
     def results(self) -> Iterator[Any]:
-        for _ in range(2 * self._agents):
+        for _ in range(self._slots):
             worker = threading.Thread(target=self._work, name="map-worker", daemon=True)
             worker.start()
             self._workers.append(worker)
@@ -158,12 +173,12 @@ class Batch:
     # -- the workers ---------------------------------------------------------------
 
     def _window(self) -> int:
-        return 2 * self._agents * self._chunk_size()
+        return self._slots * self._chunk_size()
 
     def _chunk_size(self) -> int:
-        size = min(self._size, max(1, self._consumed), MAX_CHUNK)
+        size = max(min(self._size, max(1, self._consumed), MAX_CHUNK), self._floor)
         if self._total is not None:  # share the tail out evenly
-            size = min(size, max(1, math.ceil((self._total - self._taken) / (2 * self._agents))))
+            size = min(size, max(1, math.ceil((self._total - self._taken) / self._slots)))
         return max(1, int(size))
 
     def _room_for_chunk(self) -> bool:

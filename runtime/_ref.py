@@ -24,7 +24,7 @@ from pykka.messages import ProxyCall, ProxyGetAttr, ProxySetAttr, _ActorStop
 
 from actors import ActorDeadError, AskTimeout
 from actors._base import AttrPath, Introspect, public_attributes
-from actors._chain import AskChain, current, deadlock
+from actors._chain import IN_TASKS, AskChain, chain_now, current, deadlock, task_chain
 from runtime.wire._channel import AskFuture, PeerGone, local_waiter
 from runtime.wire._node import Node, node_for
 from runtime.wire._serialization import dumps
@@ -240,6 +240,11 @@ class AgentRef:
     def _ask_in_chain(self, chain: tuple[str, ...], message: Any, block: bool) -> AskFuture:
         # An ask from inside an agent's handler: the handler of `message`
         # learns the chain of agents waiting on it.
+        if chain is IN_TASKS:  # an agent's event loop: the chain is the running task's
+            in_task = task_chain.get()
+            if in_task is None:
+                return self._ask(message, None)
+            chain = in_task
         name = self.name
         if name not in chain:
             return self._ask(message, chain)
@@ -373,7 +378,7 @@ def _introspect(ref: Any) -> dict[AttrPath, tuple[bool, bool]]:
     its attributes are read in place, so pykka's idiom of calling one's own
     methods through a proxy, without waiting, works.
     """
-    chain = current.chain
+    chain = chain_now()
     if chain is not None and chain[-1] == ref.name:
         local = ref._bound().local.get(ref.name)
         actor = local._actor_weakref() if local is not None else None  # as pykka's own proxy does
@@ -390,7 +395,8 @@ class _ChainFuture(AskFuture):
     handler returns: `get` then takes the reply only if it is already
     there, and raises `DeadlockError` otherwise, which leaves the future
     usable later (outside that handler). A `get(timeout=0)` is a poll,
-    never refused.
+    never refused. Awaited (in an async handler, whose chain is its
+    task's), it is refused the same way.
     """
 
     def __init__(self, asked: AskFuture, chain: tuple[str, ...], target: str) -> None:
@@ -400,10 +406,23 @@ class _ChainFuture(AskFuture):
     def get(self, *, timeout: float | None = None) -> Any:
         if self._get_hook is not None:
             return super().get(timeout=timeout)
-        now = current.chain
+        self._refuse_here(timeout)
+        return self._asked.get(timeout=timeout)
+
+    async def _aget(self, timeout: float | None) -> Any:
+        if self._get_hook is not None:
+            return await super()._aget(timeout)
+        self._refuse_here(timeout)
+        return await self._asked._aget(timeout)
+
+    def _refuse_here(self, timeout: float | None) -> None:
+        """Raise `DeadlockError` if waiting here could never end (see the
+        class docstring); return if the reply is there, or may come."""
+        now = chain_now()
         if now is not None and (now is self._chain or now[-1] == self._target) and timeout != 0:
             try:
-                return self._asked.get(timeout=0)
+                self._asked.get(timeout=0)  # kept: the wait that follows takes it
             except AskTimeout:
                 raise deadlock(now, self._target) from None
-        return self._asked.get(timeout=timeout)
+            except Exception:  # noqa: BLE001 - the ask's own error: the wait that follows raises it
+                pass

@@ -51,11 +51,20 @@ class TaskRouter:
         self._inflight: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._own_execute: dict[str, bool] = {}  # agent name -> its class overrides execute_task
+        # agent name -> tasks it runs at once (`Agent._task_concurrency`):
+        # 1 for sync work, `max_concurrency` for async work.
+        self._concurrency: dict[str, int] = {}
         self._refs: dict[str, Any] = {}  # agent name -> its ref
 
     def note_class(self, name: str, agent_cls: type[Agent]) -> None:
         """Remember whether agent `name`'s class overrides `execute_task`."""
         self._own_execute[name] = getattr(agent_cls, "execute_task", None) is not Agent.execute_task
+        concurrency = getattr(agent_cls, "_task_concurrency", None)
+        self._concurrency[name] = concurrency() if concurrency is not None else 1
+
+    def concurrency(self, name: str) -> int:
+        """How many tasks agent `name` runs at once (1 unless its work is async)."""
+        return self._concurrency.get(name, 1)
 
     def _pick(self, task_type: str, wait: float, avoid: str | None = None) -> str:
         deadline = time.monotonic() + wait
@@ -65,7 +74,10 @@ class TaskRouter:
                 names.remove(avoid)  # after a failure, another agent first
             if names:
                 with self._lock:
-                    name = min(names, key=lambda n: self._inflight[n])
+                    # Least loaded for its concurrency: an async agent that
+                    # runs 10 tasks at once takes 10 times the tasks in flight.
+                    concurrency = self._concurrency
+                    name = min(names, key=lambda n: self._inflight[n] / concurrency.get(n, 1))
                     self._inflight[name] += 1
                 return name
             if time.monotonic() >= deadline or self._rt._closed:  # shut down: nothing will come back
@@ -185,9 +197,11 @@ class TaskRouter:
 
         Payloads go to the agents in chunks (see `_map.Batch`): at most two
         chunks per capable agent are in flight (one running, one waiting in
-        its mailbox), and what is in flight or finished but not yet
-        consumed stays within a window that grows only as results are
-        consumed. So a pipeline larger than memory streams through.
+        its mailbox; for an agent with async work, one more than the tasks
+        it runs at once, its `max_concurrency`), and what is in flight or
+        finished but not yet consumed stays within a window that grows
+        only as results are consumed. So a pipeline larger than memory
+        streams through.
         `ordered=False` yields results as they complete. With `run_id`,
         results are recorded and recorded ones not run again (`_runs`).
         """
@@ -200,7 +214,8 @@ class TaskRouter:
         run = None
         if run_id is not None:
             run = RunLog(self._rt.state, run_id, total)
-        batch = Batch(self, task_type, payloads, agents=len(names), total=total, timeout=timeout,
+        concurrency = [self.concurrency(name) for name in names]
+        batch = Batch(self, task_type, payloads, agents=concurrency, total=total, timeout=timeout,
                       retries=retries, return_exceptions=return_exceptions, ordered=ordered,
                       bar=Progress(total) if progress else None, run=run)
         return batch.results()

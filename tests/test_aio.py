@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from pykka.messages import ProxyCall
 
 from actors import Agent, AskTimeout
 from runtime import Runtime
@@ -164,3 +165,95 @@ def test_rt_aio_submit_task_map_and_imap(rt):
         return one, many, lazy
 
     assert asyncio.run(main()) == (3, [1, 5], [0, 1, 2, 3, 4])
+
+
+def test_gathering_asks_starts_no_task_per_ask(rt):
+    echo = rt.agents["echo"]
+
+    async def main():
+        futures = [echo.ask(i, block=False) for i in range(300)]
+        gathered = asyncio.gather(*futures)
+        tasks = len(asyncio.all_tasks())
+        return await gathered, tasks
+
+    replies, tasks = asyncio.run(main())
+    assert replies == list(range(300))
+    assert tasks == 1  # only main: each ask is an asyncio future itself
+
+
+def test_asks_work_with_asyncio_wait_and_wait_for(rt):
+    echo = rt.agents["echo"]
+
+    async def main():
+        quick, slow = echo.ask("quick", block=False), echo.ask(("sleep", 0.5), block=False)
+        done, pending = await asyncio.wait([quick, slow], return_when=asyncio.FIRST_COMPLETED)
+        first = [f.result() for f in done]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(slow, 0.01)  # cancels it, as wait_for does
+        return first, pending == {slow}, slow.cancelled()
+
+    assert asyncio.run(main()) == (["quick"], True, True)
+
+
+def test_a_timed_out_await_keeps_the_ask_for_a_later_await_or_get(rt):
+    from actors._future import wait_future
+
+    echo = rt.agents["echo"]
+
+    async def main():
+        future = echo.ask(("sleep", 0.3), block=False)
+        with pytest.raises(AskTimeout):
+            await wait_future(future, 0.05)
+        return await future, future
+
+    value, future = asyncio.run(main())
+    assert value == ("sleep", 0.3) and future.get(timeout=0) == ("sleep", 0.3)
+    late = rt.agents["echo"].ask(("sleep", 0.3), block=False)
+
+    async def give_up():
+        with pytest.raises(AskTimeout):
+            await wait_future(late, 0.05)
+
+    asyncio.run(give_up())
+    assert late.get(timeout=5) == ("sleep", 0.3)  # the reply was kept for a blocking get
+
+
+def test_an_error_reply_is_raised_by_await_and_by_gather(rt):
+    async def main():
+        echo = rt.agents["echo"]
+        bad = echo.ask(ProxyCall(("nope",), (), {}), block=False)
+        results = await asyncio.gather(bad, echo.ask(1, block=False), return_exceptions=True)
+        return type(results[0]).__name__, results[1], type(bad.exception()).__name__
+
+    assert asyncio.run(main()) == ("AttributeError", 1, "AttributeError")
+
+
+def test_an_ask_can_be_run_until_complete_on_a_loop_not_yet_running(rt):
+    loop = asyncio.new_event_loop()
+    try:
+        future = rt.agents["echo"].ask(5, block=False)
+        assert not asyncio.isfuture(future)  # outside a running loop: wrapped in a task, bound there
+        assert loop.run_until_complete(future) == 5
+    finally:
+        loop.close()
+
+
+def test_cancelling_a_task_that_awaits_an_ask_abandons_the_ask(rt):
+    echo = rt.agents["echo"]
+
+    async def main():
+        future = echo.ask(("sleep", 0.3), block=False)
+
+        async def waits():
+            return await future
+
+        task = asyncio.create_task(waits())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await echo.ask("after", block=False), future._source
+
+    reply, (channel, request_id, _what) = asyncio.run(main())
+    assert reply == "after"
+    assert request_id not in channel._replies and request_id not in channel._waiters

@@ -125,3 +125,54 @@ def test_ray_backend_refuses_async_agents_clearly():
 
     with pytest.raises(NotImplementedError, match="async def handlers"):
         RayRuntime._launch(object.__new__(RayRuntime), Sleeper, "s", [], "permanent", 3, 5.0, (), {}, "agent")
+
+
+class Napper(Agent):
+    """Async work that only waits: many tasks can be in flight at once."""
+
+    capabilities = ["wait"]
+    max_concurrency = 10
+
+    def on_start(self):
+        self.in_flight = self.peak = 0
+
+    async def do_work(self, task):
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        await asyncio.sleep(0.3)
+        self.in_flight -= 1
+        return task["payload"] * 2
+
+    def peak_seen(self):
+        return self.peak
+
+
+def test_map_keeps_up_to_max_concurrency_async_tasks_in_flight_per_agent(rt):
+    agents = [rt.spawn(Napper, f"napper{i}") for i in range(2)]
+    start = time.perf_counter()
+    results = rt.map("wait", list(range(40)))
+    elapsed = time.perf_counter() - start
+    assert results == [2 * i for i in range(40)]
+    assert elapsed < 4.0  # one at a time per agent would take 6 s (two at a time, 3 s)
+    peaks = [agent.proxy().peak_seen().get(timeout=5) for agent in agents]
+    assert max(peaks) > 2 and max(peaks) <= Napper.max_concurrency
+
+
+def test_imap_over_async_agents_keeps_the_input_order(rt):
+    rt.spawn(Napper, "napper")
+    assert list(rt.imap("wait", range(25))) == [2 * i for i in range(25)]
+
+
+class Relay(Agent):
+    """A sync agent whose handler asks another agent (so its ask carries a chain)."""
+
+    def on_receive(self, message):
+        target, body = message
+        return self.ctx.peer(target).ask(body, timeout=10)
+
+
+def test_a_sync_agents_handler_asking_an_async_agent_gets_its_reply(rt):
+    rt.spawn(Sleeper, "sleeper")
+    relay = rt.spawn(Relay, "relay")
+    assert relay.ask(("sleeper", "hello"), timeout=10) == "hello"
+    assert relay.ask(("sleeper", "again"), timeout=10) == "again"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import time
 
@@ -271,3 +272,74 @@ def test_handling_a_message_from_a_stale_chain_drops_what_came_before_the_agent(
     assert seen == [("b", "a"), ("x", "a", "b", "c")]
     assert current.chain is None  # put back after the handler
     assert repr(AskChain(("a",), 1)) == "AskChain(('a',), 1)"
+
+
+# -- async agents: the chain is per task --------------------------------------
+
+
+class AsyncHopper(Agent):
+    """Hopper's async twin: awaits each hop (one handler at a time, the default)."""
+
+    async def on_receive(self, message):
+        if message == "ping":
+            return "pong"
+        how, route = message
+        if not route:
+            return self.agent_id
+        target, rest = route[0], route[1:]
+        if how == "gather":  # the ask from a task the handler started
+            (reply,) = await asyncio.gather(self.ctx.aio.peer(target).ask((how, rest), timeout=WAIT))
+        else:
+            reply = await self.ctx.aio.peer(target).ask((how, rest), timeout=WAIT)
+        return [self.agent_id, reply]
+
+
+class ConcurrentAsyncHopper(AsyncHopper):
+    max_concurrency = 4
+
+
+def test_an_async_agent_awaiting_b_while_b_asks_it_back_raises_deadlock_error(rt):
+    a, b = rt.spawn(AsyncHopper, "a"), rt.spawn(Hopper, "b")
+    exc = _raises_deadlock_at_once(lambda: a.ask(("ask", ["b", "a"]), timeout=30))
+    assert exc.chain == ("a", "b", "a")
+    assert b.ask("deadlocks", timeout=10) == ["b"]
+    assert a.ask("ping", timeout=10) == "pong"  # and it keeps serving
+
+
+def test_async_agents_awaiting_each_other_raise_deadlock_error(rt):
+    for name in "abc":
+        rt.spawn(AsyncHopper, name)
+    exc = _raises_deadlock_at_once(lambda: rt.agents["a"].ask(("ask", ["b", "c", "a"]), timeout=30))
+    assert exc.chain == ("a", "b", "c", "a")
+    exc = _raises_deadlock_at_once(lambda: rt.agents["a"].ask(("gather", ["b", "a"]), timeout=30))
+    assert exc.chain == ("a", "b", "a")
+    assert rt.agents["a"].ask(("ask", ["b", "c"]), timeout=30) == ["a", ["b", "c"]]
+
+
+def test_an_async_agent_awaiting_itself_raises_deadlock_error(rt):
+    a = rt.spawn(AsyncHopper, "a")
+    exc = _raises_deadlock_at_once(lambda: a.ask(("ask", ["a"]), timeout=30))
+    assert exc.chain == ("a", "a")
+
+
+def test_an_async_agent_with_free_slots_answers_an_ask_back(rt):
+    a = rt.spawn(ConcurrentAsyncHopper, "a")
+    rt.spawn(Hopper, "b")
+    assert _no_exception_at_once(lambda: a.ask(("ask", ["b", "a"]), timeout=30)) == ["a", ["b", "a"]]
+    assert _no_exception_at_once(lambda: a.ask(("ask", ["a"]), timeout=30)) == ["a", "a"]
+
+
+def test_an_async_agent_with_free_slots_passes_on_the_chain_of_its_askers(rt):
+    rt.spawn(Hopper, "x"), rt.spawn(ConcurrentAsyncHopper, "a")
+    exc = _raises_deadlock_at_once(lambda: rt.agents["x"].ask(("ask", ["a", "x"]), timeout=30))
+    assert exc.chain == ("x", "a", "x")
+
+
+class AsyncAsksItselfOnStart(Agent):
+    async def on_start(self):
+        await self.ctx.aio.peer(self.agent_id).ask("hello", timeout=WAIT)
+
+
+def test_an_async_on_start_awaiting_its_own_agent_fails_its_spawn_with_deadlock_error(rt):
+    exc = _raises_deadlock_at_once(lambda: rt.spawn(AsyncAsksItselfOnStart, "s", restart="temporary"))
+    assert exc.chain == ("s", "s")

@@ -21,17 +21,20 @@ failure path in the main thread). `on_start` and `on_stop` run on the loop
 too, and the main thread waits for them: an `on_start` failure is raised
 by `spawn`. A stop waits for the handlers in flight, then runs `on_stop`.
 
-Deadlock checks (`actors._chain`): the loop thread carries no chain, so
-asks from async handlers are never refused (with several handlers in
-flight the agent is not blocked while one waits, so a chain would raise
-false `DeadlockError`s); a deadlock through an async agent ends at the
-ask's timeout instead. A sync handler run for a chained ask still runs
-under its chain (the loop is blocked while it runs, so a cycle is real).
+Deadlock checks (`actors._chain`): the chain is per task here. Each
+message is handled in a context of its own (a copy of the loop's first
+one) whose `task_chain` is the chain of its ask plus the agent (the
+handler's chain, `handler_chain`), and its task runs in that context, so
+what the handler asks, or starts tasks to ask, carries it. An async
+handler of an agent with `max_concurrency` above 1 doesn't block the
+agent while it waits: its task's chain leaves the agent out. `on_start`
+and `on_stop` run with the agent's own chain, as on a sync agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import threading
@@ -41,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from pykka.messages import _ActorStop
 
 from actors import ActorDeadError
+from actors._chain import AskChain, handler_chain, set_thread_tasks, task_chain
 
 if TYPE_CHECKING:
     from actors._base import ActorBase as _HostBase  # what the mixin comes before: the agent's actor
@@ -71,7 +75,9 @@ class _Loop:
     def __init__(self, actor: Any) -> None:
         self.actor = actor
         self.limit: int = actor.max_concurrency
+        self.agent_id: str = actor.ctx.agent_id
         self.loop = asyncio.new_event_loop()
+        self._context: contextvars.Context | None = None  # the loop thread's own: each message's is a copy
         self._pending: deque[tuple[Any, Any]] = deque()
         self._running = 0
         self._room = threading.Semaphore(self.limit + _BACKLOG)
@@ -82,6 +88,8 @@ class _Loop:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        set_thread_tasks(self.agent_id)  # what this thread asks carries the chain of its task
+        self._context = contextvars.copy_context()
         self.loop.run_forever()
 
     # -- the actor loop's thread -------------------------------------------
@@ -90,6 +98,7 @@ class _Loop:
         """Run `fn()` (a hook, maybe async) on the loop and wait for it."""
 
         async def hook() -> Any:
+            task_chain.set((self.agent_id,))  # this task's: nothing else runs meanwhile
             result = fn()
             if inspect.isawaitable(result):
                 result = await result
@@ -124,14 +133,23 @@ class _Loop:
         pending = self._pending
         while pending and self._running < self.limit:
             message, reply = pending.popleft()
+            # Its own context, whatever callback (another task's end) runs
+            # this: the handler's chain, the agent in it while it runs sync.
+            chain = None
+            if type(message) is AskChain:
+                chain, message = message.chain, message.message
+            context = self._context.copy()  # type: ignore[union-attr]  # set before any message comes
+            context.run(task_chain.set, handler_chain(self.agent_id, chain, blocks=True))
             try:
-                result = self.actor._handle_on_loop(message)
+                result = context.run(self.actor._handle_on_loop, message)
             except Exception as exc:  # noqa: BLE001 - the ask's error, or a crash for a tell
                 self._failed(reply, exc)
                 continue
             if inspect.iscoroutine(result):
+                if self.limit > 1:  # while it awaits, the agent takes other messages
+                    context.run(task_chain.set, handler_chain(self.agent_id, chain, blocks=False))
                 self._running += 1
-                task = self.loop.create_task(result)
+                task = self.loop.create_task(result, context=context)
                 task.add_done_callback(functools.partial(self._done, reply=reply))
             else:
                 if reply is not None:

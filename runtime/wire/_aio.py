@@ -1,18 +1,28 @@
 """Awaiting an ask's reply on an asyncio event loop, without blocking it.
 
 A cross-process ask's reply comes on the asking thread's `Channel`. An
-awaited ask registers a callback for its request id on that channel
-(`Channel.watch`) and the loop reads the channel's socket itself
-(`loop.add_reader`): when it is readable the loop's thread reads what is
-there without blocking (`Channel.pump_ready`) and settles the waiting
-futures. A thread that happens to be reading the same channel in a
-blocking wait (leader/follower, see `_channel`) settles them too, through
-`call_soon_threadsafe`. Measured against handing each reply over from a
-reader thread (benchmarks/bench_async.py), the loop's own reader is faster.
+awaited ask (`AskFuture`, itself an asyncio future: see `_future`) is
+bound to a future of the loop (`bind`): a callback for its request id on
+that channel (`Channel.watch`), and the loop reads the channel's socket
+itself (`loop.add_reader`): when it is readable the loop's thread reads
+what is there without blocking (`Channel.pump_ready`) and settles the
+waiting futures. A thread that happens to be reading the same channel in
+a blocking wait (leader/follower, see `_channel`) settles them too,
+through `call_soon_threadsafe`. Measured against handing each reply over
+from a reader thread (benchmarks/bench_async.py), the loop's own reader is
+faster.
+
+The loop's work stays in small slices, so its other tasks keep their
+pace under a thousand asks in flight (bench_async's worst lag): binding an
+ask is a callback, a dict entry and no system call (the descriptor is
+registered once per channel); a callback files at most `PUMP_FRAMES`
+replies, and while more are buffered the socket is not read and the rest
+go `PUMP_FRAMES` per loop iteration (`_pause`), each iteration also
+running the tasks the previous one woke.
 
 Cancelling the awaiting task abandons the ask: its reply, when it comes,
 is dropped (`Channel.abandon`). An await that times out keeps it, as a
-blocking `get` does, for a later `get` of the same future.
+blocking `get` does, for a later `get` or await of the same future.
 """
 
 from __future__ import annotations
@@ -28,16 +38,15 @@ from actors import ActorDeadError, AskTimeout
 from actors._future import wait_future
 from runtime.wire._frames import FrameReader, socket_view
 
-__all__ = ["AwaitedReplies", "await_ask"]
+__all__ = ["PUMP_FRAMES", "AwaitedReplies", "await_ask", "bind", "unbind"]
+
+# Replies an event loop files per callback: each wakes a task, whose step
+# runs in the loop's next iteration; bounding them bounds an iteration.
+PUMP_FRAMES = 32
 
 # Per loop: which channel each descriptor it reads belongs to, so a
 # descriptor number reused by a new channel is re-registered cleanly.
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, AwaitedReplies]] = weakref.WeakKeyDictionary()
-
-
-def _settle(waiter: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if not waiter.done():
-        waiter.set_result(outcome)
 
 
 def _readable(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> None:
@@ -46,9 +55,37 @@ def _readable(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> None:
         # Closed, or another thread is reading it (and settles our
         # waiters): stop watching; the next await registers again.
         _unwatch_fd(loop, channel)
+    elif channel._reader.buffered():
+        _pause(loop, channel)
+
+
+def _pause(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+    # More replies are buffered than one callback files: stop reading the
+    # socket, and file them `PUMP_FRAMES` per loop iteration, so the
+    # loop's other callbacks (and the tasks these replies woke) run in
+    # between; reading resumes once they are all filed.
+    if not channel._aio_paused:
+        channel._aio_paused = True
+        loop.remove_reader(channel._fd)
+        loop.call_soon(_buffered, loop, channel)
+
+
+def _buffered(loop: asyncio.AbstractEventLoop, channel: Any) -> None:
+    # The loop's thread, an iteration after `_pause`.
+    channel._aio_paused = False
+    if channel._aio_loop is not loop:
+        return  # no longer watched by this loop (`_unwatch_fd`)
+    if channel.closed or not channel.pump_ready(False):
+        _unwatch_fd(loop, channel)
+    elif channel._reader.buffered():
+        channel._aio_paused = True
+        loop.call_soon(_buffered, loop, channel)
+    else:
+        loop.add_reader(channel._fd, _readable, loop, channel)
 
 
 def _unwatch_fd(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> None:
+    channel._aio_loop = None
     readers = _readers.get(loop)
     if readers is not None and readers.get(channel._fd) is channel:
         del readers[channel._fd]
@@ -56,6 +93,9 @@ def _unwatch_fd(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> Non
 
 
 def _watch_fd(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> None:
+    if channel._aio_loop is loop:  # read by this loop already (or paused): one attribute read per await
+        return
+    channel._aio_loop = loop
     readers = _readers.get(loop)
     if readers is None:
         readers = _readers[loop] = {}
@@ -70,57 +110,59 @@ def _watch_fd(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> None:
 
 
 async def await_ask(future: Any, timeout: float | None) -> Any:
-    """The outcome `(ok, value)` of an `AskFuture`, awaited on the running
-    loop; for a future with no `_source`, its value (or its error raised)."""
+    """The outcome `(ok, value)` of an `AskFuture` whose reply does not
+    come on a channel (those are `bind`'s), awaited on the running loop;
+    for a future with no `_source`, its value (or its error raised)."""
     source = future._source
     if source is None:  # a future with a waiter of its own: a worker thread waits
         return await wait_future(_Blocking(future), timeout)
-    if type(source) is not tuple:
-        # An ask to an actor of this process: its pykka future.
-        try:
-            return True, await wait_future(source, timeout)
-        except AskTimeout:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the ask's outcome
-            return False, exc
-    channel, request_id, what = source
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
+    # An ask to an actor of this process: its pykka future.
+    try:
+        return True, await wait_future(source, timeout)
+    except AskTimeout:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the ask's outcome
+        return False, exc
+
+
+def bind(loop: asyncio.AbstractEventLoop, future: Any, waiter: asyncio.Future[None]) -> None:
+    """Have the reply to `future`'s cross-process ask set its outcome
+    (`_take_outcome`) and then `waiter`'s result, in the loop's thread,
+    with the loop reading the channel; now, if the reply is here."""
+    channel, request_id, what = future._source
     loop_thread = threading.get_ident()
 
     def done(outcome: tuple[bool, Any]) -> None:  # any thread
         if threading.get_ident() == loop_thread:
-            _settle(waiter, outcome)
+            _settle(future, waiter, outcome)
         else:
             try:
-                loop.call_soon_threadsafe(_settle, waiter, outcome)
+                loop.call_soon_threadsafe(_settle, future, waiter, outcome)
             except RuntimeError:
-                pass  # the loop is closed: nobody waits
+                future._take_outcome(outcome)  # the loop is closed: only a later get may want it
 
     outcome = channel.watch(request_id, done, what)
     if outcome is not None:
-        return outcome
+        _settle(future, waiter, outcome)
+        return
     _watch_fd(loop, channel)
-    channel.pump_ready(False)  # frames a blocking read left buffered
-    expired: list[bool] = []
+    # Frames a blocking read left (read unlocked: see `pump_ready`).
+    buffered = channel._reader.buffered() and not channel._aio_paused
+    if buffered and channel.pump_ready(False) and channel._reader.buffered():
+        _pause(loop, channel)
 
-    def expire() -> None:
-        expired.append(True)
-        waiter.cancel()
 
-    timer = None if timeout is None else loop.call_later(timeout, expire)
-    try:
-        return await waiter
-    except asyncio.CancelledError:
-        if expired:
-            channel.unwatch(request_id, abandon=False)  # timed out: a later get may take it
-            msg = f"{what} did not answer within {timeout} s"
-            raise AskTimeout(msg) from None
-        channel.unwatch(request_id, abandon=True)  # the task was cancelled
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
+def unbind(future: Any, *, abandon: bool) -> None:
+    """Stop waiting for `future`'s reply (a timed-out or cancelled await);
+    with `abandon`, it is dropped when it comes, else kept for a `get`."""
+    channel, request_id, _what = future._source
+    channel.unwatch(request_id, abandon=abandon)
+
+
+def _settle(future: Any, waiter: asyncio.Future[None], outcome: tuple[bool, Any]) -> None:
+    future._take_outcome(outcome)  # also if nobody waits any more: a later get takes it
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class AwaitedReplies:
@@ -141,6 +183,11 @@ class AwaitedReplies:
     if TYPE_CHECKING:
         def _close(self) -> None: ...
         def _take(self, frame: memoryview) -> None: ...
+
+    #: The event loop that reads this channel's socket (`_watch_fd`), if
+    #: any, and whether it paused reading to file buffered replies first.
+    _aio_loop: asyncio.AbstractEventLoop | None = None
+    _aio_paused = False
 
     def watch(
         self, request_id: int, waiter: Callable[[tuple[bool, Any]], None], what: str
@@ -165,8 +212,15 @@ class AwaitedReplies:
 
     def pump_ready(self, readable: bool) -> bool:
         """Take the replies that are here without ever blocking: the frames
-        already buffered, and with `readable` what the socket holds now.
-        False if another thread is reading (it files the replies)."""
+        already buffered (at most `PUMP_FRAMES` of them: the caller sees
+        what is left with `_reader.buffered()`), and with `readable` what
+        the socket holds now. False if another thread is reading (it files
+        the replies).
+
+        `_reader.buffered()` may be read without the lock: only the one
+        thread reading changes the reader, and it settles every waiter
+        registered before, so a stale False only means another thread
+        files the frames."""
         with self._cond:
             if self._reading:
                 return False
@@ -188,7 +242,9 @@ class AwaitedReplies:
                     return True
                 if chunk:
                     reader.feed(chunk)
-            while reader.buffered():
+            for _ in range(PUMP_FRAMES):
+                if not reader.buffered():
+                    break
                 self._take(reader.read())
         finally:
             with self._cond:
