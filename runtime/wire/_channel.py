@@ -23,7 +23,7 @@ from typing import Any
 
 from actors import ActorDeadError, AskTimeout
 from runtime.wire._aio import AwaitedReplies
-from runtime.wire._future import AskFuture, _outcome, local_waiter
+from runtime.wire._future import AskFuture, local_waiter, unwrap
 from runtime.wire._batching import BATCH_BYTES, BURST, flush_thread, queued
 from runtime.wire._serialization import loads, unloadable
 from runtime.wire._spin import Spinner
@@ -206,7 +206,7 @@ class Channel(AwaitedReplies):
         with self._cond:
             while True:
                 if request_id in self._replies:
-                    return _outcome(self._replies.pop(request_id))
+                    return unwrap(self._replies.pop(request_id))
                 if self.closed:
                     msg = f"{what} died before answering"
                     raise ActorDeadError(msg)

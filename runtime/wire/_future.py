@@ -22,10 +22,12 @@ from actors import ActorDeadError, AskTimeout
 from runtime.wire._aio import await_ask, bind, unbind
 from runtime.wire._batching import flush_thread
 
-__all__ = ["AskFuture", "local_waiter"]
+__all__ = ["AskFuture", "local_waiter", "unwrap"]
 
 
-def _outcome(outcome: tuple[bool, Any]) -> Any:
+def unwrap(outcome: tuple[bool, Any]) -> Any:
+    """The value of an outcome `(ok, value)`, or raise its error (a pykka
+    `ActorDeadError` as ours, which is also pykka's)."""
     ok, value = outcome
     if ok:
         return value
@@ -115,7 +117,7 @@ class AskFuture(pykka.Future[Any]):
         """Keep the `(ok, value)` an awaited ask's channel delivered."""
         if self._outcome is None:
             try:
-                self._outcome = (True, _outcome(outcome))
+                self._outcome = (True, unwrap(outcome))
             except Exception as exc:  # noqa: BLE001 - the ask's error, as `get` raises it
                 self._outcome = (False, exc)
 
