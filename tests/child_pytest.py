@@ -96,10 +96,11 @@ def _session_of(pid: int) -> list[psutil.Process]:
     return found
 
 
-def run_child_pytest(path: Path, report: Path, *, timeout: float) -> ChildRun:
+def run_child_pytest(path: Path, report: Path, *, timeout: float, grace: float = 10.0) -> ChildRun:
     """Run pytest on test module `path` in a child process, in a new
     session, for at most `timeout` s; then end (SIGKILL, by PID) whatever of
-    its session is left. `report` is where its plugin writes outcomes."""
+    its session is still there `grace` s after. `report` is where its
+    plugin writes outcomes."""
     env = dict(os.environ, **{REPORT_ENV: str(report)})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_HERE), env.get("PYTHONPATH", "")) if p)
     command = [sys.executable, "-m", "pytest", str(path), "-p", "child_pytest", "-p", "no:cacheprovider",
@@ -120,7 +121,7 @@ def run_child_pytest(path: Path, report: Path, *, timeout: float) -> ChildRun:
             raise
     # What the child started is in its session unless it made its own: e.g.
     # Ray's processes, if the child died before ending them.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + grace
     while (left := _session_of(child.pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     leftovers = []
@@ -128,7 +129,8 @@ def run_child_pytest(path: Path, report: Path, *, timeout: float) -> ChildRun:
         try:
             leftovers.append(" ".join(proc.cmdline())[:120])
             proc.kill()
-        except psutil.Error:
+            proc.wait(timeout=10)
+        except (psutil.Error, psutil.TimeoutExpired):
             continue
     phases: dict[str, list[dict[str, str]]] = {}
     if report.exists():
