@@ -77,7 +77,8 @@ class TaskRouter:
             self._inflight[name] -= 1
 
     def run_chunk(
-        self, name: str, tasks: list[dict[str, Any]], timeout: float | None, *, created: bool
+        self, name: str, tasks: list[dict[str, Any]], timeout: float | None, *, created: bool,
+        spent: list[float] | None = None,
     ) -> list[Outcome]:
         """Run `tasks` on agent `name`, coordinated; an outcome per task.
 
@@ -85,7 +86,9 @@ class TaskRouter:
         of the chunk was recorded; its locks are given back), `LockTimeout`
         if a task's lock stayed taken, `AskTimeout` after `timeout` (the
         chunk is then recorded whenever the agent finishes it).
-        `created`: emit TASK_CREATED for each task first.
+        `created`: emit TASK_CREATED for each task first. `spent`, if
+        given, gets the seconds the coordination took here (the calls to the
+        sync manager before and after the agent's), for `_map`'s sizing.
         """
         peer = self._refs.get(name)
         if peer is None:  # one ref per agent: it resolves the name once, and follows restarts
@@ -96,7 +99,9 @@ class TaskRouter:
             return peer.ask(ProxyCall(("_run_chunk",), (tasks, True), {}), timeout=timeout)
         sync = self._rt.sync
         ids = [task["id"] for task in tasks]
+        started = time.perf_counter()
         sync.begin_tasks([(task["id"], task["type"]) for task in tasks], name, created=created)
+        began = time.perf_counter()
         future = peer.ask(ProxyCall(("_run_chunk",), (tasks,), {}), block=False)
         try:
             outcomes = future.get(timeout=timeout)
@@ -106,7 +111,10 @@ class TaskRouter:
         except AskTimeout:
             threading.Thread(target=self._end_late, args=(future, ids, name), daemon=True).start()
             raise
+        ending = time.perf_counter()
         self._end(ids, outcomes, name)
+        if spent is not None:
+            spent.append(began - started + time.perf_counter() - ending)
         return outcomes
 
     def _end(self, ids: list[Any], outcomes: list[Outcome], name: str) -> None:
