@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Progress", "TaskRouter"]
 
-# How long a retry waits for a capable agent to come back (e.g. restarting).
+# How long a retry waits for a capable agent to come back; longer (up to
+# the runtime's `start_timeout` more) while one is being restarted: a Ray
+# actor's restart on a loaded cluster can take longer than this.
 _RETRY_WAIT = 5.0
 
 Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
@@ -58,7 +60,12 @@ class TaskRouter:
         self._own_execute[name] = getattr(agent_cls, "execute_task", None) is not Agent.execute_task
 
     def _pick(self, task_type: str, wait: float, avoid: str | None = None) -> str:
-        deadline = time.monotonic() + wait
+        """The least loaded running agent with `task_type` (counted in
+        flight); waits up to `wait` s for one, and while `wait` is not 0,
+        for one being restarted (at most `start_timeout` s more)."""
+        now = time.monotonic()
+        deadline = now + wait
+        restart_deadline = deadline + self._rt.start_timeout if wait else deadline
         while True:
             names, known = self._rt._capable(task_type)
             if avoid in names and len(names) > 1:
@@ -68,7 +75,9 @@ class TaskRouter:
                     name = min(names, key=lambda n: self._inflight[n])
                     self._inflight[name] += 1
                 return name
-            if time.monotonic() >= deadline or self._rt._closed:  # shut down: nothing will come back
+            now = time.monotonic()
+            if self._rt._closed or now >= restart_deadline or (  # shut down: nothing will come back
+                    now >= deadline and not self._rt._coming_back(task_type)):
                 raise NoCapableAgentError(task_type, known)
             time.sleep(0.01)
 
