@@ -54,7 +54,7 @@ __all__ = ["MAX_CHUNK", "TARGET_CHUNK_SECONDS", "Batch"]
 
 TARGET_CHUNK_SECONDS = 0.05  # about this long per chunk: overhead amortised, tail balanced, bar moving
 MAX_CHUNK = 4096  # tasks per chunk at most (bounds a chunk's messages)
-_RETRY_WAIT = 5.0  # how long a retried chunk waits for a capable agent (one restarting)
+_RETRY_WAIT = 5.0  # how long a retried chunk waits for a capable agent (longer for one restarting: `TaskRouter._pick`)
 
 
 class Batch:
