@@ -49,8 +49,10 @@ def start_services(
     store.ask(ProxyCall(("set_event_bus",), (bus,), {}))
     sync = spawn(SyncManager, "_sync", spawn=spawn, state=store, events=bus,
                  authenticated=authenticated, task_records=task_records,
-                 # a state file's commits, and hosts that order only per sender (Ray), need answers
-                 confirmed=state_path is not None or not authenticated)
+                 # a state file's commits need answers; the store and the bus are
+                 # reached in-process (on Ray too: see `runtime.ray._ref`), so a
+                 # tell is in their mailbox before any later reader's message
+                 confirmed=state_path is not None)
     refs = {"_state": store, "_events": bus, "_sync": sync}
     for cls, name in ((PubSubManager, "_pubsub"), (StreamManager, "_streams")):
         refs[name] = spawn(cls, name, spawn=spawn)

@@ -9,8 +9,9 @@ tasks, into one write to the state store (`write_many`) and one tell to the
 event bus (`emit_many`), instead of an ask each.
 
 It lives inside the sync manager's actor (which also holds the tasks'
-locks, see `_sync`), and runs in its thread, in the runtime's process:
-the store and the bus are asked in-process. Records are written in the
+locks, see `_sync`), and runs in its thread, in the services' process
+(the runtime's own; on Ray the services host): the store and the bus are
+reached in-process. Records are written in the
 name of the agent that ran the task: with an authenticating host the write
 goes to the store wrapped in `Sent(agent, ...)`, as if the agent had sent
 it; elsewhere `agent` is passed as the updater.
@@ -65,9 +66,10 @@ class TaskLedger:
     so a store or bus that falls behind holds up the tasks instead of
     letting its mailbox, and the runtime's memory, grow. With `confirmed`
     every one is asked: where the store has a state file (records are
-    then committed before the task's start or end is answered), and where
-    a tell could be overtaken by another process's later read (Ray's hosts
-    order messages per sender only).
+    then committed before the task's start or end is answered). The refs
+    must deliver in-process (as the services' refs to each other do on
+    every backend), else a tell could be overtaken by another process's
+    later read.
     """
 
     def __init__(

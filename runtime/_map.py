@@ -2,9 +2,13 @@
 
 Like `multiprocessing.Pool.map`, tasks travel in chunks, so a tiny task
 costs a fraction of a round trip; unlike it, the chunk size is measured,
-not guessed: each chunk's round trip gives the time per task, and the next
+not guessed: each chunk's round trip, less what its coordination took
+(`TaskRouter.run_chunk`'s `spent`), gives the time per task, and the next
 chunk is sized to take about `TARGET_CHUNK_SECONDS` (a task of 1 ms goes
-some dozens at a time, one of a second alone). A chunk is at most twice
+some dozens at a time, one of a second alone), or twice its coordination
+where that takes longer (a loaded Ray cluster: else chunks whose
+coordination alone outlasts the target would stay at one task, and the
+run at a few round trips per task, for good). A chunk is at most twice
 the last one, never more than the results consumed so far (a slow start
 driven by the consumer, so a lazy consumer keeps a small window), and,
 when the number of payloads is known, small enough that the tail is shared
@@ -59,7 +63,7 @@ __all__ = ["MAX_CHUNK", "MAX_WORKERS_PER_AGENT", "TARGET_CHUNK_SECONDS", "Batch"
 TARGET_CHUNK_SECONDS = 0.05  # about this long per chunk: overhead amortised, tail balanced, bar moving
 MAX_CHUNK = 4096  # tasks per chunk at most (bounds a chunk's messages)
 MAX_WORKERS_PER_AGENT = 65  # worker threads one async agent gets at most (each waits on one chunk)
-_RETRY_WAIT = 5.0  # how long a retried chunk waits for a capable agent (one restarting)
+_RETRY_WAIT = 5.0  # how long a retried chunk waits for a capable agent (longer for one restarting: `TaskRouter._pick`)
 
 
 class Batch:
@@ -105,6 +109,7 @@ class Batch:
         self._consumed = 0  # outcomes yielded
         self._size = 1.0  # the next chunk's size, from measurements
         self._per_task: float | None = None  # seconds per task (moving average of round trips)
+        self._coordination: float | None = None  # seconds a chunk's coordination takes (moving average)
         self._stop = False
         self._starved = False  # a worker waits for room in the window
         self._workers: list[threading.Thread] = []
@@ -251,9 +256,10 @@ class Batch:
                 self._finish(chunk, [(False, exc)] * len(chunk), None)
                 continue
             timeout = None if self._timeout is None else self._timeout * len(chunk)
+            spent: list[float] = []
             started = time.perf_counter()
             try:
-                outcomes = router.run_chunk(name, tasks, timeout, created=not retried)
+                outcomes = router.run_chunk(name, tasks, timeout, created=not retried, spent=spent)
             except ActorDeadError as exc:
                 self._requeue(chunk, exc)
                 continue
@@ -266,7 +272,7 @@ class Batch:
                     self._run.record([(i, digests[i], v) for (i, _p), (ok, v) in zip(chunk, outcomes) if ok])
                 except Exception as exc:  # noqa: BLE001 - the store failed: so does the chunk
                     outcomes = [(False, exc)] * len(chunk)
-            self._finish(chunk, outcomes, time.perf_counter() - started)
+            self._finish(chunk, outcomes, time.perf_counter() - started, sum(spent))
 
     def _recorded(self, chunk: list[tuple[int, Any]]) -> tuple[list[tuple[int, Any]], dict[int, bytes]]:
         """Finish the tasks of `chunk` whose results were recorded; the
@@ -286,15 +292,21 @@ class Batch:
                 self._size = min(2.0 * max(self._size, len(done)), float(MAX_CHUNK))
         return [(i, p) for i, p in chunk if i not in found], digests
 
-    def _finish(self, chunk: list[tuple[int, Any]], outcomes: list[tuple[bool, Any]], elapsed: float | None) -> None:
+    def _finish(self, chunk: list[tuple[int, Any]], outcomes: list[tuple[bool, Any]], elapsed: float | None,
+                coordination: float = 0.0) -> None:
+        """Hand out `chunk`'s outcomes; with `elapsed` (its round trip, of
+        which `coordination` s went to its records, events and locks), size
+        the next chunk."""
         with self._cond:
             for (index, _payload), outcome in zip(chunk, outcomes):
                 self._finished[index] = outcome
                 self._attempts.pop(index, None)
             if elapsed is not None:
-                per_task = elapsed / len(chunk)
+                per_task = max(elapsed - coordination, 0.0) / len(chunk)
                 self._per_task = per_task if self._per_task is None else 0.7 * self._per_task + 0.3 * per_task
-                fit = TARGET_CHUNK_SECONDS / max(self._per_task, 1e-7)
+                self._coordination = coordination if self._coordination is None \
+                    else 0.7 * self._coordination + 0.3 * coordination
+                fit = max(TARGET_CHUNK_SECONDS, 2 * self._coordination) / max(self._per_task, 1e-7)
                 self._size = max(1.0, min(2.0 * max(self._size, len(chunk)), fit))
             if self._bar is not None:
                 self._bar.step(len(chunk))

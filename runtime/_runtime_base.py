@@ -433,6 +433,13 @@ class RuntimeBase:
         names = [r.name for r in running if task_type in r.capabilities]
         return names, sorted({c for r in running for c in r.capabilities})
 
+    def _coming_back(self, task_type: str) -> bool:
+        """Whether an agent with `task_type` is being restarted (its exit
+        handled, or its next process starting)."""
+        with self._lock:
+            return any(r is not None and r.status in ("exited", "restarting") and task_type in r.capabilities
+                       for r in self._records.values())
+
     def _check_open(self) -> None:
         if self._closed:
             msg = "this runtime has been shut down"

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Progress", "TaskRouter"]
 
-# How long a retry waits for a capable agent to come back (e.g. restarting).
+# How long a retry waits for a capable agent to come back; longer (up to
+# the runtime's `start_timeout` more) while one is being restarted: a Ray
+# actor's restart on a loaded cluster can take longer than this.
 _RETRY_WAIT = 5.0
 
 Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
@@ -67,7 +69,12 @@ class TaskRouter:
         return self._concurrency.get(name, 1)
 
     def _pick(self, task_type: str, wait: float, avoid: str | None = None) -> str:
-        deadline = time.monotonic() + wait
+        """The least loaded running agent with `task_type` (counted in
+        flight); waits up to `wait` s for one, and while `wait` is not 0,
+        for one being restarted (at most `start_timeout` s more)."""
+        now = time.monotonic()
+        deadline = now + wait
+        restart_deadline = deadline + self._rt.start_timeout if wait else deadline
         while True:
             names, known = self._rt._capable(task_type)
             if avoid in names and len(names) > 1:
@@ -80,7 +87,9 @@ class TaskRouter:
                     name = min(names, key=lambda n: self._inflight[n] / concurrency.get(n, 1))
                     self._inflight[name] += 1
                 return name
-            if time.monotonic() >= deadline or self._rt._closed:  # shut down: nothing will come back
+            now = time.monotonic()
+            if self._rt._closed or now >= restart_deadline or (  # shut down: nothing will come back
+                    now >= deadline and not self._rt._coming_back(task_type)):
                 raise NoCapableAgentError(task_type, known)
             time.sleep(0.01)
 
@@ -89,7 +98,8 @@ class TaskRouter:
             self._inflight[name] -= 1
 
     def run_chunk(
-        self, name: str, tasks: list[dict[str, Any]], timeout: float | None, *, created: bool
+        self, name: str, tasks: list[dict[str, Any]], timeout: float | None, *, created: bool,
+        spent: list[float] | None = None,
     ) -> list[Outcome]:
         """Run `tasks` on agent `name`, coordinated; an outcome per task.
 
@@ -97,7 +107,9 @@ class TaskRouter:
         of the chunk was recorded; its locks are given back), `LockTimeout`
         if a task's lock stayed taken, `AskTimeout` after `timeout` (the
         chunk is then recorded whenever the agent finishes it).
-        `created`: emit TASK_CREATED for each task first.
+        `created`: emit TASK_CREATED for each task first. `spent`, if
+        given, gets the seconds the coordination took here (the calls to the
+        sync manager before and after the agent's), for `_map`'s sizing.
         """
         peer = self._refs.get(name)
         if peer is None:  # one ref per agent: it resolves the name once, and follows restarts
@@ -108,7 +120,9 @@ class TaskRouter:
             return cast("list[Outcome]", peer.ask(ProxyCall(("_run_chunk",), (tasks, True), {}), timeout=timeout))
         sync = self._rt.sync
         ids = [task["id"] for task in tasks]
+        started = time.perf_counter()
         sync.begin_tasks([(task["id"], task["type"]) for task in tasks], name, created=created)
+        began = time.perf_counter()
         future = peer.ask(ProxyCall(("_run_chunk",), (tasks,), {}), block=False)
         try:
             outcomes: list[Outcome] = future.get(timeout=timeout)
@@ -118,7 +132,10 @@ class TaskRouter:
         except AskTimeout:
             threading.Thread(target=self._end_late, args=(future, ids, name), daemon=True).start()
             raise
+        ending = time.perf_counter()
         self._end(ids, outcomes, name)
+        if spent is not None:
+            spent.append(began - started + time.perf_counter() - ending)
         return outcomes
 
     def _end(self, ids: list[Any], outcomes: list[Outcome], name: str) -> None:

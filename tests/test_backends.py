@@ -55,6 +55,11 @@ class Worker(Agent):
     def ask_peer(self, ref, message):
         return ref.ask(message, timeout=30)
 
+    def task_records(self, task_ids):
+        state = self.ctx.state
+        return [(state.get("shared", f"task:{t}:status"), state.get("shared", f"task:{t}:completed"))
+                for t in task_ids]
+
 
 class Listener(Agent):
     def on_start(self):
@@ -134,6 +139,24 @@ def test_events_reactive_state_and_handlers_in_this_process(any_rt):
     wait_for(lambda: any_rt.state.get("shared", "task:t1:completed") is True, timeout=60)
     wait_for(lambda: got == ["t1"], timeout=60)
     assert [r["output"] for r in any_rt.map("compute", [{"data": [i]} for i in range(6)])] == list(range(6))
+
+
+def test_a_maps_records_events_and_locks_are_all_there_for_any_process_when_it_returns(any_rt):
+    workers = [any_rt.spawn(Worker, f"w{i}") for i in range(2)]
+    results = any_rt.map("compute", [{"data": [i]} for i in range(100)])
+    assert [r["output"] for r in results] == list(range(100))
+    # read at once, from this process and from an agent's: no waiting
+    completed = any_rt.events.get_history(EventType.TASK_COMPLETED, limit=1000)
+    ids = [e.payload["task_id"] for e in completed]
+    assert len(set(ids)) == 100
+    started = {e.payload["task_id"] for e in any_rt.events.get_history(EventType.TASK_STARTED, limit=1000)}
+    assert started == set(ids)
+    assert all(any_rt.state.get("shared", f"task:{t}:status") == "completed" for t in ids[-20:])
+    assert workers[0].proxy().task_records(ids).get(timeout=60) == [("completed", True)] * 100
+    for task_id in ids[-10:]:  # every task's lock was given back
+        lock = any_rt.sync.get_lock(f"task:{task_id}")
+        assert lock.acquire("runtime", timeout=5) is True
+        lock.release("runtime")
 
 
 def test_request_reply_and_pub_sub_reach_agents(any_rt):

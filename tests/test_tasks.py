@@ -7,11 +7,13 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import pytest
 
 from actors import Agent, EventType
 from conftest import wait_for
+import runtime._tasks
 from runtime import Runtime
 
 
@@ -37,6 +39,24 @@ class Committer(Agent):
         if n == kill_at and self.ctx.store.set("killed", self.agent_id, expected_version=0):
             os.kill(os.getpid(), signal.SIGKILL)
         return {"n": n, "committed": committed}
+
+
+class SlowToRestart(Agent):
+    """Dies under its first task; each later start takes `RESTART_SECONDS`."""
+
+    capabilities = ["phoenix"]
+
+    def on_start(self):
+        if not self.ctx.store.set("phoenix:first-start", True, expected_version=0):
+            time.sleep(RESTART_SECONDS)  # a slow start, as a Ray actor's on a loaded cluster
+
+    def do_work(self, task):
+        if self.ctx.store.set("phoenix:died", True, expected_version=0):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return task["payload"]
+
+
+RESTART_SECONDS = 1.0
 
 
 class OwnExecute(Agent):
@@ -92,6 +112,14 @@ def test_an_agent_killed_mid_chunk_loses_no_task_and_commits_none_twice(rt):
     assert len(results_kept) == n
     assert all(rt.state.get_version("shared", k).version == 1 for k in results_kept)  # recorded once each
     assert rt.sync.statistics()["locks"] == 0
+
+
+def test_a_retried_task_waits_for_its_agent_to_restart_however_long_the_restart_takes(rt, monkeypatch):
+    monkeypatch.setattr(runtime._tasks, "_RETRY_WAIT", RESTART_SECONDS / 5)  # far shorter than the restart
+    rt.spawn(SlowToRestart, "phoenix")
+    assert rt.submit_task({"type": "phoenix", "payload": 42}, retries=2) == 42
+    assert rt.map("phoenix", [1, 2, 3], retries=2) == [1, 2, 3]
+    assert rt.agent_info()[0]["restarts"] == 1
 
 
 def test_a_task_whose_agent_died_fails_once_its_retries_are_spent():

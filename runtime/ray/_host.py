@@ -26,7 +26,7 @@ from actors._context import set_current_agent_id, set_delivery_ref_factory
 from actors._services import start_services
 from actors._snapshot import SnapshotHost
 from runtime.local._host import EXIT_FAILED
-from runtime.ray._ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module
+from runtime.ray._ref import DRIVER_INBOX, REGISTRY, SERVICES, RayRef, ray_module, register_local_host
 from runtime.wire._serialization import dumps
 from runtime.local._supervisor import exit_reason
 
@@ -163,6 +163,9 @@ class Host:
     def start_services(self, max_history: int, state_path: str | None, synchronous: str,
                        sys_path: list[str], task_records: int | None = 10_000) -> None:
         _extend_path(sys_path)
+        # The services' refs to each other skip Ray (the task ledger's records
+        # and events can then be told: see `_ref`).
+        register_local_host(self._namespace, self._host_name, self)
         start_services(self.spawn_service, retire=lambda name: self._actors.pop(name, None),
                        dumps=dumps, max_history=max_history, state_path=state_path,
                        synchronous=synchronous, authenticated=False,  # Ray can't tell who called
@@ -223,15 +226,17 @@ class Host:
                 return
             if seq < expected:
                 return  # already delivered
-            self._put(name, message, reply)
+            self.put(name, message, reply)
             expected += 1
             held = self._held.get(sender, {})
             while expected in held:
-                self._put(*held.pop(expected))
+                self.put(*held.pop(expected))
                 expected += 1
             self._expected[sender] = expected
 
-    def _put(self, name: str, message: Any, reply: Any) -> None:
+    def put(self, name: str, message: Any, reply: Any) -> None:
+        """Into actor `name`'s mailbox (`reply`: its pykka future, or None);
+        also called directly by this process's refs (`_ref`)."""
         ref = self._actors.get(name)
         if ref is None or not ref.is_alive():
             if reply is not None:

@@ -7,6 +7,14 @@ Every message carries the sending process's id and a sequence number per
 host incarnation; the host hands messages to the pykka mailbox in that
 order, so one sender's tells and asks keep their order although the host
 runs calls concurrently (it must: a lock's parked ask can't block others).
+
+A ref to an actor of the host whose process sends (the services asking
+each other in the services host: the task ledger's records and events)
+skips Ray: the message goes straight into the actor's pykka mailbox, as
+on the local backend. Every message of that process to that host goes
+this way, so they keep their order; and a message put there before the
+process answers a call is in the mailbox before any later call from
+anywhere arrives.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import pykka
 from pykka.messages import _ActorStop
 
 from actors import ActorDeadError, AskTimeout, MessageSerializationError
-from runtime.wire._channel import AskFuture
+from runtime.wire._channel import AskFuture, local_waiter
 from runtime._ref import AgentProxy, stop_future
 
 __all__ = ["DRIVER_INBOX", "REGISTRY", "SERVICES", "RayRef", "ray_module"]
@@ -31,6 +39,15 @@ SERVICES = "services"  # the name of the services' host
 _SENDER = uuid.uuid4().hex  # this process, as a sender
 _seq: dict[str, int] = {}  # host incarnation (actor id) -> next sequence number
 _seq_lock = threading.Lock()
+# (namespace, host name) -> the `Host` running in this process under that
+# name (see `register_local_host`): its actors are sent to directly.
+_local_hosts: dict[tuple[str, str | None], Any] = {}
+
+
+def register_local_host(namespace: str, host_name: str, host: Any) -> None:
+    """`host` (a `Host`) runs in this process: refs to its actors sent from
+    here skip Ray (called in the host's process, as it starts)."""
+    _local_hosts[(namespace, host_name)] = host
 
 
 def ray_module() -> Any:
@@ -122,9 +139,17 @@ class RayRef:
             raise ActorDeadError(msg) from None
 
     def tell(self, message: Any) -> None:
+        if _local_hosts and (host := _local_hosts.get((self._namespace, self._host))) is not None:
+            host.put(self.name, message, None)
+            return
         self._submit("tell", message)
 
     def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
+        if _local_hosts and (host := _local_hosts.get((self._namespace, self._host))) is not None:
+            reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+            host.put(self.name, message, reply)
+            future = AskFuture(local_waiter(reply, f"actor {self.name!r}"))
+            return future.get(timeout=timeout) if block else future
         try:
             object_ref = self._submit("ask", message)
         except ActorDeadError as exc:
