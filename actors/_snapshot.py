@@ -9,12 +9,22 @@ agent's own process and actor thread:
   earlier process of the same name: a supervisor restart, or a runtime
   before this one on the same `state_path`) is given to `restore`;
 - after each message handled without raising, `snapshot()` is pickled and,
-  if the bytes differ from the last saved, asked of the state store
-  (`StateStore.save_snapshot`) before the handler's result goes back: the
-  reply is sent only once the store answered, and a store with a state
-  file answers only after its commit. So no change acknowledged to an
-  asker is lost to a crash of the agent (nor, with a state file, of the
-  runtime).
+  if the bytes differ from the last saved, sent to the state store before
+  the handler's result goes back. How depends on the store:
+
+  - with a state file, asked (`StateStore.save_snapshot`): the reply is
+    sent only once the store answered, which it does after its commit;
+  - in memory, where the host sets `_snapshot_tell`, told
+    (`StateStore.keep_snapshot`) on the agent's own connection to the
+    store's process: the bytes are in that process's socket before the
+    reply leaves, so they outlive the agent, and its supervisor reads
+    every connection of a dead process to its end before anything (a
+    restart's `restore`) asks for its snapshot (`Node.wait_drained`).
+    One round trip less per changed snapshot; a third process reading
+    `_snapshots` right after the reply may see the one before.
+
+  So no change acknowledged to an asker is lost to a crash of the agent
+  (nor, with a state file, of the runtime).
 
 A handler that raises saves nothing (the agent's next message saves
 whatever it changed); a stop saves nothing either (`on_stop` runs after
@@ -43,6 +53,10 @@ class SnapshotHost(pykka.Actor):
     _snapshot_saved: bytes | None = None
     #: How snapshots are pickled; a host sets the runtime's (cloudpickle for `__main__`).
     _snapshot_dumps: Callable[[Any], bytes] = staticmethod(pickle.dumps)
+    #: Set by a host whose store keeps snapshots in memory: sends a pickled
+    #: snapshot to the store, written to the kernel when it returns (see the
+    #: module docstring). None: each is asked of the store.
+    _snapshot_tell: Callable[[bytes], None] | None = None
 
     def on_start(self) -> None:
         self._restore_snapshot()
@@ -64,5 +78,9 @@ class SnapshotHost(pykka.Actor):
         """Save `snapshot()` if it changed; raises what pickling or the store raised."""
         blob = self._snapshot_dumps(self.snapshot())  # type: ignore[attr-defined]
         if blob != self._snapshot_saved:
-            self.ctx.store._call("save_snapshot", self.ctx.agent_id, blob)  # type: ignore[attr-defined]
+            tell = self._snapshot_tell
+            if tell is None:
+                self.ctx.store._call("save_snapshot", self.ctx.agent_id, blob)  # type: ignore[attr-defined]
+            else:
+                tell(blob)
             self._snapshot_saved = blob

@@ -18,21 +18,25 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import sys
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 import pykka
 
-from actors import AgentContext
+from actors import ActorDeadError, AgentContext
 from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from runtime.local._logs import install_forwarder
 from actors._snapshot import SnapshotHost
 from runtime.local._aio_host import AsyncHost
+from runtime.wire._channel import PeerGone
+from runtime.wire._frames import TELL, encode
 from runtime.wire._node import Node
 from runtime.wire._reactor import MAILBOX_SIZE, ReactorInbox
 from runtime._ref import AgentRef
@@ -67,6 +71,7 @@ class BootSpec:
     mailbox_size: int = MAILBOX_SIZE  # messages from other processes waiting unread (see `_reactor`)
     log_address: str = ""  # the runtime's `LogCollector`: where this process's log records go
     log_level: int = logging.WARNING  # the lowest level forwarded (see `_logs.forwarded_level`)
+    snapshots_told: bool = False  # the store keeps snapshots in memory: tell them (`snapshot_teller`)
 
 
 class ProcessHost(pykka.Actor):
@@ -211,6 +216,25 @@ def _hosts_for(cls: type) -> tuple[type, ...]:
     return hosts
 
 
+def snapshot_teller(node: Node, address: str) -> Callable[[bytes], None]:
+    """How an agent sends its snapshots to a store that keeps them in memory
+    (`actors._snapshot`): a tell to `_state` at `address` (the runtime's
+    node), on this thread's connection there, written to the kernel before
+    this returns (never queued with batched tells), so before the reply
+    that follows it."""
+
+    def tell(blob: bytes) -> None:
+        body = pickle.dumps(blob, pickle.HIGHEST_PROTOCOL)  # bare bytes: `StateStore.keep_snapshot`
+        try:
+            node.channel(address).send(encode(TELL, 0, b"_state", body))
+        except PeerGone as exc:
+            node.forget_channel(address)
+            msg = f"the runtime is gone: a snapshot could not be saved ({exc})"
+            raise ActorDeadError(msg) from None
+
+    return tell
+
+
 def agent_main(boot: bytes, control: Connection) -> int:
     """Run the agent described by `boot` in this process; return its exit code.
 
@@ -237,6 +261,8 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "_control": control,
             "_mailbox_size": spec.mailbox_size,
             "_snapshot_dumps": staticmethod(dumps),
+            "_snapshot_tell": staticmethod(snapshot_teller(node, spec.registry_address))
+            if spec.snapshots_told else None,
             "__module__": cls.__module__,
             "__qualname__": cls.__qualname__,
         },

@@ -93,6 +93,10 @@ class Node:
         # Every thread's `channels` (by id), while the thread lives.
         self._thread_channels: weakref.WeakValueDictionary[int, _Channels] = weakref.WeakValueDictionary()
         self._conns: set[Connection] = set()
+        # Registry only: how many inbound connections of each peer pid are
+        # still being read (`wait_drained`), under `_drain`.
+        self._open_from: dict[int, int] = {}
+        self._drain = threading.Condition(threading.Lock())
         self._closed = False
         self._guard = HandshakeGuard()  # deadlines and a cap for the handshakes under way
         # In an agent's process the agent's own thread reads the connections
@@ -195,9 +199,36 @@ class Node:
 
     def _serve(self, sock: socket.socket) -> None:
         sender = None
+        pid = 0
         if self.is_registry:  # the kernel says which process connected; the key can't
             pid = peer_pid(sock)
             sender = self.identify(pid) if pid > 0 else "_unknown"
+        if pid > 0:
+            with self._drain:
+                self._open_from[pid] = self._open_from.get(pid, 0) + 1
+        try:
+            self._read_from(sock, sender)
+        finally:
+            if pid > 0:
+                with self._drain:
+                    left = self._open_from.pop(pid) - 1
+                    if left:
+                        self._open_from[pid] = left
+                    else:
+                        self._drain.notify_all()
+
+    def wait_drained(self, pid: int, timeout: float | None) -> bool:
+        """Wait until every connection from process `pid` has been read to
+        its end (registry only); False if one is still open at `timeout`.
+
+        For a process that has exited: every frame it wrote is then
+        delivered (to a mailbox, at least), so whatever asks after this is
+        handled after all of them.
+        """
+        with self._drain:
+            return self._drain.wait_for(lambda: pid not in self._open_from, timeout)
+
+    def _read_from(self, sock: socket.socket, sender: str | None) -> None:
         conn = Connection(sock.detach())
         fd = conn.fileno()
         if not self._guard.authenticate(conn, self.authkey):
