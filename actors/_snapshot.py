@@ -10,18 +10,21 @@ agent's own process and actor thread:
   before this one on the same `state_path`) is given to `restore`;
 - after each message handled without raising, `snapshot()` is pickled and,
   if the bytes differ from the last saved, sent to the state store before
-  the handler's result goes back. How depends on the store:
+  the handler's result goes back, by the host's `_snapshot_send`. On this
+  machine (`runtime.local._host`) that is the bare pickled bytes
+  (`StateStore.keep_snapshot`, the cheapest message there is):
 
-  - with a state file, asked (`StateStore.save_snapshot`): the reply is
-    sent only once the store answered, which it does after its commit;
-  - in memory, where the host sets `_snapshot_tell`, told
-    (`StateStore.keep_snapshot`) on the agent's own connection to the
-    store's process: the bytes are in that process's socket before the
-    reply leaves, so they outlive the agent, and its supervisor reads
-    every connection of a dead process to its end before anything (a
+  - with a state file, asked: the reply is sent only once the store
+    answered, which it does after its commit;
+  - in memory, told on the agent's own connection to the store's
+    process: the bytes are in that process's socket before the reply
+    leaves, so they outlive the agent, and its supervisor reads every
+    connection of a dead process to its end before anything (a
     restart's `restore`) asks for its snapshot (`Node.wait_drained`).
     One round trip less per changed snapshot; a third process reading
     `_snapshots` right after the reply may see the one before.
+
+  A host that sets nothing (Ray's) asks `StateStore.save_snapshot`.
 
   So no change acknowledged to an asker is lost to a crash of the agent
   (nor, with a state file, of the runtime).
@@ -53,10 +56,10 @@ class SnapshotHost(pykka.Actor):
     _snapshot_saved: bytes | None = None
     #: How snapshots are pickled; a host sets the runtime's (cloudpickle for `__main__`).
     _snapshot_dumps: Callable[[Any], bytes] = staticmethod(pickle.dumps)
-    #: Set by a host whose store keeps snapshots in memory: sends a pickled
-    #: snapshot to the store, written to the kernel when it returns (see the
-    #: module docstring). None: each is asked of the store.
-    _snapshot_tell: Callable[[bytes], None] | None = None
+    #: Set by a host: sends a pickled snapshot to the store; once it
+    #: returns, the snapshot survives the agent's death (see the module
+    #: docstring). None: `save_snapshot` is asked of the store.
+    _snapshot_send: Callable[[bytes], None] | None = None
 
     def on_start(self) -> None:
         self._restore_snapshot()
@@ -78,9 +81,9 @@ class SnapshotHost(pykka.Actor):
         """Save `snapshot()` if it changed; raises what pickling or the store raised."""
         blob = self._snapshot_dumps(self.snapshot())  # type: ignore[attr-defined]
         if blob != self._snapshot_saved:
-            tell = self._snapshot_tell
-            if tell is None:
+            send = self._snapshot_send
+            if send is None:
                 self.ctx.store._call("save_snapshot", self.ctx.agent_id, blob)  # type: ignore[attr-defined]
             else:
-                tell(blob)
+                send(blob)
             self._snapshot_saved = blob

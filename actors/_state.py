@@ -134,7 +134,7 @@ class StateStore(ActorBase):
             else:
                 self._sender = LOCAL
         try:
-            if type(message) is bytes:  # a snapshot told by its agent (`keep_snapshot`): the cheapest message
+            if type(message) is bytes:  # a snapshot from its agent (`keep_snapshot`): the cheapest message
                 result = self.keep_snapshot(message)
             else:
                 result = super()._handle_receive(message)
@@ -315,9 +315,10 @@ class StateStore(ActorBase):
         self._write(SNAPSHOTS, name, blob, writer, self._data.get((SNAPSHOTS, name)))
 
     def keep_snapshot(self, blob: bytes) -> None:
-        """`save_snapshot` for the sender's own name, told rather than asked
-        (a store in memory: see `actors._snapshot`). The name is the
-        authenticated sender's, so nobody can write another's.
+        """`save_snapshot` for the sender's own name: the name is the
+        authenticated sender's, so nobody can write another's. Told (a
+        store in memory) or asked (with a state file: answered once
+        committed); see `actors._snapshot`.
 
         Agents send it as a bare `bytes` message (the blob itself): the
         message that costs least to pickle and load on this hot path.
@@ -410,7 +411,12 @@ class StateStore(ActorBase):
         self, ns: str | None, key: str, op: str, version: int, value: Any, updater: str,
         blob: bytes | None, checksum: str | None, stamp: float | None = None,
     ) -> None:
-        if ns in _QUIET and self._backend is None:  # kept in memory only: nothing to record
+        if ns in _QUIET:  # bookkeeping: kept, but no history and no announcement
+            if self._backend is not None:
+                self._pending_rows.append({
+                    "namespace": ns, "key": key, "op": op, "version": version, "updated_by": updater,
+                    "timestamp": stamp or time.time(), "blob": blob, "checksum": checksum, "quiet": True,
+                })
             return
         row = {
             "namespace": ns,
@@ -421,10 +427,6 @@ class StateStore(ActorBase):
             "updated_by": updater,
             "timestamp": stamp or time.time(),
         }
-        if ns in _QUIET:  # bookkeeping: kept, but no history and no announcement
-            if self._backend is not None:
-                self._pending_rows.append({**row, "blob": blob, "checksum": checksum, "quiet": True})
-            return
         self._history.append(row)
         if self._backend is not None:
             self._pending_rows.append({**row, "blob": blob, "checksum": checksum})

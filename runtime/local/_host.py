@@ -51,6 +51,8 @@ EXIT_FAILED = 3  # the actor stopped because a told message raised
 # (through any ref, from any process) is never taken for a crash, whatever
 # on_stop then does (raise: ON_STOP_FAILED follows; os._exit; hang and get
 # killed).
+_SNAPSHOT_TIMEOUT = 60.0  # how long a snapshot's ask waits for a state file's commit
+
 STOP_REQUESTED = b"stopping:"
 ON_STOP_FAILED = b"on_stop_failed:"
 
@@ -71,7 +73,7 @@ class BootSpec:
     mailbox_size: int = MAILBOX_SIZE  # messages from other processes waiting unread (see `_reactor`)
     log_address: str = ""  # the runtime's `LogCollector`: where this process's log records go
     log_level: int = logging.WARNING  # the lowest level forwarded (see `_logs.forwarded_level`)
-    snapshots_told: bool = False  # the store keeps snapshots in memory: tell them (`snapshot_teller`)
+    snapshots_told: bool = False  # the store keeps snapshots in memory: tell them (`snapshot_sender`)
 
 
 class ProcessHost(pykka.Actor):
@@ -216,15 +218,23 @@ def _hosts_for(cls: type) -> tuple[type, ...]:
     return hosts
 
 
-def snapshot_teller(node: Node, address: str) -> Callable[[bytes], None]:
-    """How an agent sends its snapshots to a store that keeps them in memory
-    (`actors._snapshot`): a tell to `_state` at `address` (the runtime's
-    node), on this thread's connection there, written to the kernel before
-    this returns (never queued with batched tells), so before the reply
-    that follows it."""
+def snapshot_sender(node: Node, spec: BootSpec) -> Callable[[bytes], None]:
+    """How this agent sends its pickled snapshots to the store
+    (`actors._snapshot`): the bare bytes, which the store keeps under the
+    sender's name (`StateStore.keep_snapshot`).
+
+    With a state file, asked: it returns once the store committed. In
+    memory, told on this thread's connection to the runtime's node and
+    written to the kernel before it returns (never queued with batched
+    tells), so before the reply that follows it.
+    """
+    if not spec.snapshots_told:
+        store = spec.ctx.store._ref  # the `_state` service's ref
+        return lambda blob: store.ask(blob, timeout=_SNAPSHOT_TIMEOUT)
+    address = spec.registry_address
 
     def tell(blob: bytes) -> None:
-        body = pickle.dumps(blob, pickle.HIGHEST_PROTOCOL)  # bare bytes: `StateStore.keep_snapshot`
+        body = pickle.dumps(blob, pickle.HIGHEST_PROTOCOL)
         try:
             node.channel(address).send(encode(TELL, 0, b"_state", body))
         except PeerGone as exc:
@@ -261,8 +271,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "_control": control,
             "_mailbox_size": spec.mailbox_size,
             "_snapshot_dumps": staticmethod(dumps),
-            "_snapshot_tell": staticmethod(snapshot_teller(node, spec.registry_address))
-            if spec.snapshots_told else None,
+            "_snapshot_send": staticmethod(snapshot_sender(node, spec)),
             "__module__": cls.__module__,
             "__qualname__": cls.__qualname__,
         },
