@@ -134,8 +134,9 @@ class StateStore(ActorBase):
             else:
                 self._sender = LOCAL
         try:
+            result = None
             if type(message) is bytes:  # a snapshot from its agent (`keep_snapshot`): the cheapest message
-                result = self.keep_snapshot(message)
+                self.keep_snapshot(message)
             else:
                 result = super()._handle_receive(message)
         except Exception:
@@ -315,14 +316,9 @@ class StateStore(ActorBase):
         self._write(SNAPSHOTS, name, blob, writer, self._data.get((SNAPSHOTS, name)))
 
     def keep_snapshot(self, blob: bytes) -> None:
-        """`save_snapshot` for the sender's own name: the name is the
-        authenticated sender's, so nobody can write another's. Told (a
-        store in memory) or asked (with a state file: answered once
-        committed); see `actors._snapshot`.
-
-        Agents send it as a bare `bytes` message (the blob itself): the
-        message that costs least to pickle and load on this hot path.
-        """
+        """`save_snapshot` under the authenticated sender's name (nobody can
+        write another's); agents send it as a bare `bytes` message, the
+        cheapest there is, told or asked (see `actors._snapshot`)."""
         name = self._sender
         if name is None or name == LOCAL:
             raise NamespacePermissionError(SNAPSHOTS, str(name))
@@ -413,10 +409,9 @@ class StateStore(ActorBase):
     ) -> None:
         if ns in _QUIET:  # bookkeeping: kept, but no history and no announcement
             if self._backend is not None:
-                self._pending_rows.append({
-                    "namespace": ns, "key": key, "op": op, "version": version, "updated_by": updater,
-                    "timestamp": stamp or time.time(), "blob": blob, "checksum": checksum, "quiet": True,
-                })
+                self._pending_rows.append({"namespace": ns, "key": key, "op": op, "version": version, "quiet": True,
+                                           "updated_by": updater, "timestamp": stamp or time.time(),
+                                           "blob": blob, "checksum": checksum})
             return
         row = {
             "namespace": ns,
