@@ -13,7 +13,6 @@ import pytest
 
 from actors import Agent, NamespacePermissionError
 from runtime import Runtime
-from runtime.wire._frames import decode_header
 from conftest import pid_of, wait_for
 
 
@@ -87,17 +86,15 @@ def test_a_snapshot_still_unread_when_its_agent_dies_is_restored_by_the_restart(
     # and the restart's fork, and the restore must still see it.
     ref = rt.spawn(Counter, "c")
     ref.ask("inc", timeout=10)
-    node, dispatch, armed = rt._node, rt._node._dispatch, threading.Event()
+    node, deliver, armed = rt._node, rt._node._deliver_snapshot, threading.Event()
 
-    def slow_dispatch(outbox, frame, sender=None):
+    def slow_delivery(frame, sender):
         if armed.is_set() and sender == "c":
-            _kind, _id, name, body = decode_header(frame)
-            if name == "_state" and type(pickle.loads(body)) is bytes:  # the snapshot
-                armed.clear()
-                time.sleep(1.0)
-        dispatch(outbox, frame, sender)
+            armed.clear()
+            time.sleep(1.0)
+        deliver(frame, sender)
 
-    monkeypatch.setattr(node, "_dispatch", slow_dispatch)
+    monkeypatch.setattr(node, "_deliver_snapshot", slow_delivery)
     armed.set()
     assert ref.ask("inc", timeout=10)["count"] == 2
     pid = pid_of(rt, "c")

@@ -35,8 +35,8 @@ from actors._context import set_current_agent_id, set_delivery_ref_factory
 from runtime.local._logs import install_forwarder
 from actors._snapshot import SnapshotHost
 from runtime.local._aio_host import AsyncHost
-from runtime.wire._channel import PeerGone
-from runtime.wire._frames import TELL, encode
+from runtime.wire._channel import Channel, PeerGone
+from runtime.wire._frames import SNAPSHOT, encode
 from runtime.wire._node import Node
 from runtime.wire._reactor import MAILBOX_SIZE, ReactorInbox
 from runtime._ref import AgentRef
@@ -224,21 +224,24 @@ def snapshot_sender(node: Node, spec: BootSpec) -> Callable[[bytes], None]:
     sender's name (`StateStore.keep_snapshot`).
 
     With a state file, asked: it returns once the store committed. In
-    memory, told on this thread's connection to the runtime's node and
-    written to the kernel before it returns (never queued with batched
-    tells), so before the reply that follows it.
+    memory, told (a SNAPSHOT frame) on a connection to the runtime's node
+    that carries nothing else, which the node reads in batches
+    (`runtime.wire._drain`); written to the kernel before this returns
+    (never queued with batched tells), so before the reply that follows.
     """
     if not spec.snapshots_told:
         store = spec.ctx.store._ref  # the `_state` service's ref
         return lambda blob: store.ask(blob, timeout=_SNAPSHOT_TIMEOUT)
     address = spec.registry_address
+    channel: list[Channel] = []  # made at the first snapshot, again if it broke
 
     def tell(blob: bytes) -> None:
-        body = pickle.dumps(blob, pickle.HIGHEST_PROTOCOL)
+        frame = encode(SNAPSHOT, 0, b"_state", pickle.dumps(blob, pickle.HIGHEST_PROTOCOL))
         try:
-            node.channel(address).send(encode(TELL, 0, b"_state", body))
+            if not channel or channel[0].closed:
+                channel[:] = [Channel(address, node.authkey)]
+            channel[0].send(frame)
         except PeerGone as exc:
-            node.forget_channel(address)
             msg = f"the runtime is gone: a snapshot could not be saved ({exc})"
             raise ActorDeadError(msg) from None
 
