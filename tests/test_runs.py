@@ -147,18 +147,28 @@ def test_a_run_id_is_free_again_once_its_imap_is_closed_or_dropped(rt):
     assert rt.map("square", range(50), run_id="r") == [n * n for n in range(50)]
 
 
-async def _aio_map_twice(rt):
-    first = rt.aio.imap("square", [1, 2, 3], run_id="aio")
-    assert await first.__anext__() == 1
+class Doubler(Agent):
+    capabilities = ["double"]
+
+    def do_work(self, task):
+        return task["payload"] * 2
+
+
+async def _aio_map_twice(rt, payloads):
+    # More payloads than the async view reads ahead (256): the first run
+    # can't end before its consumer lets it.
+    first = rt.aio.imap("double", payloads, run_id="aio")
+    assert await first.__anext__() == 0
     with pytest.raises(RunInProgressError):
-        await rt.aio.map("square", [1, 2, 3], run_id="aio")
+        await rt.aio.map("double", payloads, run_id="aio")
     await first.aclose()
-    return await rt.aio.map("square", [1, 2, 3], run_id="aio")
+    return await rt.aio.map("double", payloads, run_id="aio")
 
 
 def test_the_aio_views_refuse_a_run_id_in_progress_too(rt):
-    rt.spawn(Squarer, "a")
-    assert asyncio.run(_aio_map_twice(rt)) == [1, 4, 9]
+    rt.spawn(Doubler, "a")
+    payloads = list(range(2000))
+    assert asyncio.run(_aio_map_twice(rt, payloads)) == [n * 2 for n in payloads]
 
 
 def test_a_run_resumes_in_a_new_runtime_on_the_same_state_file(tmp_path):
