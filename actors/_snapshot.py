@@ -16,13 +16,15 @@ agent's own process and actor thread:
 
   - with a state file, asked: the reply is sent only once the store
     answered, which it does after its commit;
-  - in memory, told on the agent's own connection to the store's
-    process: the bytes are in that process's socket before the reply
-    leaves, so they outlive the agent, and its supervisor reads every
-    connection of a dead process to its end before anything (a
-    restart's `restore`) asks for its snapshot (`Node.wait_drained`).
-    One round trip less per changed snapshot; a third process reading
-    `_snapshots` right after the reply may see the one before.
+  - in memory, told on a connection of the agent's own to the store's
+    process that carries only its snapshots: the bytes are in that
+    process's socket before the reply leaves, so they outlive the agent,
+    and its supervisor reads every connection of a dead process to its
+    end before anything (a restart's `restore`) asks for its snapshot
+    (`Node.wait_drained`). That process reads them in batches, keeping
+    the last (`runtime.wire._drain`): no round trip, and about one
+    wake-up there per millisecond of snapshots. A third process reading
+    `_snapshots` right after the reply may see an earlier one.
 
   A host that sets nothing (Ray's) asks `StateStore.save_snapshot`.
 
