@@ -23,6 +23,7 @@ __all__ = [
     "NoCapableAgentError",
     "QuorumNotReachedError",
     "RemoteError",
+    "RunInProgressError",
     "StateFileInUseError",
     "StreamClosedError",
     "UnknownNamespaceError",
@@ -166,6 +167,25 @@ class RemoteError(ActorsError):
         self.message = message
         self.remote_traceback = remote_traceback
         super().__init__(f"{remote_type}: {message}")
+
+
+class RunInProgressError(ActorsError):
+    """A `map`/`imap` was given a `run_id` that a map of this runtime is running.
+
+    Two maps recording under one id would run each task twice and race on
+    its records. The id is free again once the first map ended (it
+    returned or raised, or its `imap` generator was closed, exhausted or
+    dropped). `run_id` is the id.
+    """
+
+    _fields = ("run_id",)
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id!r} is already in progress in this runtime: a map or imap with this run_id "
+            "has not ended yet (wait for it, close its imap, or use another run_id)"
+        )
 
 
 class StateFileInUseError(ActorsError):

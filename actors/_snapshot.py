@@ -9,12 +9,27 @@ agent's own process and actor thread:
   earlier process of the same name: a supervisor restart, or a runtime
   before this one on the same `state_path`) is given to `restore`;
 - after each message handled without raising, `snapshot()` is pickled and,
-  if the bytes differ from the last saved, asked of the state store
-  (`StateStore.save_snapshot`) before the handler's result goes back: the
-  reply is sent only once the store answered, and a store with a state
-  file answers only after its commit. So no change acknowledged to an
-  asker is lost to a crash of the agent (nor, with a state file, of the
-  runtime).
+  if the bytes differ from the last saved, sent to the state store before
+  the handler's result goes back, by the host's `_snapshot_send`. On this
+  machine (`runtime.local._host`) that is the bare pickled bytes
+  (`StateStore.keep_snapshot`, the cheapest message there is):
+
+  - with a state file, asked: the reply is sent only once the store
+    answered, which it does after its commit;
+  - in memory, told on a connection of the agent's own to the store's
+    process that carries only its snapshots: the bytes are in that
+    process's socket before the reply leaves, so they outlive the agent,
+    and its supervisor reads every connection of a dead process to its
+    end before anything (a restart's `restore`) asks for its snapshot
+    (`Node.wait_drained`). That process reads them in batches, keeping
+    the last (`runtime.wire._drain`): no round trip, and about one
+    wake-up there per millisecond of snapshots. A third process reading
+    `_snapshots` right after the reply may see an earlier one.
+
+  A host that sets nothing (Ray's) asks `StateStore.save_snapshot`.
+
+  So no change acknowledged to an asker is lost to a crash of the agent
+  (nor, with a state file, of the runtime).
 
 A handler that raises saves nothing (the agent's next message saves
 whatever it changed); a stop saves nothing either (`on_stop` runs after
@@ -43,6 +58,10 @@ class SnapshotHost(pykka.Actor):
     _snapshot_saved: bytes | None = None
     #: How snapshots are pickled; a host sets the runtime's (cloudpickle for `__main__`).
     _snapshot_dumps: Callable[[Any], bytes] = staticmethod(pickle.dumps)
+    #: Set by a host: sends a pickled snapshot to the store; once it
+    #: returns, the snapshot survives the agent's death (see the module
+    #: docstring). None: `save_snapshot` is asked of the store.
+    _snapshot_send: Callable[[bytes], None] | None = None
 
     def on_start(self) -> None:
         self._restore_snapshot()
@@ -64,5 +83,9 @@ class SnapshotHost(pykka.Actor):
         """Save `snapshot()` if it changed; raises what pickling or the store raised."""
         blob = self._snapshot_dumps(self.snapshot())  # type: ignore[attr-defined]
         if blob != self._snapshot_saved:
-            self.ctx.store._call("save_snapshot", self.ctx.agent_id, blob)  # type: ignore[attr-defined]
+            send = self._snapshot_send
+            if send is None:
+                self.ctx.store._call("save_snapshot", self.ctx.agent_id, blob)  # type: ignore[attr-defined]
+            else:
+                send(blob)
             self._snapshot_saved = blob

@@ -135,7 +135,11 @@ class StateStore(ActorBase):
             else:
                 self._sender = LOCAL
         try:
-            result = super()._handle_receive(message)
+            result = None
+            if type(message) is bytes:  # a snapshot from its agent (`keep_snapshot`): the cheapest message
+                self.keep_snapshot(message)
+            else:
+                result = super()._handle_receive(message)
         except Exception:
             self._flush_if_idle()  # earlier writes still need their commit
             raise
@@ -312,6 +316,15 @@ class StateStore(ActorBase):
             raise NamespacePermissionError(SNAPSHOTS, writer)
         self._write(SNAPSHOTS, name, blob, writer, self._data.get((SNAPSHOTS, name)))
 
+    def keep_snapshot(self, blob: bytes) -> None:
+        """`save_snapshot` under the authenticated sender's name (nobody can
+        write another's); agents send it as a bare `bytes` message, the
+        cheapest there is, told or asked (see `actors._snapshot`)."""
+        name = self._sender
+        if name is None or name == LOCAL:
+            raise NamespacePermissionError(SNAPSHOTS, str(name))
+        self.save_snapshot(name, blob)
+
     def load_snapshot(self, name: str) -> bytes | None:
         """Agent `name`'s last saved snapshot (pickled), or None."""
         check_key(name)
@@ -395,6 +408,12 @@ class StateStore(ActorBase):
         self, ns: str | None, key: str, op: str, version: int, value: Any, updater: str,
         blob: bytes | None, checksum: str | None, stamp: float | None = None,
     ) -> None:
+        if ns in _QUIET:  # bookkeeping: kept, but no history and no announcement
+            if self._backend is not None:
+                self._pending_rows.append({"namespace": ns, "key": key, "op": op, "version": version, "quiet": True,
+                                           "updated_by": updater, "timestamp": stamp or time.time(),
+                                           "blob": blob, "checksum": checksum})
+            return
         row = {
             "namespace": ns,
             "key": key,
@@ -404,10 +423,6 @@ class StateStore(ActorBase):
             "updated_by": updater,
             "timestamp": stamp or time.time(),
         }
-        if ns in _QUIET:  # bookkeeping: kept, but no history and no announcement
-            if self._backend is not None:
-                self._pending_rows.append({**row, "blob": blob, "checksum": checksum, "quiet": True})
-            return
         self._history.append(row)
         if self._backend is not None:
             self._pending_rows.append({**row, "blob": blob, "checksum": checksum})

@@ -5,12 +5,13 @@
 - raw floor: a Pipe round trip with cloudpickle (bench_messaging.raw_floor);
 - plain ask: an agent without `snapshot`, `ref.ask(msg)` from the runtime;
 - durable ask, in memory: an agent whose `snapshot()` changes at every
-  message (a counter), so every ask also saves a snapshot (one ask of the
-  store from the agent, before its reply);
+  message (a counter), so every ask also saves a snapshot (told to the
+  store by the agent, before its reply: `actors._snapshot`);
 - durable ask, unchanged: the same agent asked for a read, so the snapshot
   is pickled and compared but not saved;
 - with SQLite (`state_path`): 4 such agents asked at once from 4 threads,
-  acknowledged changes per second together (group commit shares commits);
+  acknowledged changes per second together (each snapshot asked of the
+  store, answered once committed; group commit shares commits);
 - `map(..., run_id=...)` of 2,000 tiny tasks beside a plain `map`, and the
   resumed call (everything recorded).
 Targets: durable ask (changed) / plain ask <= 2; SQLite 4 agents >= 5,000/s.

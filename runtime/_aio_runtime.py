@@ -5,12 +5,15 @@ blocking the loop). `submit_task` and `map` run the blocking task router
 (`runtime._tasks`) in a worker thread and await it; `imap` is an async
 iterator fed by a worker thread that pulls the router's results, at most
 `_AHEAD` of them ahead of the consumer, and hands each to the loop with
-`call_soon_threadsafe`. The event loop never waits on the router.
+`call_soon_threadsafe`. The event loop never waits on the router; an
+`imap` that ends (or is closed) awaits its worker's end, so its run is
+over when it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,6 +48,7 @@ class RuntimeAio(AioServices):
         ready: asyncio.Queue[Any] = asyncio.Queue()
         room = threading.Semaphore(_AHEAD)
         stop = threading.Event()
+        ended: concurrent.futures.Future[None] = concurrent.futures.Future()  # the worker closed its imap
 
         def pull() -> None:  # a worker thread
             results = self._rt.imap(task_type, payloads, **kwargs)
@@ -61,12 +65,16 @@ class RuntimeAio(AioServices):
                 except RuntimeError:
                     pass  # the loop is closed
             finally:
-                close = getattr(results, "close", None)
-                if close is not None:
-                    close()
+                try:
+                    close = getattr(results, "close", None)
+                    if close is not None:
+                        close()
+                finally:
+                    ended.set_result(None)
 
         worker = threading.Thread(target=pull, name="aio-imap", daemon=True)
         worker.start()
+        cancelled = False
         try:
             while True:
                 ok, value = await ready.get()
@@ -76,6 +84,14 @@ class RuntimeAio(AioServices):
                 if value is _DONE:
                     return
                 yield value
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             stop.set()
             room.release()  # a worker waiting for room sees the stop
+            # Ended once the worker has closed the blocking imap (its
+            # chunks in flight done, a `run_id` free again); a cancelled
+            # consumer doesn't wait for that.
+            if not cancelled:
+                await asyncio.shield(asyncio.wrap_future(ended))

@@ -48,7 +48,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from actors import ActorDeadError, NoCapableAgentError
@@ -67,7 +67,7 @@ _RETRY_WAIT = 5.0  # how long a retried chunk waits for a capable agent (longer 
 
 
 class Batch:
-    """The state of one run; `results()` is its generator of outcomes.
+    """The state of one run; `start()` gives its generator of outcomes.
 
     Invariants (under `_cond`): `_taken - _consumed` tasks are in flight,
     queued for retry or finished but not yet yielded, and a new chunk is
@@ -78,7 +78,7 @@ class Batch:
     def __init__(
         self, router: TaskRouter, task_type: str, payloads: Iterable[Any], *, agents: list[int], total: int | None,
         timeout: float | None, retries: int, return_exceptions: bool, ordered: bool, bar: Progress | None,
-        run: RunLog | None = None,
+        run: RunLog | None = None, on_end: Callable[[], None] | None = None,
     ) -> None:
         self._router = router
         self._type = task_type
@@ -97,6 +97,7 @@ class Batch:
         self._ordered = ordered
         self._bar = bar
         self._run = run
+        self._on_end = on_end  # called once, when the run is over and no worker is left
         self._prefix = uuid.uuid4().hex[:12] if run is None else f"{run.run_id}:"
         self._fatal: BaseException | None = None  # raised at once (a run's payloads that don't match)
         self._cond = threading.Condition()
@@ -116,13 +117,22 @@ class Batch:
 
     # -- the consumer ------------------------------------------------------------
 
-    def results(self) -> Iterator[Any]:
-        for _ in range(self._slots):
-            worker = threading.Thread(target=self._work, name="map-worker", daemon=True)
-            worker.start()
-            self._workers.append(worker)
+    def start(self) -> Iterator[Any]:
+        """The generator of outcomes, primed: it is suspended inside its
+        `try` (no worker started yet), so closing or dropping it, even
+        before its first `next`, runs its `finally` and ends the run."""
+        outcomes = self._results()
+        next(outcomes)
+        return outcomes
+
+    def _results(self) -> Iterator[Any]:
         interrupted = False
         try:
+            yield None  # the priming step (`start`)
+            for _ in range(self._slots):
+                worker = threading.Thread(target=self._work, name="map-worker", daemon=True)
+                worker.start()
+                self._workers.append(worker)
             while True:
                 with self._cond:
                     while True:
@@ -155,10 +165,20 @@ class Batch:
                 self._stop = True
                 self._cond.notify_all()
             if not interrupted:  # a Ctrl-C returns at once: the runtime's interrupted shutdown ends the chunks
-                for worker in self._workers:
-                    worker.join()  # each finishes (and records) the chunk it runs
+                self._join_workers()  # each finishes (and records) the chunk it runs
+            elif self._on_end is not None:
+                threading.Thread(target=self._join_workers, name="map-end", daemon=True).start()
             if self._bar is not None:
                 self._bar.close()
+
+    def _join_workers(self) -> None:
+        """Wait for every worker to end, then `on_end` (the run is over)."""
+        try:
+            for worker in self._workers:
+                worker.join()
+        finally:
+            if self._on_end is not None:
+                self._on_end()
 
     def _ready_outcomes(self) -> list[tuple[bool, Any]]:
         """Take the outcomes that can be yielded now: the next ones in input

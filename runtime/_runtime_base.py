@@ -388,7 +388,8 @@ class RuntimeBase:
         With `run_id`, each successful result is recorded under it as it
         completes, and a call again with the same `run_id` and payloads (here,
         or in a new runtime on the same `state_path`) runs only the payloads
-        without a recorded result (see `runtime._runs`)."""
+        without a recorded result (see `runtime._runs`). A `run_id` that
+        another map of this runtime is running raises `RunInProgressError`."""
         return list(self.imap(
             task_type, payloads, timeout=timeout, retries=retries, progress=progress,
             return_exceptions=return_exceptions, run_id=run_id,

@@ -22,14 +22,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from pykka.messages import ProxyCall
 
-from actors import ActorDeadError, Agent, AskTimeout, Event, EventType, NoCapableAgentError
+from actors import ActorDeadError, Agent, AskTimeout, Event, EventType, NoCapableAgentError, RunInProgressError
 from actors._types import new_id
-from runtime._runs import RunLog
+from runtime._runs import RunLog, check_run_id
 from runtime._progress import Progress
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class TaskRouter:
         # 1 for sync work, `max_concurrency` for async work.
         self._concurrency: dict[str, int] = {}
         self._refs: dict[str, Any] = {}  # agent name -> its ref
+        self._runs: set[str] = set()  # the run ids of the maps running now (`_claim_run`)
 
     def note_class(self, name: str, agent_cls: type[Agent]) -> None:
         """Remember whether agent `name`'s class overrides `execute_task`."""
@@ -220,7 +221,10 @@ class TaskRouter:
         only as results are consumed. So a pipeline larger than memory
         streams through.
         `ordered=False` yields results as they complete. With `run_id`,
-        results are recorded and recorded ones not run again (`_runs`).
+        results are recorded and recorded ones not run again (`_runs`); a
+        run_id that a map of this runtime is running raises
+        `RunInProgressError` here, at once, and is free again once that
+        map ended (returned, raised, or its generator was closed or dropped).
         """
         from runtime._map import Batch  # noqa: PLC0415 - _map imports this module
 
@@ -228,11 +232,39 @@ class TaskRouter:
         if not names:
             raise NoCapableAgentError(task_type, known)  # now, not at the first next()
         total = len(payloads) if hasattr(payloads, "__len__") else None  # type: ignore[arg-type]
-        run = None
-        if run_id is not None:
-            run = RunLog(self._rt.state, run_id, total)
         concurrency = [self.concurrency(name) for name in names]
-        batch = Batch(self, task_type, payloads, agents=concurrency, total=total, timeout=timeout,
-                      retries=retries, return_exceptions=return_exceptions, ordered=ordered,
-                      bar=Progress(total) if progress else None, run=run)
-        return batch.results()
+        if run_id is None:
+            return Batch(self, task_type, payloads, agents=concurrency, total=total, timeout=timeout,
+                         retries=retries, return_exceptions=return_exceptions, ordered=ordered,
+                         bar=Progress(total) if progress else None).start()
+        release = self._claim_run(check_run_id(run_id))
+        try:
+            run = RunLog(self._rt.state, run_id, total)
+            return Batch(self, task_type, payloads, agents=concurrency, total=total, timeout=timeout,
+                         retries=retries, return_exceptions=return_exceptions, ordered=ordered,
+                         bar=Progress(total) if progress else None, run=run, on_end=release).start()
+        except BaseException:
+            release()
+            raise
+
+    def _claim_run(self, run_id: str) -> Callable[[], None]:
+        """Hold `run_id` for one map; what frees it (idempotent).
+
+        `RunInProgressError` if a map of this runtime holds it: two maps
+        under one id would run each task twice and race on its records.
+        (Another runtime can't: one runtime at a time holds a state file.)
+        """
+        with self._lock:
+            if run_id in self._runs:
+                raise RunInProgressError(run_id)
+            self._runs.add(run_id)
+        freed = False
+
+        def release() -> None:
+            nonlocal freed
+            with self._lock:
+                if not freed:
+                    freed = True
+                    self._runs.discard(run_id)
+
+        return release

@@ -38,7 +38,7 @@ class TimedRouter:
 def _run(router: TimedRouter, n: int) -> list:
     batch = Batch(router, "t", range(n), agents=[1], total=n, timeout=None, retries=0, return_exceptions=False,
                   ordered=True, bar=None)
-    return list(batch.results())
+    return list(batch.start())
 
 
 def test_chunks_grow_when_their_coordination_alone_outlasts_the_target():

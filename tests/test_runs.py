@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import psutil
 import pytest
 
-from actors import Agent
+from actors import ActorsError, Agent, RunInProgressError
 from runtime import Runtime
+from conftest import wait_for
 
 
 class Squarer(Agent):
@@ -78,6 +82,93 @@ def test_a_run_called_with_other_payloads_raises_a_value_error_naming_it(rt):
         rt.map("square", [1, 2, 3, 4], run_id="mine")
     with pytest.raises(ValueError, match="run_id"):
         rt.map("square", [1], run_id="")
+
+
+def test_a_second_map_with_a_run_id_in_progress_raises_at_once_and_the_id_is_free_once_the_first_ended(rt):
+    rt.spawn(Squarer, "a")
+    first = rt.imap("square", [1, 2, 3], run_id="busy")
+    started = time.monotonic()
+    with pytest.raises(RunInProgressError, match="'busy'") as raised:
+        rt.map("square", [1, 2, 3], run_id="busy")
+    assert time.monotonic() - started < 5
+    assert raised.value.run_id == "busy" and isinstance(raised.value, ActorsError)
+    with pytest.raises(RunInProgressError):
+        next(rt.imap("square", [1, 2, 3], run_id="busy"))
+    assert rt.map("square", [4], run_id="other") == [16]  # other ids run meanwhile
+    assert list(first) == [1, 4, 9]
+    assert rt.map("square", [1, 2, 3], run_id="busy") == [1, 4, 9]
+
+
+def test_maps_with_one_run_id_from_two_threads_one_runs_and_the_other_raises(rt):
+    class Slow(Agent):
+        capabilities = ["slow"]
+
+        def do_work(self, task):
+            time.sleep(0.1)
+            return task["payload"]
+
+    rt.spawn(Slow, "s")
+    outcome = {}
+    first = threading.Thread(target=lambda: outcome.setdefault("first", rt.map("slow", range(20), run_id="t")))
+    first.start()
+    try:
+        wait_for(lambda: [row for row in rt.runs() if row["run_id"] == "t"])  # the first has begun (2 s of work)
+        with pytest.raises(RunInProgressError):
+            rt.map("slow", range(20), run_id="t")
+    finally:
+        first.join()
+    assert outcome["first"] == list(range(20))
+
+
+def test_a_run_id_is_free_again_after_its_map_raised(rt):
+    rt.spawn(Squarer, "a")
+    with pytest.raises(ValueError, match="negative"):
+        rt.map("square", [1, -2, 3], run_id="r")
+    assert rt.map("square", [1, -2, 3], run_id="r", return_exceptions=True)[0] == 1
+    with pytest.raises(ValueError, match="payload"):
+        rt.map("square", [1, -2, 4], run_id="r")  # refused by its records: the id is freed too
+    assert rt.map("square", [1, -2, 3], run_id="r", return_exceptions=True)[2] == 9
+
+
+def test_a_run_id_is_free_again_once_its_imap_is_closed_or_dropped(rt):
+    rt.spawn(Squarer, "a")
+    started = rt.imap("square", range(50), run_id="r")
+    assert next(started) == 0
+    started.close()
+    unstarted = rt.imap("square", range(50), run_id="r")
+    unstarted.close()
+    dropped = rt.imap("square", range(50), run_id="r")
+    assert next(dropped) == 0
+    del dropped
+    gc.collect()
+    never_read = rt.imap("square", range(50), run_id="r")
+    del never_read
+    gc.collect()
+    assert rt.map("square", range(50), run_id="r") == [n * n for n in range(50)]
+
+
+class Doubler(Agent):
+    capabilities = ["double"]
+
+    def do_work(self, task):
+        return task["payload"] * 2
+
+
+async def _aio_map_twice(rt, payloads):
+    # More payloads than the async view reads ahead (256): the first run
+    # can't end before its consumer lets it.
+    first = rt.aio.imap("double", payloads, run_id="aio")
+    assert await first.__anext__() == 0
+    with pytest.raises(RunInProgressError):
+        await rt.aio.map("double", payloads, run_id="aio")
+    await first.aclose()
+    return await rt.aio.map("double", payloads, run_id="aio")
+
+
+def test_the_aio_views_refuse_a_run_id_in_progress_too(rt):
+    rt.spawn(Doubler, "a")
+    payloads = list(range(2000))
+    assert asyncio.run(_aio_map_twice(rt, payloads)) == [n * 2 for n in payloads]
 
 
 def test_a_run_resumes_in_a_new_runtime_on_the_same_state_file(tmp_path):

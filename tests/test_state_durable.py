@@ -232,3 +232,48 @@ def test_task_records_past_the_window_leave_the_state_file(tmp_path):
         keys = sorted(k for (k,) in db.execute("SELECT key FROM kv WHERE key LIKE 'task:%'"))
         assert db.execute("SELECT COUNT(*) FROM tombstones WHERE key LIKE 'task:%'").fetchone() == (0,)
     assert keys == sorted(f"task:{t}:{part}" for t in ("t4", "t5") for part in ("completed", "result", "status"))
+
+
+_OLD_SCHEMA = """
+CREATE TABLE namespaces (ns TEXT PRIMARY KEY, writers BLOB);
+CREATE TABLE kv (
+    ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB, version INTEGER NOT NULL,
+    timestamp REAL NOT NULL, updated_by TEXT NOT NULL, checksum TEXT NOT NULL,
+    PRIMARY KEY (ns, key)
+);
+CREATE TABLE tombstones (
+    ns TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (ns, key)
+);
+CREATE TABLE history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ns TEXT NOT NULL, key TEXT NOT NULL, op TEXT NOT NULL,
+    version INTEGER NOT NULL, value BLOB, updated_by TEXT NOT NULL, timestamp REAL NOT NULL
+);
+"""
+
+
+def test_a_state_file_made_with_rowid_tables_still_works(tmp_path):
+    path = str(tmp_path / "state.db")
+    db = sqlite3.connect(path)
+    db.executescript(_OLD_SCHEMA)
+    db.close()
+    os.chmod(path, 0o600)
+    with Runtime(state_path=path) as rt:
+        rt.state.set("shared", "a", 1)
+        rt.state.set("shared", "gone", 1)
+        rt.state.delete("shared", "gone")
+        rt.store.set("flat", 2)
+    with Runtime(state_path=path) as rt:
+        assert rt.state.get("shared", "a") == 1 and rt.store.get("flat") == 2
+        rt.state.set("shared", "gone", 5)
+        assert rt.state.get_version("shared", "gone").version == 3
+    kinds = sqlite3.connect(path).execute("SELECT sql FROM sqlite_master WHERE name = 'kv'").fetchone()[0]
+    assert "WITHOUT ROWID" not in kinds  # its tables were kept as they were
+
+
+def test_a_new_state_file_keeps_its_keyed_tables_without_rowid(tmp_path):
+    path = str(tmp_path / "state.db")
+    with Runtime(state_path=path) as rt:
+        rt.state.set("shared", "a", 1)
+    db = sqlite3.connect(path)
+    for table in ("kv", "tombstones"):
+        assert "WITHOUT ROWID" in db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]

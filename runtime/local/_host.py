@@ -18,21 +18,25 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import sys
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, cast
 
 import pykka
 
-from actors import AgentContext
+from actors import ActorDeadError, AgentContext
 from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from runtime.local._logs import install_forwarder
 from actors._snapshot import SnapshotHost
 from runtime.local._aio_host import AsyncHost
+from runtime.wire._channel import Channel, PeerGone
+from runtime.wire._frames import SNAPSHOT, encode
 from runtime.wire._node import Node
 from runtime.wire._reactor import MAILBOX_SIZE, ReactorInbox
 from runtime._ref import AgentRef
@@ -47,6 +51,8 @@ EXIT_FAILED = 3  # the actor stopped because a told message raised
 # (through any ref, from any process) is never taken for a crash, whatever
 # on_stop then does (raise: ON_STOP_FAILED follows; os._exit; hang and get
 # killed).
+_SNAPSHOT_TIMEOUT = 60.0  # how long a snapshot's ask waits for a state file's commit
+
 STOP_REQUESTED = b"stopping:"
 ON_STOP_FAILED = b"on_stop_failed:"
 
@@ -67,6 +73,7 @@ class BootSpec:
     mailbox_size: int = MAILBOX_SIZE  # messages from other processes waiting unread (see `_reactor`)
     log_address: str = ""  # the runtime's `LogCollector`: where this process's log records go
     log_level: int = logging.WARNING  # the lowest level forwarded (see `_logs.forwarded_level`)
+    snapshots_told: bool = False  # the store keeps snapshots in memory: tell them (`snapshot_sender`)
 
 
 class ProcessHost(pykka.Actor):
@@ -213,6 +220,36 @@ def _hosts_for(cls: type) -> tuple[type, ...]:
     return hosts
 
 
+def snapshot_sender(node: Node, spec: BootSpec) -> Callable[[bytes], None]:
+    """How this agent sends its pickled snapshots to the store
+    (`actors._snapshot`): the bare bytes, which the store keeps under the
+    sender's name (`StateStore.keep_snapshot`).
+
+    With a state file, asked: it returns once the store committed. In
+    memory, told (a SNAPSHOT frame) on a connection to the runtime's node
+    that carries nothing else, which the node reads in batches
+    (`runtime.wire._drain`); written to the kernel before this returns
+    (never queued with batched tells), so before the reply that follows.
+    """
+    if not spec.snapshots_told:
+        store = spec.ctx.store._ref  # the `_state` service's ref
+        return lambda blob: store.ask(blob, timeout=_SNAPSHOT_TIMEOUT)
+    address = spec.registry_address
+    channel: list[Channel] = []  # made at the first snapshot, again if it broke
+
+    def tell(blob: bytes) -> None:
+        frame = encode(SNAPSHOT, 0, b"_state", pickle.dumps(blob, pickle.HIGHEST_PROTOCOL))
+        try:
+            if not channel or channel[0].closed:
+                channel[:] = [Channel(address, node.authkey)]
+            channel[0].send(frame)
+        except PeerGone as exc:
+            msg = f"the runtime is gone: a snapshot could not be saved ({exc})"
+            raise ActorDeadError(msg) from None
+
+    return tell
+
+
 def agent_main(boot: bytes, control: Connection) -> int:
     """Run the agent described by `boot` in this process; return its exit code.
 
@@ -239,6 +276,7 @@ def agent_main(boot: bytes, control: Connection) -> int:
             "_control": control,
             "_mailbox_size": spec.mailbox_size,
             "_snapshot_dumps": staticmethod(dumps),
+            "_snapshot_send": staticmethod(snapshot_sender(node, spec)),
             "__module__": cls.__module__,
             "__qualname__": cls.__qualname__,
         },

@@ -45,6 +45,8 @@ __all__ = ["LocalRuntime"]
 
 logger = logging.getLogger("runtime")
 
+_DRAIN_TIMEOUT = 10.0  # how long an exit waits for its process's connections to reach their end
+
 
 def _raise_open_files_limit(wanted: int = 16384) -> None:
     # Each agent costs the runtime a few descriptors (pidfd, control pipe,
@@ -92,6 +94,11 @@ class LocalRuntime(Runtime):
         preload = preload_modules(preload)
         _raise_open_files_limit()
         self._init_bookkeeping(start_timeout)
+        # A store in memory takes snapshots told (one round trip less each):
+        # each exit's connections are then read to their end before a
+        # restart restores (`_on_exit`). A state file's store answers them
+        # once committed.
+        self._snapshots_told = state_path is None
         self._authkey = os.urandom(32)
         self._rundir_lock = RunDir()  # mode 0700, locked while this process lives
         self._rundir = self._rundir_lock.path
@@ -167,7 +174,7 @@ class LocalRuntime(Runtime):
         spec = BootSpec(
             name, agent_cls, args, kwargs, ctx, self.id, self._authkey, self._rundir, self._node.address,
             mailbox_size=check_mailbox_size(mailbox_size), log_address=self._logs.address,
-            log_level=forwarded_level(name),
+            log_level=forwarded_level(name), snapshots_told=self._snapshots_told,
         )
         boot = dumps(spec, f"agent {name!r} (its class or arguments)")
         with self._lock:
@@ -183,7 +190,8 @@ class LocalRuntime(Runtime):
             self._forget_identity(name)
             raise
         record = AgentRecord(name, boot, caps, restart, max_restarts, restart_window, started, kind=kind,
-                             ref=AgentRef(name, started.address, self.id, agent_cls.__name__))
+                             ref=AgentRef(name, started.address, self.id, agent_cls.__name__),
+                             drain=self._snapshots_told and getattr(agent_cls, "_durable", False))
         with self._lock:
             self._records[name] = record
         self._node.names[name] = started.address
@@ -218,7 +226,14 @@ class LocalRuntime(Runtime):
         return started
 
     def _on_exit(self, record: AgentRecord, reason: str, error: str | None = None) -> None:
-        """In the supervisor's thread for this exit: unregister, then AGENT_LEFT."""
+        """In the supervisor's thread for this exit: for a durable agent,
+        everything its process sent is read first (its last snapshot told
+        is in the store before anything of a next incarnation asks for it,
+        `actors._snapshot`); then unregister, then AGENT_LEFT."""
+        if record.drain and not self._node.wait_drained(record.started.process.pid, _DRAIN_TIMEOUT):
+            logger.warning("agent %s exited but a connection of its process stayed open for %s s "
+                           "(a child process of it holds it?); its last snapshot may be missed",
+                           record.name, _DRAIN_TIMEOUT)
         address = record.started.address
         if self._node.names.get(record.name) == address:
             del self._node.names[record.name]

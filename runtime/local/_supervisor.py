@@ -66,6 +66,9 @@ class AgentRecord(SupervisedRecord):
     gone_waiters: list[Callable[[str | None], None]] = field(default_factory=list)
     settled: str | None = None
     left: str | None = None  # the AGENT_LEFT reason of the last exit
+    # Its snapshots are told (a store in memory, a class with `snapshot`):
+    # each exit first reads its process's connections to their end.
+    drain: bool = False
 
 
 def decide(record: Any, abnormal: bool) -> str:

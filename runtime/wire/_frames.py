@@ -22,7 +22,8 @@ import struct
 from actors import MessageSerializationError
 
 __all__ = [
-    "ASK", "ASK_CHAINED", "GONE", "INFO", "LEAVING", "LOOKUP", "REPLY", "STATS", "TELL", "FrameReader", "decode_header",
+    "ASK", "ASK_CHAINED", "GONE", "INFO", "LEAVING", "LOOKUP", "REPLY", "SNAPSHOT", "STATS", "TELL", "FrameReader",
+    "decode_header",
     "encode",
     "set_read_timeout", "shutdown_fd", "socket_view", "write_all",
 ]
@@ -39,6 +40,9 @@ GONE = 8  # registry: reply once the named agent's process at the address in bod
 # registry: the named agent, hosted at the address in body, is stopping: its
 # name is forgotten (sent by that agent's own process only), then the reply
 LEAVING = 9
+# A tell of an agent's pickled snapshot to the named store, on a connection
+# that carries nothing else: read in batches, the last one kept (`runtime.wire._drain`)
+SNAPSHOT = 10
 
 _PREFIX = struct.Struct("!iBQH")  # length, kind, request id, name length
 _HEADER = struct.Struct("!BQH")

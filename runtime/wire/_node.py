@@ -38,13 +38,14 @@ from actors._base import Sent, set_idle_hook
 from actors._chain import AskChain
 from runtime.wire._batching import flush_all, flush_thread
 from runtime.wire._channel import Channel, PeerGone
+from runtime.wire._drain import OpenConnections, read_snapshots
 from runtime.wire._handshake import HandshakeGuard, peer_pid
 from runtime.wire._reactor import Reactor
 from runtime.wire._reply import Outbox, RemoteReply
 from runtime.wire._serialization import loads
 from runtime.wire._spin import IDLE_SPIN, Spinner
 from runtime.wire._frames import (
-    ASK_CHAINED, GONE, INFO, LEAVING, LOOKUP, STATS, TELL, FrameReader, decode_header, encode, shutdown_fd,
+    ASK_CHAINED, GONE, INFO, LEAVING, LOOKUP, SNAPSHOT, STATS, TELL, FrameReader, decode_header, encode, shutdown_fd,
 )
 
 __all__ = ["Node", "node_for"]
@@ -93,6 +94,7 @@ class Node:
         # Every thread's `channels` (by id), while the thread lives.
         self._thread_channels: weakref.WeakValueDictionary[int, _Channels] = weakref.WeakValueDictionary()
         self._conns: set[Connection] = set()
+        self._reading = OpenConnections()  # registry only: by peer pid (`wait_drained`)
         self._closed = False
         self._guard = HandshakeGuard()  # deadlines and a cap for the handshakes under way
         # In an agent's process the agent's own thread reads the connections
@@ -195,9 +197,20 @@ class Node:
 
     def _serve(self, sock: socket.socket) -> None:
         sender = None
+        pid = 0
         if self.is_registry:  # the kernel says which process connected; the key can't
             pid = peer_pid(sock)
             sender = self.identify(pid) if pid > 0 else "_unknown"
+        with self._reading.of(pid):
+            self._read_from(sock, sender)
+
+    def wait_drained(self, pid: int, timeout: float | None) -> bool:
+        """Wait until every connection from process `pid` has been read to
+        its end (registry only); False if one is still open at `timeout`.
+        For a process that has exited: all it sent is then delivered."""
+        return self._reading.wait_drained(pid, timeout)
+
+    def _read_from(self, sock: socket.socket, sender: str | None) -> None:
         conn = Connection(sock.detach())
         fd = conn.fileno()
         if not self._guard.authenticate(conn, self.authkey):
@@ -212,22 +225,41 @@ class Node:
         # poll for the next request before it sleeps, as agents do.
         spinner = Spinner(IDLE_SPIN)
         try:
+            try:
+                frame = reader.read()
+            except (EOFError, OSError):
+                return
+            if frame[0] == SNAPSHOT:  # an agent's connection for its snapshots alone
+                read_snapshots(reader, frame, lambda last: self._deliver_snapshot(last, sender))
+                return
             while True:
+                try:
+                    self._dispatch(outbox, frame, sender)
+                except Exception:  # a malformed frame: drop this peer, not the node
+                    logger.exception("dropping a connection that sent a malformed frame")
+                    return
                 try:
                     if not reader.buffered():
                         spinner.read(fd, reader)
                     frame = reader.read()
                 except (EOFError, OSError):
                     return
-                try:
-                    self._dispatch(outbox, frame, sender)
-                except Exception:  # a malformed frame: drop this peer, not the node
-                    logger.exception("dropping a connection that sent a malformed frame")
-                    return
         finally:
             self._conns.discard(conn)
             outbox.close()  # replies still to come are dropped, never written to a reused fd
             conn.close()
+
+    def _deliver_snapshot(self, frame: memoryview, sender: str | None) -> None:
+        """A snapshot frame from `sender`'s own connection for them: to its store."""
+        kind, _request_id, name, body = decode_header(frame)
+        ref = self.local.get(name)
+        if kind != SNAPSHOT or sender is None or ref is None or name not in self._wants_sender:
+            logger.info("dropped a snapshot for %r from %r: nobody here keeps it", name, sender)
+            return
+        try:
+            ref.actor_inbox.put(Envelope(Sent(sender, loads(body))))
+        except Exception:  # a malformed frame: this snapshot is lost, not the reader
+            logger.exception("could not deliver a snapshot from %r", sender)
 
     def _dispatch(self, outbox: Outbox, frame: memoryview, sender: str | None = None) -> None:
         """Deliver one frame from a connection whose peer is `sender` (if known)."""
