@@ -7,7 +7,6 @@ version check and the write it guards are atomic without any lock, and
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import time
 from collections import deque
@@ -18,6 +17,18 @@ from pykka.messages import ProxyCall
 
 from actors._base import ActorBase, Sent
 from actors._durable import FLAT_NS, SqliteBackend
+from actors._namespaces import (
+    FLAT,
+    LOCAL,
+    PLAIN as _PLAIN,
+    QUIET as _QUIET,
+    RUNS,
+    SHARED,
+    SNAPSHOTS,
+    check_key,
+    checksum,
+    reserved as _reserved,
+)
 from actors._errors import (
     ActorDeadError,
     MessageSerializationError,
@@ -28,33 +39,6 @@ from actors._types import EventType, StateVersion, make_event, make_version
 from actors._timers import TimerHandle, call_later
 
 __all__ = ["FLAT", "LOCAL", "RUNS", "SHARED", "SNAPSHOTS", "StateStore", "check_key", "checksum"]
-
-SHARED = "shared"
-LOCAL = "runtime"  # the identity of whatever the runtime's own process writes
-FLAT = None  # the namespace of `rt.store`; keys never meet a named namespace's
-# Reserved namespaces, written only by the runtime's process (and, for
-# snapshots, by each agent for its own name through `save_snapshot`).
-# Their writes are quiet: no history rows, no STATE_CHANGED (they are
-# bookkeeping, written after every message or every chunk).
-SNAPSHOTS = "_snapshots"  # agent name -> pickled `snapshot()` (see `actors._snapshot`)
-RUNS = "_runs"  # records of resumable batches (see `runtime._runs`)
-_QUIET = frozenset({SNAPSHOTS, RUNS})
-_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})  # pickled alike by any pickler
-
-
-def _reserved() -> dict[str | None, frozenset[str] | None]:
-    return {FLAT: None, SHARED: None, SNAPSHOTS: frozenset({LOCAL}), RUNS: frozenset({LOCAL})}
-
-
-def check_key(key: Any) -> None:
-    if not isinstance(key, str):
-        msg = f"state keys must be str, got {type(key).__name__}: {key!r}"
-        raise TypeError(msg)
-
-
-def checksum(blob: bytes) -> str:
-    """The checksum a `StateVersion` carries: of the value's pickle."""
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 class StateStore(ActorBase):

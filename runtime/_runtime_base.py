@@ -12,17 +12,17 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self, cast
 
-from actors import ActorDeadError, Agent, AskTimeout, EventType
+from actors import ActorDeadError, Agent, EventType
 from actors._replicated import Replica, ReplicatedState
 from runtime._monitor import ProcessMonitor
 from runtime.wire._reactor import MAILBOX_SIZE, check_mailbox_size
 from runtime._ref import AgentRef
+from runtime._stopping import Stopping
 from runtime._runs import drop_run as drop_run_records, list_runs
 from runtime.wire._serialization import dumps
 from runtime.wire._spin import check_environment
@@ -42,7 +42,7 @@ logger = logging.getLogger("runtime")
 ENDED_KEPT = 16  # records of agents ended for good still listed by agent_info()
 
 
-class RuntimeBase:
+class RuntimeBase(Stopping):
     """The backend-neutral surface of `Runtime` (see `runtime._backends`).
 
     Attributes a backend sets up: `state`, `events`, `sync`, `comm`,
@@ -74,10 +74,6 @@ class RuntimeBase:
         """
         raise NotImplementedError
 
-    def _reap(self, record: Any, timeout: float) -> None:
-        """Wait up to `timeout` for a stopped agent's process to end (or end it)."""
-        raise NotImplementedError
-
     def _still_alive(self, record: Any) -> bool:
         """Whether a "running" record's process is still there right now."""
         raise NotImplementedError
@@ -93,75 +89,7 @@ class RuntimeBase:
         """How `actors status` reaches this runtime (NotImplementedError where it can't)."""
         raise NotImplementedError
 
-    def _interrupt(self, record: Any) -> None:
-        """Abandon the handler `record`'s agent is running, if it is in one,
-        so its stop (and `on_stop`) need not wait for a long task; called by
-        `_stop_all` after the stop messages went out, when the shutdown was
-        interrupted (Ctrl-C, SIGTERM). A backend that can't: does nothing."""
-
     # -- shared ----------------------------------------------------------------
-
-    def _stop_record(self, record: Any, timeout: float) -> None:
-        """Stop one agent, running its `on_stop`; AGENT_LEFT is out on return.
-
-        Within `timeout` in all (then the process is killed)."""
-        deadline = time.monotonic() + timeout
-        record.status = "stopping"
-        try:
-            record.ref.stop(timeout=timeout)
-        except Exception:  # noqa: BLE001 - dead or stuck: reaped below
-            pass
-        self._reap(record, max(deadline - time.monotonic(), 0))
-        record.exit_handled.wait(max(deadline - time.monotonic(), 1.0))  # AGENT_LEFT is out when this returns
-        record.status = "stopped"
-
-    def _stop_all(self, timeout: float) -> list[Any]:
-        """Stop every agent at once (each runs `on_stop`), under one deadline
-        `timeout` away; what still runs then is killed. The records stopped.
-        Restarts must already be stopped."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            records = [r for r in self._records.values() if r is not None and r.status not in ("stopped", "gave up")]
-        for record in records:
-            record.status = "stopping"
-        stops = []
-        for record in records:
-            try:
-                stops.append(record.ref.stop(block=False))
-            except Exception:  # noqa: BLE001 - already gone
-                stops.append(None)
-        if self._interrupting:
-            # After the stops: a task sent meanwhile waits behind its stop.
-            for record in records:
-                self._interrupt(record)
-        for record, future in zip(records, stops):
-            self._await_stop(record, future, deadline)
-        for record in records:
-            self._reap(record, max(deadline - time.monotonic(), 0))
-            record.status = "stopped"
-        return records
-
-    def _await_stop(self, record: Any, future: Any, deadline: float) -> None:
-        """Wait for `record`'s stop until `deadline` (then it is reaped).
-
-        When interrupting, the agent is interrupted again every 0.2 s: one
-        that was between messages at the first interrupt may have begun its
-        next task since, and only an interrupt ends a task early.
-        """
-        if future is None:
-            return
-        while True:
-            remaining = deadline - time.monotonic()
-            step = min(remaining, 0.2) if self._interrupting else remaining
-            try:
-                future.get(timeout=max(step, 0))
-                return
-            except AskTimeout:
-                if not self._interrupting or remaining <= 0.2:
-                    return
-                self._interrupt(record)
-            except Exception:  # noqa: BLE001 - dead or stuck: reaped below
-                return
 
     def _forget_ended(self, record: Any) -> None:
         """`record` ended for good: keep it listed until `ENDED_KEPT` newer
