@@ -331,10 +331,10 @@ def test_a_signal_during_a_batch_of_long_tasks_stops_it_within_seconds(tmp_path,
     try:
         working = set()
         for line in proc.stdout:
-            if line.startswith("working"):
-                working.add(int(line.split()[1]))
-                if len(working) == 2:
-                    break
+            # Two agents print to one pipe: their lines may interleave.
+            working.update(int(pid) for pid in re.findall(r"working (\d+)", line))
+            if len(working) == 2:
+                break
         proc.send_signal(sig)
         proc.send_signal(sig)  # a second one, as an impatient user's: no traceback
         started = time.monotonic()
@@ -343,6 +343,8 @@ def test_a_signal_during_a_batch_of_long_tasks_stops_it_within_seconds(tmp_path,
     finally:
         proc.kill()
         proc.wait(10)
+        proc.stdout.close()
+        proc.stderr.close()
     assert proc.returncode == code, err
     assert took < 10, f"took {took:.1f} s to stop"
     assert "Traceback" not in err
