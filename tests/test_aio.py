@@ -257,3 +257,33 @@ def test_cancelling_a_task_that_awaits_an_ask_abandons_the_ask(rt):
     reply, (channel, request_id, _what) = asyncio.run(main())
     assert reply == "after"
     assert request_id not in channel._replies and request_id not in channel._waiters
+
+
+def test_an_idle_loop_polls_for_an_awaited_reply_and_a_busy_one_never_does(rt, monkeypatch):
+    from runtime.wire import _spin
+
+    spins = []
+    real = _spin.Spinner.read
+    monkeypatch.setattr(_spin.Spinner, "read", lambda self, fd, reader: (spins.append(fd), real(self, fd, reader)))
+    echo = rt.agents["echo"]
+
+    async def idle():
+        return [await echo.ask(i, block=False) for i in range(20)]
+
+    assert asyncio.run(idle()) == list(range(20))
+    assert spins  # nothing else to run: it polled before sleeping, as a blocking ask does
+
+    async def busy():
+        async def spinner_of_our_own():
+            while True:
+                await asyncio.sleep(0)  # always a callback ready
+
+        other = asyncio.create_task(spinner_of_our_own())
+        try:
+            return [await echo.ask(i, block=False) for i in range(20)]
+        finally:
+            other.cancel()
+
+    spins.clear()
+    assert asyncio.run(busy()) == list(range(20))
+    assert spins == []  # other work was ready: the loop never held it up polling
