@@ -172,6 +172,30 @@ def test_an_agent_cannot_write_another_agents_snapshot(rt):
     assert pickle.loads(rt.state.get("_snapshots", "c")) == {"count": 1}
 
 
+def test_a_snapshot_frame_from_a_process_that_is_no_agent_keeps_nothing(rt):
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    rt.spawn(Counter, "c").ask("inc", timeout=10)
+    address, key = rt._node.address, rt._node.authkey.hex()
+    script = textwrap.dedent(f"""
+        import pickle, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from runtime.wire._channel import Channel
+        from runtime.wire._frames import SNAPSHOT, encode
+        channel = Channel({address!r}, bytes.fromhex({key!r}))
+        channel.send(encode(SNAPSHOT, 0, b"_state", pickle.dumps(b"forged", pickle.HIGHEST_PROTOCOL)))
+        channel.close()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])  # has the key, but the registry doesn't know it
+    assert proc.wait(timeout=60) == 0
+    assert rt._node.wait_drained(proc.pid, 30)  # everything it sent was read
+    wait_for(lambda: rt.state.get("_snapshots", "c") is not None)
+    assert rt.state.list_keys("_snapshots") == ["c"]
+
+
 def test_a_class_with_snapshot_but_no_restore_is_refused():
     with pytest.raises(TypeError, match="restore"):
         type("Half", (Agent,), {"snapshot": lambda self: 1})

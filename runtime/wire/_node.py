@@ -253,7 +253,10 @@ class Node:
         """A snapshot frame from `sender`'s own connection for them: to its store."""
         kind, _request_id, name, body = decode_header(frame)
         ref = self.local.get(name)
-        if kind != SNAPSHOT or sender is None or ref is None or name not in self._wants_sender:
+        # Only an agent keeps a snapshot: never a process the registry does
+        # not know ("_unknown:<pid>"), nor the runtime's own.
+        if (kind != SNAPSHOT or sender is None or sender.startswith("_") or sender == "runtime" or ref is None
+                or name not in self._wants_sender):
             logger.info("dropped a snapshot for %r from %r: nobody here keeps it", name, sender)
             return
         try:
