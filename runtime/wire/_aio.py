@@ -171,7 +171,7 @@ def _spin(loop: asyncio.AbstractEventLoop, channel: AwaitedReplies) -> None:
     ready = getattr(loop, "_ready", None)
     if ready is None or ready or channel._aio_loop is not loop or channel._aio_paused or not channel._waiters:
         return
-    if channel.spin_ready() and channel._reader.buffered():
+    if channel.pump_ready(False, spin=True) and channel._reader.buffered():
         _pause(loop, channel)
 
 
@@ -236,12 +236,13 @@ class AwaitedReplies:
             if abandon and self._replies.pop(request_id, None) is None:
                 self._abandoned.add(request_id)
 
-    def pump_ready(self, readable: bool) -> bool:
+    def pump_ready(self, readable: bool, *, spin: bool = False) -> bool:
         """Take the replies that are here without ever blocking: the frames
         already buffered (at most `PUMP_FRAMES` of them: the caller sees
         what is left with `_reader.buffered()`), and with `readable` what
-        the socket holds now. False if another thread is reading (it files
-        the replies).
+        the socket holds now, or with `spin` what comes while it is polled
+        for a moment (see `_spin`). False if another thread is reading (it
+        files the replies).
 
         `_reader.buffered()` may be read without the lock: only the one
         thread reading changes the reader, and it settles every waiter
@@ -253,7 +254,12 @@ class AwaitedReplies:
             self._reading = True
         try:
             reader = self._reader
-            if readable:
+            if spin:
+                spinner = self._aio_spinner
+                if spinner is None:
+                    spinner = self._aio_spinner = Spinner()
+                spinner.read(self._fd, reader)  # bytes fed, or none (EOF: the loop's reader sees it)
+            elif readable:
                 view = socket_view(self._fd)
                 try:
                     chunk = view.recv(1 << 16, socket.MSG_DONTWAIT)
@@ -268,29 +274,6 @@ class AwaitedReplies:
                     return True
                 if chunk:
                     reader.feed(chunk)
-            for _ in range(PUMP_FRAMES):
-                if not reader.buffered():
-                    break
-                self._take(reader.read())
-        finally:
-            with self._cond:
-                self._reading = False
-                self._cond.notify_all()
-        return True
-
-    def spin_ready(self) -> bool:
-        """`pump_ready` after polling the socket for the first bytes of a
-        reply (see `_spin`); False if another thread is reading."""
-        with self._cond:
-            if self._reading:
-                return False
-            self._reading = True
-        try:
-            spinner = self._aio_spinner
-            if spinner is None:
-                spinner = self._aio_spinner = Spinner()
-            reader = self._reader
-            spinner.read(self._fd, reader)  # bytes fed, or none (EOF: the loop's reader sees it)
             for _ in range(PUMP_FRAMES):
                 if not reader.buffered():
                     break
