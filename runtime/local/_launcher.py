@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import select
 import signal
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from actors import ActorsError, AgentStartError
+from runtime.wire._frames import readable_now
 from runtime.wire._serialization import loads
 from runtime.local._zygote import BOOT_CODE
 
@@ -91,11 +91,8 @@ class AgentProcess:
             return False
         if self.exitcode is not None:
             return False
-        # A poll of the pidfd, made here: `wait()` builds a selector each
-        # time, and the task router asks this of every agent per task.
-        poll = select.poll()
-        poll.register(self.sentinel, select.POLLIN)
-        return not poll.poll(0)
+        # The task router asks this of every agent per task: one poll.
+        return not readable_now(self.sentinel)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the process ended and its exit status is known."""

@@ -10,7 +10,6 @@ each other closely are batched into one write (see `runtime.wire._batching`).
 from __future__ import annotations
 
 import itertools
-import select
 import socket
 import threading
 import time
@@ -28,7 +27,7 @@ from runtime.wire._batching import BATCH_BYTES, BURST, flush_thread, queued
 from runtime.wire._serialization import loads, unloadable
 from runtime.wire._spin import Spinner
 from runtime.wire._frames import (
-    REPLY, FrameReader, decode_header, set_read_timeout, shutdown_fd, socket_view, write_all,
+    REPLY, FrameReader, decode_header, readable_now, set_read_timeout, shutdown_fd, socket_view, write_all,
 )
 
 __all__ = ["AskFuture", "Channel", "PeerGone", "local_waiter"]  # the futures from `_future`, for callers
@@ -215,15 +214,8 @@ class Channel(AwaitedReplies):
                     # Out of time (or a poll: timeout 0): take a reply that has
                     # arrived but was not read yet, once, without waiting.
                     polled = True
-                    if self._reader.buffered() or select.select([self._fd], [], [], 0)[0]:
-                        self._reading = True
-                        self._cond.release()
-                        try:
-                            self._read_one(_POLL_READ)
-                        finally:
-                            self._cond.acquire()
-                            self._reading = False
-                            self._cond.notify_all()
+                    if self._reader.buffered() or readable_now(self._fd):
+                        self._read_unlocked(_POLL_READ)
                         continue
                 if remaining is not None and remaining <= 0:
                     # Its reply, if it comes late, is kept for a later wait
@@ -233,14 +225,19 @@ class Channel(AwaitedReplies):
                 if self._reading:  # another thread reads for us: wait for news
                     self._cond.wait(remaining)
                     continue
-                self._reading = True
-                self._cond.release()
-                try:
-                    self._read_one(remaining)
-                finally:
-                    self._cond.acquire()
-                    self._reading = False
-                    self._cond.notify_all()
+                self._read_unlocked(remaining)
+
+    def _read_unlocked(self, timeout: float | None) -> None:
+        # Under `_cond`, which is let go meanwhile: read one frame as the
+        # channel's reader (others wait for news), then wake them.
+        self._reading = True
+        self._cond.release()
+        try:
+            self._read_one(timeout)
+        finally:
+            self._cond.acquire()
+            self._reading = False
+            self._cond.notify_all()
 
     def abandon(self, request_id: int) -> None:
         """Nobody will wait for `request_id` any more: drop its reply, now or when it comes.
@@ -307,3 +304,4 @@ class Channel(AwaitedReplies):
             return
         set_read_timeout(self._fd, timeout)
         self._read_timeout = timeout
+

@@ -16,6 +16,7 @@ tells costs one system call, not two per message.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 
@@ -25,7 +26,7 @@ __all__ = [
     "ASK", "ASK_CHAINED", "GONE", "INFO", "LEAVING", "LOOKUP", "REPLY", "SNAPSHOT", "STATS", "TELL", "FrameReader",
     "decode_header",
     "encode",
-    "set_read_timeout", "shutdown_fd", "socket_view", "write_all",
+    "readable_now", "set_read_timeout", "shutdown_fd", "socket_view", "write_all",
 ]
 
 TELL = 1  # deliver body to the named actor; no reply
@@ -107,6 +108,16 @@ def set_read_timeout(fd: int, seconds: float | None) -> None:
         view.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((value - whole) * 1e6)))
     finally:
         view.detach()
+
+
+def readable_now(fd: int) -> bool:
+    """Whether `fd` (a socket, a pidfd) is readable right now: bytes, EOF,
+    an exit. One `poll`: not `select`, which refuses descriptors past 1023
+    (a runtime with many agents has them), nor `multiprocessing`'s `wait`,
+    which builds a selector each time."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def shutdown_fd(fd: int) -> None:
