@@ -27,7 +27,9 @@ def stray_processes() -> list[psutil.Process]:
             cmdline = " ".join(proc.cmdline())
             if any(h in cmdline for h in _HELPERS) or proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if _ray_process(cmdline):
+            # A Ray worker on its way out has an empty command line, but
+            # still its name ("ray::Host").
+            if _ray_process(cmdline) or proc.name().startswith("ray::"):
                 continue
         except psutil.Error:
             continue
