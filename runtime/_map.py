@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from actors import ActorDeadError, NoCapableAgentError
+from runtime.wire._signals import slice_for_signals
 
 if TYPE_CHECKING:
     from runtime._runs import RunLog
@@ -147,7 +148,7 @@ class Batch:
                             if self._run is not None:
                                 self._run.finish(self._taken)
                             return
-                        self._cond.wait()
+                        self._cond.wait(slice_for_signals(None))  # the main thread sees a Ctrl-C meanwhile
                 for ok, value in ready:  # yielded outside the lock: the workers go on meanwhile
                     if not ok and not self._return_exceptions:
                         raise value
@@ -175,7 +176,8 @@ class Batch:
         """Wait for every worker to end, then `on_end` (the run is over)."""
         try:
             for worker in self._workers:
-                worker.join()
+                while worker.is_alive():
+                    worker.join(slice_for_signals(None))  # in the main thread, a Ctrl-C is seen meanwhile
         finally:
             if self._on_end is not None:
                 self._on_end()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
+import threading
 
 import psutil
 import pytest
 
 from runtime import PreloadError, Runtime
+from conftest import wait_for
 
 WHERE = textwrap.dedent("""
     import os
@@ -67,3 +70,63 @@ def test_a_module_that_fails_to_preload_is_named_and_nothing_is_left_running(tmp
 def test_preload_names_a_bad_entry(preload, error, message):
     with pytest.raises(error, match=message):
         Runtime(preload=preload)
+
+
+@pytest.fixture
+def zygote():
+    from runtime.local._launcher import Zygote
+
+    zygote = Zygote()
+    zygote.wait_ready(30)
+    yield zygote
+    zygote.close()
+
+
+@pytest.fixture
+def sleeper():
+    process = subprocess.Popen(["sleep", "60"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def _join_in_thread(handle, timeout):
+    thread = threading.Thread(target=handle.join, args=(timeout,), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_waiter_gets_the_exit_status_even_when_another_thread_closes_the_handle_first(zygote, sleeper):
+    # The supervisor learns an agent's exit, keeps its status in the handle
+    # and closes it (dropping the zygote's copy) while a thread stopping the
+    # agent waits for that status: the waiter must find it, not wait out
+    # its whole timeout (a shutdown took 2 s longer per agent so).
+    from runtime.local._launcher import AgentProcess
+
+    handle = AgentProcess(sleeper.pid, zygote)
+    waiter = _join_in_thread(handle, 60)
+    sleeper.kill()
+    sleeper.wait()
+    wait_for(lambda: handle._users == 0)  # past the pidfd: waiting for the status
+    with zygote._cond:  # the report and the supervisor's close, before the waiter wakes
+        zygote._exits[sleeper.pid] = -9
+        assert handle.exitcode == -9
+        handle.close()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert handle.exitcode == -9 and zygote.exitcode(sleeper.pid) is None
+
+
+def test_a_handle_closed_while_a_thread_waits_on_its_pidfd_is_closed_by_that_thread_when_done(zygote, sleeper):
+    # Closing a descriptor another thread polls could hand that thread a
+    # reused number: the close waits for the last user.
+    from runtime.local._launcher import AgentProcess
+
+    handle = AgentProcess(sleeper.pid, zygote)
+    waiter = _join_in_thread(handle, 0.5)
+    wait_for(lambda: handle._users == 1)
+    handle.close()
+    assert handle.sentinel >= 0  # still polled
+    waiter.join(10)
+    assert not waiter.is_alive() and handle.sentinel == -1
+    assert handle.is_alive() is False  # closed: nothing more is known of it

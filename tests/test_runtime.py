@@ -283,17 +283,40 @@ def test_short_lived_agents_leave_no_descriptors_threads_or_records_behind(rt):
     assert all(abs(a - b) <= 10 for a, b in zip(after, before)), (before, after)
 
 
-def test_ctrl_c_while_map_waits_returns_at_once_and_the_runtime_stops_its_agents(tmp_path):
+# The kernel gives a process's signal to one of its threads, normally the
+# main one; Python runs the handler in the main thread either way. Taken by
+# another thread, a Ctrl-C must still end a wait of the main thread.
+SIGNAL_TAKER = {
+    "main thread": "",
+    "another thread": """
+        def take_signals():  # the only thread not blocking SIGINT: the kernel gives it the Ctrl-C
+            time.sleep(120)
+        threading.Thread(target=take_signals, daemon=True).start()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # here and in every thread started from now
+    """,
+}
+
+
+def _run_interrupted(tmp_path, body: str, taker: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "interrupted.py"
+    script.write_text(textwrap.dedent("""
+        import faulthandler, os, signal, sys, threading, time
+        faulthandler.dump_traceback_later(45, exit=True)  # a hang shows every thread's stack
+        from actors import Agent
+        from runtime import Runtime
+    """) + textwrap.dedent(SIGNAL_TAKER[taker]) + textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=90,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
+@pytest.mark.parametrize("taker", list(SIGNAL_TAKER))
+def test_ctrl_c_while_map_waits_returns_at_once_and_the_runtime_stops_its_agents(tmp_path, taker):
     # A script's user presses Ctrl-C during a batch of long tasks: map stops
     # handing out tasks and raises KeyboardInterrupt promptly, and leaving
     # the `with` block stops the agents (their on_stop runs) without waiting
     # for the tasks in flight.
-    script = tmp_path / "batch.py"
-    script.write_text(textwrap.dedent("""
-        import os, signal, threading, time
-        from actors import Agent
-        from runtime import Runtime
-
+    started = time.monotonic()
+    out = _run_interrupted(tmp_path, """
         class Slow(Agent):
             capabilities = ["slow"]
             def do_work(self, task):
@@ -320,10 +343,7 @@ def test_ctrl_c_while_map_waits_returns_at_once_and_the_runtime_stops_its_agents
                     raise
         except KeyboardInterrupt:
             print(f"runtime shut down in {time.monotonic() - started:.1f} s", flush=True)
-    """))
-    started = time.monotonic()
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    """, taker)
     took = time.monotonic() - started
     assert out.returncode == 0, out.stderr
     assert "map raised KeyboardInterrupt" in out.stdout
@@ -332,3 +352,27 @@ def test_ctrl_c_while_map_waits_returns_at_once_and_the_runtime_stops_its_agents
     assert took < 20, out.stdout
     shut = float(out.stdout.split("runtime shut down in ")[1].split()[0])
     assert shut < 5, out.stdout
+
+
+@pytest.mark.parametrize("taker", list(SIGNAL_TAKER))
+def test_ctrl_c_ends_a_blocking_ask_without_timeout(tmp_path, taker):
+    out = _run_interrupted(tmp_path, """
+        class Slow(Agent):
+            def on_receive(self, message):
+                self.ctx.state.set("shared", "busy", True)
+                time.sleep(60)
+
+        with Runtime() as rt:
+            ref = rt.spawn(Slow, "slow")
+            def press_ctrl_c():  # once the agent is in its handler
+                while not rt.state.get("shared", "busy"):
+                    time.sleep(0.01)
+                os.kill(os.getpid(), signal.SIGINT)
+            threading.Thread(target=press_ctrl_c, daemon=True).start()
+            try:
+                ref.ask("work")
+            except KeyboardInterrupt:
+                print("ask raised KeyboardInterrupt", flush=True)
+    """, taker)
+    assert out.returncode == 0, out.stderr
+    assert "ask raised KeyboardInterrupt" in out.stdout

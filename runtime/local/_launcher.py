@@ -66,7 +66,14 @@ def preload_modules(preload: Sequence[str] | str) -> tuple[str, ...]:
 
 
 class AgentProcess:
-    """A handle on one agent process, as `multiprocessing.Process` offers."""
+    """A handle on one agent process, as `multiprocessing.Process` offers.
+
+    Several threads use one handle (the supervisor, a thread stopping the
+    agent, the task router): the pidfd is closed only once no thread is
+    waiting on it or signalling through it (`_hold`), or a waiter could be
+    handed a reused descriptor number; and a known exit status is kept
+    here, so a waiter never misses it after the zygote's copy is dropped.
+    """
 
     def __init__(self, pid: int, zygote: Zygote) -> None:
         self.pid = pid
@@ -76,9 +83,10 @@ class AgentProcess:
             self.sentinel = os.pidfd_open(pid)
         except ProcessLookupError:  # already gone (and reaped by the zygote)
             self.sentinel = os.open(os.devnull, os.O_RDONLY)  # always readable
-        # Closed once, when nothing can be waiting on it any more: closing a
-        # descriptor another thread waits on could hand it a reused number.
         self._closer = weakref.finalize(self, os.close, self.sentinel)
+        self._fd_lock = threading.Lock()
+        self._users = 0  # threads using the pidfd now
+        self._closing = False  # close() was called: the last user closes it
 
     @property
     def exitcode(self) -> int | None:
@@ -86,38 +94,75 @@ class AgentProcess:
             self._exitcode = self._zygote.exitcode(self.pid)
         return self._exitcode
 
+    def _hold(self) -> int:
+        """The pidfd, kept open until `_release()`; -1 (nothing to release) once closed."""
+        with self._fd_lock:
+            if self.sentinel >= 0:
+                self._users += 1
+            return self.sentinel
+
+    def _release(self) -> None:
+        with self._fd_lock:
+            self._users -= 1
+            if self._users == 0 and self._closing:
+                self._close_now()
+
+    def _close_now(self) -> None:  # under `_fd_lock`
+        self.sentinel = -1
+        self._closer()
+
     def is_alive(self) -> bool:
-        if self.sentinel < 0:
-            return False
         if self.exitcode is not None:
             return False
-        # The task router asks this of every agent per task: one poll.
-        return not readable_now(self.sentinel)
+        fd = self._hold()
+        if fd < 0:
+            return False
+        try:  # the task router asks this of every agent per task: one poll
+            return not readable_now(fd)
+        finally:
+            self._release()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the process ended and its exit status is known."""
         if self.exitcode is not None:
             return  # known: its pidfd may be closed already
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self.sentinel >= 0:
-            wait([self.sentinel], timeout)
+        fd = self._hold()
+        if fd >= 0:
+            try:
+                wait([fd], timeout)
+            finally:
+                self._release()
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
-        self._zygote.wait_exit(self.pid, remaining)
+        self._zygote.wait_exit(self, remaining)
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the process, unless it has ended (never another one that got its pid)."""
+        if self.exitcode is not None:
+            return
+        fd = self._hold()
+        if fd < 0:
+            return
+        try:
+            signal.pidfd_send_signal(fd, signum)
+        except OSError:  # it ended meanwhile
+            pass
+        finally:
+            self._release()
 
     def kill(self) -> None:
-        if self.exitcode is None:
-            try:
-                signal.pidfd_send_signal(self.sentinel, signal.SIGKILL)
-            except (ProcessLookupError, OSError):
-                pass
+        self.send_signal(signal.SIGKILL)
 
     def close(self) -> None:
-        """Close the pidfd now (once); only when no thread can wait on it.
+        """Close the pidfd, now or once the last thread using it is done.
 
         Once the exit status is known this handle keeps it, and the zygote's
         copy is dropped (a later process may get the same pid)."""
-        self.sentinel = -1
-        self._closer()
+        with self._fd_lock:
+            if not self._closing:
+                self._closing = True
+                if self._users == 0:
+                    self._close_now()
         if self.exitcode is not None:
             self._zygote.forget(self.pid)
 
@@ -196,11 +241,12 @@ class Zygote:
         """Drop the exit status of `pid` (its handle keeps a copy)."""
         with self._cond:
             self._exits.pop(pid, None)
+            self._cond.notify_all()  # a waiter finds it in the handle now
 
-    def wait_exit(self, pid: int, timeout: float | None) -> int | None:
+    def wait_exit(self, process: AgentProcess, timeout: float | None) -> None:
+        """Wait until `process`'s exit status is known (here or in its handle)."""
         with self._cond:
-            self._cond.wait_for(lambda: pid in self._exits or self._gone, timeout)
-            return self._exits.get(pid)
+            self._cond.wait_for(lambda: process.exitcode is not None or self._gone, timeout)
 
     def close(self) -> None:
         """End the zygote (its agents must have been stopped before)."""

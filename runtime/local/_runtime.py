@@ -283,10 +283,7 @@ class LocalRuntime(Runtime):
     def _interrupt(self, record: AgentRecord) -> None:
         # SIGINT: the agent raises KeyboardInterrupt in the handler it is
         # running, if any (see `_host.interrupt_handler`), then stops.
-        try:
-            signal.pidfd_send_signal(record.started.process.sentinel, signal.SIGINT)
-        except OSError:  # gone already (or its pidfd closed)
-            pass
+        record.started.process.send_signal(signal.SIGINT)
 
     def _still_alive(self, record: AgentRecord) -> bool:
         # A process that just died is not "running" any more, even before the

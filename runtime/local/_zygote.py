@@ -240,6 +240,10 @@ def main(fd: int, preload: Sequence[str] = (), runtime_pid: int = 0) -> None:
     after importing the modules named in `preload`. `runtime_pid` is the
     process that started this one: once it is no longer the parent, the
     runtime is gone and so is this zygote."""
+    # A clean signal mask: an exec keeps the one of the thread that started
+    # us (a runtime made in a thread blocking SIGINT would otherwise give
+    # every agent a blocked SIGINT, and its interrupts would never land).
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     # Armed before the (maybe slow) imports and checked again after them;
     # checked now in case the runtime died before the prctl.
     _inherited.update((signum, signal.getsignal(signum)) for signum in _OWN_SIGNALS)

@@ -25,6 +25,7 @@ from runtime.wire._aio import AwaitedReplies
 from runtime.wire._future import AskFuture, local_waiter, unwrap
 from runtime.wire._batching import BATCH_BYTES, BURST, flush_thread, queued
 from runtime.wire._serialization import loads, unloadable
+from runtime.wire._signals import slice_for_signals
 from runtime.wire._spin import Spinner
 from runtime.wire._frames import (
     REPLY, FrameReader, decode_header, readable_now, set_read_timeout, shutdown_fd, socket_view, write_all,
@@ -222,10 +223,11 @@ class Channel(AwaitedReplies):
                     # (until the future is dropped: see `abandon`).
                     msg = f"{what} did not answer within {timeout} s"
                     raise AskTimeout(msg)
+                step = slice_for_signals(remaining)  # the main thread sees a Ctrl-C meanwhile
                 if self._reading:  # another thread reads for us: wait for news
-                    self._cond.wait(remaining)
+                    self._cond.wait(step)
                     continue
-                self._read_unlocked(remaining)
+                self._read_unlocked(step)
 
     def _read_unlocked(self, timeout: float | None) -> None:
         # Under `_cond`, which is let go meanwhile: read one frame as the

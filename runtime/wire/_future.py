@@ -13,6 +13,7 @@ import asyncio
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ import pykka
 from actors import ActorDeadError, AskTimeout
 from runtime.wire._aio import await_ask, bind, unbind
 from runtime.wire._batching import flush_thread
+from runtime.wire._signals import slice_for_signals
 
 __all__ = ["AskFuture", "local_waiter", "unwrap"]
 
@@ -343,16 +345,25 @@ def local_waiter(future: pykka.Future[Any], what: str) -> Callable[[float | None
 
     def wait(timeout: float | None) -> Any:
         flush_thread()  # what this thread told goes out before it waits (a remote ask's send did so)
-        try:
-            return future.get(timeout=timeout)
-        except pykka.Timeout as exc:
-            if isinstance(exc, AskTimeout):
-                raise
-            msg = f"{what} did not answer within {timeout} s"
-            raise AskTimeout(msg) from None
-        except pykka.ActorDeadError as exc:
-            if isinstance(exc, ActorDeadError):
-                raise
-            raise ActorDeadError(f"{what} is not running: {exc}") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # A threading future tells a wait that ran out (`_result` still unset)
+        # from a Timeout it holds as its outcome: only its wait is sliced.
+        sliced = isinstance(future, pykka.ThreadingFuture)
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            step = slice_for_signals(remaining) if sliced else remaining  # the main thread sees a Ctrl-C
+            try:
+                return future.get(timeout=step)
+            except pykka.Timeout as exc:
+                if step != remaining and future._result is None:  # type: ignore[attr-defined]
+                    continue  # a slice ran out, not the wait
+                if isinstance(exc, AskTimeout):
+                    raise
+                msg = f"{what} did not answer within {timeout} s"
+                raise AskTimeout(msg) from None
+            except pykka.ActorDeadError as exc:
+                if isinstance(exc, ActorDeadError):
+                    raise
+                raise ActorDeadError(f"{what} is not running: {exc}") from None
 
     return wait
