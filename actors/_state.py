@@ -40,6 +40,8 @@ from actors._timers import TimerHandle, call_later
 
 __all__ = ["FLAT", "LOCAL", "RUNS", "SHARED", "SNAPSHOTS", "StateStore", "check_key", "checksum"]
 
+_ANNOUNCE_EVERY = 0.002  # seconds: STATE_CHANGED events of the writes in this span go to the bus together
+
 
 class StateStore(ActorBase):
     """Actor holding every namespace's keys as `StateVersion`s.
@@ -97,6 +99,7 @@ class StateStore(ActorBase):
         self._waiting: list[tuple[Any, Any]] = []
         self._announce: list[dict[str, Any]] = []
         self._announce_timer: TimerHandle | None = None
+        self._announce_since = 0.0  # when the oldest change in `_announce` was made
         if self._backend is not None:
             try:
                 self._load()
@@ -412,12 +415,21 @@ class StateStore(ActorBase):
             self._pending_rows.append({**row, "blob": blob, "checksum": checksum})
         if self._events is not None:
             self._announce.append({"namespace": ns, "key": key, "version": version, "updater": updater, "op": op})
-            if self._backend is None and self._announce_timer is None:
+            if self._backend is None:
                 # Gather a moment's worth of changes into one message, so the
-                # bus's thread wakes per batch, not on every write's path.
-                self._announce_timer = call_later(
-                    0.002, self.actor_ref.tell, ProxyCall(("flush_changes",), (), {})
-                )
+                # bus handles a batch, not every write. A steady stream of
+                # writes sends each batch itself once it is `_ANNOUNCE_EVERY`
+                # old; the timer only for the last one (its tell from the
+                # timer's thread would often find the store busy, and hand
+                # the store's messages to a thread of its own for a while).
+                if self._announce_timer is None:
+                    self._announce_since = time.monotonic()
+                    self._announce_timer = call_later(
+                        _ANNOUNCE_EVERY, self.actor_ref.tell, ProxyCall(("flush_changes",), (), {})
+                    )
+                elif time.monotonic() - self._announce_since >= _ANNOUNCE_EVERY:
+                    self._announce_timer.cancel()
+                    self.flush_changes()
 
     def flush_changes(self) -> None:
         """Announce the changes gathered so far (STATE_CHANGED, in order)."""

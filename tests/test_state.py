@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -187,6 +188,23 @@ def test_every_write_emits_state_changed(rt):
 
     wait_for(lambda: len(changes()) == 2)
     assert [(c["op"], c["version"], c["updater"]) for c in changes()] == [("set", 1, "runtime"), ("delete", 2, "runtime")]
+
+
+def test_a_steady_stream_of_writes_is_announced_while_it_lasts_every_change_in_order(rt):
+    # Changes go to the bus in batches of a few milliseconds: a stream of
+    # writes sends its batches as it goes, the last one after it stops.
+    def announced():
+        return [e.payload["version"] for e in rt.events.get_history(EventType.STATE_CHANGED)
+                if e.payload["key"] == "stream"]
+
+    started = time.monotonic()
+    version = 0
+    while not announced():
+        assert time.monotonic() - started < 30, "nothing announced while writing"
+        rt.state.set("shared", "stream", version)
+        version += 1
+    wait_for(lambda: len(announced()) == version)
+    assert announced() == list(range(1, version + 1))
 
 
 @pytest.mark.parametrize("how", ["update", "cas", "expected_version"])
