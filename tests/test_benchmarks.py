@@ -84,3 +84,4 @@ def test_durable_benchmark_runs():
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["raw_floor_us"] > 0 and report["sqlite_4_agents_changes_per_s"] > 0
+    assert report["sqlite_4_agents_asked_by_agents_per_s"] > 0
