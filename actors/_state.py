@@ -13,8 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from pykka.messages import ProxyCall
-
+from actors._announce import Announcer
 from actors._base import ActorBase, Sent
 from actors._durable import FLAT_NS, SqliteBackend
 from actors._namespaces import (
@@ -30,20 +29,16 @@ from actors._namespaces import (
     reserved as _reserved,
 )
 from actors._errors import (
-    ActorDeadError,
     MessageSerializationError,
     NamespacePermissionError,
     UnknownNamespaceError,
 )
-from actors._types import EventType, StateVersion, make_event, make_version
-from actors._timers import TimerHandle, call_later
+from actors._types import StateVersion, make_version
 
 __all__ = ["FLAT", "LOCAL", "RUNS", "SHARED", "SNAPSHOTS", "StateStore", "check_key", "checksum"]
 
-_ANNOUNCE_EVERY = 0.002  # seconds: STATE_CHANGED events of the writes in this span go to the bus together
 
-
-class StateStore(ActorBase):
+class StateStore(Announcer, ActorBase):
     """Actor holding every namespace's keys as `StateVersion`s.
 
     `dumps` turns a value into bytes for its checksum and the durable file
@@ -79,7 +74,7 @@ class StateStore(ActorBase):
         self._authenticated = authenticated
         self._sender: str | None = LOCAL if authenticated else None
         self._dumps = dumps
-        self._events: Any = None
+        self._init_announcer()
         self._max_history = max_history
         # Keys are (namespace, key) tuples: no formatting, so no collisions.
         self._data: dict[tuple[str | None, str], StateVersion] = {}
@@ -97,9 +92,6 @@ class StateStore(ActorBase):
         self._pending_rows: list[dict[str, Any]] = []
         self._pending_ns: list[tuple[str | None, frozenset[str] | None]] = []
         self._waiting: list[tuple[Any, Any]] = []
-        self._announce: list[dict[str, Any]] = []
-        self._announce_timer: TimerHandle | None = None
-        self._announce_since = 0.0  # when the oldest change in `_announce` was made
         if self._backend is not None:
             try:
                 self._load()
@@ -160,14 +152,10 @@ class StateStore(ActorBase):
         self._emit_changes()
 
     def on_stop(self) -> None:
-        if self._announce_timer is not None:
-            self._announce_timer.cancel()
+        self._stop_announcing()
         self._flush()
         if self._backend is not None:
             self._backend.close()
-
-    def set_event_bus(self, events: Any) -> None:
-        self._events = events
 
     # -- namespaces -------------------------------------------------------
 
@@ -413,35 +401,4 @@ class StateStore(ActorBase):
         self._history.append(row)
         if self._backend is not None:
             self._pending_rows.append({**row, "blob": blob, "checksum": checksum})
-        if self._events is not None:
-            self._announce.append({"namespace": ns, "key": key, "version": version, "updater": updater, "op": op})
-            if self._backend is None:
-                # Gather a moment's worth of changes into one message, so the
-                # bus handles a batch, not every write. A steady stream of
-                # writes sends each batch itself once it is `_ANNOUNCE_EVERY`
-                # old; the timer only for the last one (its tell from the
-                # timer's thread would often find the store busy, and hand
-                # the store's messages to a thread of its own for a while).
-                if self._announce_timer is None:
-                    self._announce_since = time.monotonic()
-                    self._announce_timer = call_later(
-                        _ANNOUNCE_EVERY, self.actor_ref.tell, ProxyCall(("flush_changes",), (), {})
-                    )
-                elif time.monotonic() - self._announce_since >= _ANNOUNCE_EVERY:
-                    self._announce_timer.cancel()
-                    self.flush_changes()
-
-    def flush_changes(self) -> None:
-        """Announce the changes gathered so far (STATE_CHANGED, in order)."""
-        self._announce_timer = None
-        self._emit_changes()
-
-    def _emit_changes(self) -> None:
-        # Told, never asked: the bus may be writing to this store right now.
-        announce, self._announce = self._announce, []
-        if announce and self._events is not None:
-            events = [make_event(EventType.STATE_CHANGED, "state", p) for p in announce]
-            try:
-                self._events.tell(ProxyCall(("emit_many",), (events,), {}))
-            except ActorDeadError:
-                pass  # the bus stopped first (shutdown): nobody is left to tell
+        self._announce_change(ns, key, version, updater, op)
