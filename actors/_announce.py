@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pykka
 from pykka.messages import ProxyCall
 
 from actors._errors import ActorDeadError
@@ -60,21 +61,31 @@ class Announcer:
             return  # sent after its commit
         if self._announce_timer is None:
             self._announce_since = time.monotonic()
-            self._announce_timer = call_later(
-                ANNOUNCE_EVERY, self.actor_ref.tell, ProxyCall(("flush_changes",), (), {})
-            )
+            self._announce_timer = call_later(ANNOUNCE_EVERY, self._tell_flush)
         elif time.monotonic() - self._announce_since >= ANNOUNCE_EVERY:
-            self._announce_timer.cancel()
             self.flush_changes()
 
+    def _tell_flush(self) -> None:
+        # In the timer's thread: the store's own thread (or whoever runs it) flushes.
+        try:
+            self.actor_ref.tell(ProxyCall(("flush_changes",), (), {}))
+        except pykka.ActorDeadError:
+            pass  # stopped meanwhile: its on_stop announced what was left
+
     def flush_changes(self) -> None:
-        """Announce the changes gathered so far (STATE_CHANGED, in order)."""
-        self._announce_timer = None
+        """Announce the changes gathered so far (STATE_CHANGED, in order).
+
+        The timer is cancelled whoever flushes (a stale timer's tell may
+        come after a newer timer was set): no timer outlives its batch."""
+        if self._announce_timer is not None:
+            self._announce_timer.cancel()
+            self._announce_timer = None
         self._emit_changes()
 
     def _stop_announcing(self) -> None:
         if self._announce_timer is not None:
             self._announce_timer.cancel()
+            self._announce_timer = None
 
     def _emit_changes(self) -> None:
         # Told, never asked: the bus may be writing to this store right now.

@@ -348,7 +348,7 @@ def local_waiter(future: pykka.Future[Any], what: str) -> Callable[[float | None
         deadline = None if timeout is None else time.monotonic() + timeout
         # A threading future tells a wait that ran out (`_result` still unset)
         # from a Timeout it holds as its outcome: only its wait is sliced.
-        sliced = isinstance(future, pykka.ThreadingFuture)
+        sliced = isinstance(future, pykka.ThreadingFuture) and future._get_hook is None
         while True:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             step = slice_for_signals(remaining) if sliced else remaining  # the main thread sees a Ctrl-C

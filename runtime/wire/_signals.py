@@ -7,10 +7,10 @@ one). CPython runs every handler in the main thread, at its next bytecode,
 and only a signal taken by the main thread itself ends a system call it is
 blocked in. So a Ctrl-C taken by another thread reached a script waiting
 in `map` over hour-long tasks only when the wait ended for another reason:
-an hour later. Every wait without a deadline in this package's hot paths
-(a blocking ask, an in-process ask, `map`'s results) therefore blocks the
-main thread at most `SIGNAL_CHECK` s at a time, then blocks again; other
-threads get no signals and wait in one call.
+an hour later. So every long wait in this package's hot paths (a blocking
+ask, an in-process ask, `map`'s results; with no deadline, or one further
+than `SIGNAL_CHECK`) blocks the main thread at most `SIGNAL_CHECK` s at a
+time, then blocks again; other threads get no signals and wait in one call.
 """
 
 from __future__ import annotations
