@@ -362,17 +362,21 @@ def test_ctrl_c_ends_a_blocking_ask_without_timeout(tmp_path, taker):
                 self.ctx.state.set("shared", "busy", True)
                 time.sleep(60)
 
-        with Runtime() as rt:
-            ref = rt.spawn(Slow, "slow")
-            def press_ctrl_c():  # once the agent is in its handler
-                while not rt.state.get("shared", "busy"):
-                    time.sleep(0.01)
-                os.kill(os.getpid(), signal.SIGINT)
-            threading.Thread(target=press_ctrl_c, daemon=True).start()
-            try:
-                ref.ask("work")
-            except KeyboardInterrupt:
-                print("ask raised KeyboardInterrupt", flush=True)
+        try:
+            with Runtime() as rt:
+                ref = rt.spawn(Slow, "slow")
+                def press_ctrl_c():  # once the agent is in its handler
+                    while not rt.state.get("shared", "busy"):
+                        time.sleep(0.01)
+                    os.kill(os.getpid(), signal.SIGINT)
+                threading.Thread(target=press_ctrl_c, daemon=True).start()
+                try:
+                    ref.ask("work")
+                except KeyboardInterrupt:
+                    print("ask raised KeyboardInterrupt", flush=True)
+                    raise  # out of the `with` block as interrupted: the agent's task is abandoned
+        except KeyboardInterrupt:
+            pass
     """, taker)
     assert out.returncode == 0, out.stderr
     assert "ask raised KeyboardInterrupt" in out.stdout
