@@ -59,12 +59,16 @@ if TYPE_CHECKING:
     from runtime._progress import Progress
     from runtime._tasks import TaskRouter
 
-__all__ = ["MAX_CHUNK", "MAX_WORKERS_PER_AGENT", "TARGET_CHUNK_SECONDS", "Batch"]
+__all__ = ["MAX_CHUNK", "MAX_WORKERS_PER_AGENT", "RETRY_WAIT", "TARGET_CHUNK_SECONDS", "Batch"]
 
 TARGET_CHUNK_SECONDS = 0.05  # about this long per chunk: overhead amortised, tail balanced, bar moving
 MAX_CHUNK = 4096  # tasks per chunk at most (bounds a chunk's messages)
 MAX_WORKERS_PER_AGENT = 65  # worker threads one async agent gets at most (each waits on one chunk)
-_RETRY_WAIT = 5.0  # how long a retried chunk waits for a capable agent (longer for one restarting: `TaskRouter._pick`)
+# How long a retried task (a chunk, or `submit_task`'s) waits for a capable
+# agent to come back; longer (up to the runtime's `start_timeout` more)
+# while one is being restarted (`TaskRouter._pick`): a Ray actor's restart
+# on a loaded cluster can take longer than this.
+RETRY_WAIT = 5.0
 
 
 class Batch:
@@ -273,7 +277,7 @@ class Batch:
             try:
                 # With retries, a moment with every capable agent restarting
                 # is waited out, as a retry is (none at all was refused at start).
-                name = router._pick(self._type, _RETRY_WAIT if retried or self._retries else 0.0)
+                name = router._pick(self._type, RETRY_WAIT if retried or self._retries else 0.0)
             except NoCapableAgentError as exc:
                 self._finish(chunk, [(False, exc)] * len(chunk), None)
                 continue

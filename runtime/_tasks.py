@@ -29,6 +29,7 @@ from pykka.messages import ProxyCall
 
 from actors import ActorDeadError, Agent, AskTimeout, Event, EventType, NoCapableAgentError, RunInProgressError
 from actors._types import new_id
+from runtime._map import RETRY_WAIT, Batch
 from runtime._runs import RunLog, check_run_id
 from runtime._progress import Progress
 
@@ -37,10 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Progress", "TaskRouter"]
 
-# How long a retry waits for a capable agent to come back; longer (up to
-# the runtime's `start_timeout` more) while one is being restarted: a Ray
-# actor's restart on a loaded cluster can take longer than this.
-_RETRY_WAIT = 5.0
 
 Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
 
@@ -180,7 +177,7 @@ class TaskRouter:
             if attempt:
                 time.sleep(min(0.005 * 2**attempt, 0.2))  # let the supervisor catch up
             try:
-                name = self._pick(task["type"], _RETRY_WAIT if attempt else 0.0, avoid=failed)
+                name = self._pick(task["type"], RETRY_WAIT if attempt else 0.0, avoid=failed)
             except NoCapableAgentError:
                 if not attempt:
                     self._emit_created([task])
@@ -226,8 +223,6 @@ class TaskRouter:
         `RunInProgressError` here, at once, and is free again once that
         map ended (returned, raised, or its generator was closed or dropped).
         """
-        from runtime._map import Batch  # noqa: PLC0415 - _map imports this module
-
         names, known = self._rt._capable(task_type)
         if not names:
             raise NoCapableAgentError(task_type, known)  # now, not at the first next()
