@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import sys
 import signal
 import threading
@@ -45,14 +44,13 @@ from runtime.wire._serialization import dumps, exception_payload, loads
 __all__ = ["BootSpec", "ProcessHost", "agent_main"]
 
 EXIT_FAILED = 3  # the actor stopped because a told message raised
+_SNAPSHOT_TIMEOUT = 60.0  # how long a snapshot's ask waits for a state file's commit
 
 # Written on the control pipe when a stop was asked of the agent, before its
 # on_stop runs: the supervisor reads it after the exit, so a stop asked for
 # (through any ref, from any process) is never taken for a crash, whatever
 # on_stop then does (raise: ON_STOP_FAILED follows; os._exit; hang and get
 # killed).
-_SNAPSHOT_TIMEOUT = 60.0  # how long a snapshot's ask waits for a state file's commit
-
 STOP_REQUESTED = b"stopping:"
 ON_STOP_FAILED = b"on_stop_failed:"
 
@@ -238,7 +236,7 @@ def snapshot_sender(node: Node, spec: BootSpec) -> Callable[[bytes], None]:
     channel: list[Channel] = []  # made at the first snapshot, again if it broke
 
     def tell(blob: bytes) -> None:
-        frame = encode(SNAPSHOT, 0, b"_state", pickle.dumps(blob, pickle.HIGHEST_PROTOCOL))
+        frame = encode(SNAPSHOT, 0, b"_state", blob)  # the bytes as they are: nothing to unpickle there
         try:
             if not channel or channel[0].closed:
                 channel[:] = [Channel(address, node.authkey)]

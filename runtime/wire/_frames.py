@@ -41,7 +41,8 @@ GONE = 8  # registry: reply once the named agent's process at the address in bod
 # registry: the named agent, hosted at the address in body, is stopping: its
 # name is forgotten (sent by that agent's own process only), then the reply
 LEAVING = 9
-# A tell of an agent's pickled snapshot to the named store, on a connection
+# A tell of an agent's pickled snapshot to the named store (the body is the
+# snapshot's pickle itself, never unpickled on the way), on a connection
 # that carries nothing else: read in batches, the last one kept (`runtime.wire._drain`)
 SNAPSHOT = 10
 

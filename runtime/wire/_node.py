@@ -256,10 +256,7 @@ class Node(Outbound):
                 or name not in self._wants_sender):
             logger.info("dropped a snapshot for %r from %r: nobody here keeps it", name, sender)
             return
-        try:
-            ref.actor_inbox.put(Envelope(Sent(sender, loads(body))))
-        except Exception:  # a malformed frame: this snapshot is lost, not the reader
-            logger.exception("could not deliver a snapshot from %r", sender)
+        ref.actor_inbox.put(Envelope(Sent(sender, bytes(body))))  # the body is the pickled snapshot itself
 
     def _dispatch(self, outbox: Outbox, frame: memoryview, sender: str | None = None) -> None:
         """Deliver one frame from a connection whose peer is `sender` (if known)."""
