@@ -149,6 +149,15 @@ class Inbox:
     def put(self, envelope: Envelope[Any], /) -> None:
         self._queue.put(envelope)
 
+    def put_from_reader(self, envelope: Envelope[Any], /) -> None:
+        """`put`, by the reader thread of a connection from another process.
+
+        A host whose actors run on the putting thread may answer the asker
+        first and only then run the tells its handler sent (see
+        `runtime.local._inline`); here it is `put`.
+        """
+        self.put(envelope)
+
     def get(self) -> Envelope[Any]:
         if self._queue.empty():
             self._idle()

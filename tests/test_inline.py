@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from actors import Agent
+from pykka import ThreadingFuture
+from pykka._envelope import Envelope
+from pykka.messages import ProxyCall
+
+from actors import Agent, EventType
+from actors._base import ActorBase
+from runtime.local._inline import inline_hosted
 
 
 class Worker(Agent):
@@ -74,3 +80,81 @@ def test_a_contended_lock_queues_its_waiters_and_grants_each_in_turn(rt):
         waiter.join(90)
     assert sorted(granted) == ["w0", "w1", "w2"]
     assert lock.holder() is None
+
+
+class Recorder(ActorBase):
+    """A service whose `note` can be held up (`gate`) while a test looks."""
+
+    runs_inline = True
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+        self.notes: list[str] = []
+
+    def note(self, text):
+        self.gate.wait(60)
+        self.notes.append(text)
+
+    def read(self):
+        return list(self.notes)
+
+
+class Front(ActorBase):
+    """A service whose handler tells the recorder, then answers."""
+
+    runs_inline = True
+
+    def __init__(self, recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def handle(self, text):
+        self.recorder.tell(ProxyCall(("note",), (text,), {}))
+        return f"handled {text}"
+
+
+def test_a_reader_answers_before_the_tells_its_handler_sent_and_later_asks_still_see_them():
+    gate = threading.Event()
+    recorder = inline_hosted(Recorder).start(gate)
+    front = inline_hosted(Front).start(recorder)
+    try:
+        reply = ThreadingFuture()
+        reader = threading.Thread(  # as a connection's reader thread delivers an ask from another process
+            target=front.actor_inbox.put_from_reader,
+            args=(Envelope(ProxyCall(("handle",), ("first",), {}), reply_to=reply),))
+        reader.start()
+        assert reply.get(timeout=30) == "handled first"  # answered while the recorder is held up
+        asked_later = recorder.ask(ProxyCall(("read",), (), {}), block=False)
+        gate.set()
+        assert asked_later.get(timeout=30) == ["first"]  # queued behind the deferred tell
+        reader.join(30)
+        for n in range(5):  # a spare wake-up token left behind is harmless
+            recorder.tell(ProxyCall(("note",), (f"more {n}",), {}))
+        assert recorder.ask(ProxyCall(("read",), (), {}), timeout=30) == ["first"] + [f"more {n}" for n in range(5)]
+    finally:
+        front.stop()
+        recorder.stop()
+
+
+class Finisher(Agent):
+    capabilities = ["work"]
+
+    def do_work(self, task):
+        return task["payload"] * 2
+
+    def run(self, task_id, n):
+        return self.execute_task({"id": task_id, "type": "work", "payload": n})
+
+
+def test_a_tasks_records_and_events_are_there_as_soon_as_its_agent_answers(rt):
+    # The sync manager answers an agent's task end before the store and the
+    # bus handle its records and events (`put_from_reader`): whoever hears
+    # from the agent next must still find them.
+    agent = rt.spawn(Finisher, "finisher").proxy()
+    for n in range(200):
+        assert agent.run(f"quick-{n}", n).get(timeout=30) == 2 * n
+        assert rt.state.get("shared", f"task:quick-{n}:result") == 2 * n
+        assert rt.state.get("shared", f"task:quick-{n}:status") == "completed"
+        [last] = rt.events.get_history(event_type=EventType.TASK_COMPLETED, limit=1)
+        assert last.payload == {"task_id": f"quick-{n}", "result": 2 * n}

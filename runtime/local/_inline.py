@@ -16,6 +16,14 @@ a message of an actor (its own thread, or a reader) holds the actor's
 under that lock, so a reader finds the queue empty only when no earlier
 message is waiting or in flight.
 
+A request from another process is answered before the tells its handler
+sent to other such actors run (`InlineInbox.put_from_reader`): the sync
+manager's answer to a task's end goes out, then the reader thread writes
+the task's records in the store and its events on the bus, while the
+agent already runs its next step. Each tell is in its actor's queue
+before the reply leaves, so anything put there later, by anyone, still
+comes after it.
+
 Only actors that say `runs_inline` are hosted so: their handlers are short
 and send nothing to other processes but replies, so which thread ran a
 handler changes nothing anybody can see (tells from one actor to another
@@ -43,13 +51,24 @@ __all__ = ["InlineHost", "InlineInbox", "inline_hosted"]
 _WAKE = Deliver("", ())  # a message that does nothing: wakes a thread whose actor was stopped inline
 
 
+class _Reader(threading.local):
+    deferred: list[InlineInbox] | None = None  # set while a reader's `put_from_reader` runs a handler
+
+
+_reader = _Reader()
+
+
 class InlineInbox(DequeInbox):
     """The mailbox of an `InlineHost` actor (see the module's docstring).
 
     Invariants: `_run` is held by whoever is handling a message of the
-    actor; `_ready` holds a token per envelope in `_queue` (a C queue: the
-    cheapest way to wake the actor's thread); the actor's thread exists
-    once a message had to be queued (`_thread`), and not before.
+    actor, and envelopes leave `_queue` only under it; `_ready` holds a
+    wake-up token for each envelope the actor's thread must take (a C
+    queue: the cheapest way to wake it), and maybe spare ones (for
+    envelopes a reader ran itself, see `_run_deferred`); a deferred tell
+    has no token until its reader finds the actor busy; the actor's
+    thread exists once a message had to be queued (`_thread`), and not
+    before.
     """
 
     __slots__ = ("_actor", "_holding", "_ready", "_run", "_start_lock", "_thread")
@@ -70,14 +89,20 @@ class InlineInbox(DequeInbox):
 
     def _enqueue(self, envelope: Any) -> None:
         self._queue.append(envelope)
-        self._ready.put(None)
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = self._actor._start_thread()
+        self._enqueue_wake()
 
     def put(self, envelope: Envelope[Any], /) -> None:
-        """Run `envelope` in the calling thread if the actor is idle, else queue it."""
+        """Run `envelope` in the calling thread if the actor is idle, else queue it.
+
+        A tell sent by a handler that a connection's reader runs (see
+        `put_from_reader`) is queued now, in order, and run once the
+        reader's reply has left."""
+        deferred = _reader.deferred
+        if deferred is not None and envelope.reply_to is None:
+            self._queue.append(envelope)  # no wake-up token: the reader runs it (see `_run_deferred`)
+            if self not in deferred:
+                deferred.append(self)
+            return
         if not self._run.acquire(blocking=False):
             self._enqueue(envelope)
             return
@@ -93,15 +118,76 @@ class InlineInbox(DequeInbox):
         finally:
             self._run.release()
 
+    def put_from_reader(self, envelope: Envelope[Any], /) -> None:
+        """`put` by a connection's reader thread: the tells the handler
+        sends to inline actors (the sync manager's records to the store,
+        its events to the bus) run after it returned, so the asker in the
+        other process has its reply (written when the handler returned)
+        while this process does the rest.
+
+        Nobody can see the difference: each tell is in its actor's queue,
+        in order, before the reply leaves, and a message that anyone puts
+        in that queue afterwards is queued behind it (`put` finds the queue
+        not empty), so whoever acts on the reply reads what the tells
+        wrote. An ask a handler sends is never deferred (it would wait for
+        itself); it queues behind that actor's deferred tells, if any, and
+        the actor's thread takes both.
+        """
+        if _reader.deferred is not None:  # a reader's handler put this (can't be: readers don't nest)
+            self.put(envelope)
+            return
+        deferred: list[InlineInbox] = []
+        _reader.deferred = deferred
+        try:
+            self.put(envelope)
+        finally:
+            _reader.deferred = None
+            for inbox in deferred:
+                inbox._run_deferred()
+
+    def _run_deferred(self) -> None:
+        """Run what is queued, here, as `put` does; or, if the actor is
+        busy (its thread, or another thread's inline run) or stopped, see
+        that its thread takes it."""
+        actor = self._actor
+        while self._queue:
+            if not self._run.acquire(blocking=False):
+                self._enqueue_wake()
+                return
+            try:
+                if actor.actor_stopped.is_set():
+                    self._enqueue_wake()
+                    return
+                envelope = self._queue.popleft()  # only ever taken under `_run`: it is there
+                self.current = envelope
+                _handle(actor, envelope)
+            finally:
+                self._run.release()
+
+    def _enqueue_wake(self) -> None:
+        # A wake-up token for what is queued already (`get` skips a spare one).
+        self._ready.put(None)
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = self._actor._start_thread()
+
     def get(self) -> Any:
-        """The actor's own thread: the next queued envelope, taken under `_run`."""
+        """The actor's own thread: the next queued envelope, taken under `_run`.
+
+        A token may outnumber the envelopes (one that another thread ran
+        inline, see `_run_deferred`): then the thread waits again."""
         if self._holding:
             self._holding = False
             self._run.release()
-        if not self._queue:
-            self._idle()
-        self._ready.get()
-        self._run.acquire()
+        while True:
+            if not self._queue:
+                self._idle()
+            self._ready.get()
+            self._run.acquire()
+            if self._queue:
+                break
+            self._run.release()
         self._holding = True
         envelope = self._queue.popleft()
         self.current = envelope

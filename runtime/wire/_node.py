@@ -278,8 +278,10 @@ class Node(Outbound):
                     raise ActorDeadError(f"no actor named {name!r} is running here")
                 logger.info("dropped a tell to %r: not running here", name)
                 return
-            # A service that runs inline (`_inline`) handles it here and now if idle.
-            ref.actor_inbox.put(Envelope(message, reply_to=reply))
+            # A service that runs inline (`_inline`) handles it here and now if
+            # idle, and the tells its handler sends after the reply has left.
+            inbox = ref.actor_inbox  # any pykka actor's (one not ours has no `put_from_reader`)
+            getattr(inbox, "put_from_reader", inbox.put)(Envelope(message, reply_to=reply))
         except Exception:
             if reply is not None:
                 reply.set_exception()
