@@ -45,6 +45,9 @@ __all__ = [
     "Sent",
     "public_attributes",
     "register_handler",
+    "defer_tells",
+    "deferring",
+    "run_deferred",
     "set_idle_hook",
     "unregister_handler",
 ]
@@ -130,6 +133,43 @@ def set_idle_hook(hook: Callable[[], None] | None) -> None:
     """
     global _idle_hook
     _idle_hook = hook
+
+
+class _Deferral(threading.local):
+    inboxes: list[Any] | None = None  # while this thread defers: the mailboxes holding its deferred tells
+
+
+_deferral = _Deferral()
+
+
+def defer_tells() -> bool:
+    """From now on, this thread's tells to services that run on the sending
+    thread (see `runtime.local._inline`) are queued in order, not run,
+    until `run_deferred`: so a thread can send what it waits for first and
+    do that work meanwhile. False if this thread defers already (then the
+    outer caller runs them)."""
+    if _deferral.inboxes is not None:
+        return False
+    _deferral.inboxes = []
+    return True
+
+
+def run_deferred(*, stop: bool = True) -> None:
+    """Run the tells this thread deferred, here; with `stop`, stop deferring.
+
+    Called before a deferring thread waits (`stop=False`), so nothing it
+    deferred waits for its wait."""
+    inboxes = _deferral.inboxes
+    if inboxes is None:
+        return
+    _deferral.inboxes = None if stop else []
+    for inbox in inboxes:
+        inbox._run_deferred()
+
+
+def deferring() -> list[Any] | None:
+    """The mailboxes holding this thread's deferred tells, if it defers."""
+    return _deferral.inboxes
 
 
 class Inbox:

@@ -354,13 +354,20 @@ class RuntimeBase(Stopping):
         there was no such run. A `map` with that id then starts over."""
         return drop_run_records(self.state, run_id)
 
-    def _capable(self, task_type: str) -> tuple[list[str], list[str]]:
-        """Names of running agents with `task_type`, and every capability seen."""
+    def _capable(self, task_type: str) -> list[str]:
+        """Names of running agents with `task_type` (asked per task: only
+        those agents' processes are looked at)."""
+        with self._lock:
+            capable = [r for r in self._records.values()
+                       if r is not None and r.status == "running" and task_type in r.capabilities]
+        return [r.name for r in capable if self._still_alive(r)]
+
+    def _capabilities(self) -> list[str]:
+        """Every capability of the running agents (for `NoCapableAgentError`)."""
         with self._lock:
             running = [r for r in self._records.values()
                        if r is not None and r.status == "running" and self._still_alive(r)]
-        names = [r.name for r in running if task_type in r.capabilities]
-        return names, sorted({c for r in running for c in r.capabilities})
+        return sorted({c for r in running for c in r.capabilities})
 
     def _coming_back(self, task_type: str) -> bool:
         """Whether an agent with `task_type` is being restarted (its exit

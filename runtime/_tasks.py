@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pykka.messages import ProxyCall
 
 from actors import ActorDeadError, Agent, AskTimeout, Event, EventType, NoCapableAgentError, RunInProgressError
+from actors._base import defer_tells, run_deferred
 from actors._types import new_id
 from runtime._map import RETRY_WAIT, Batch
 from runtime._runs import RunLog, check_run_id
@@ -74,7 +75,7 @@ class TaskRouter:
         deadline = now + wait
         restart_deadline = deadline + self._rt.start_timeout if wait else deadline
         while True:
-            names, known = self._rt._capable(task_type)
+            names = self._rt._capable(task_type)
             if avoid in names and len(names) > 1:
                 names.remove(avoid)  # after a failure, another agent first
             if names:
@@ -88,7 +89,7 @@ class TaskRouter:
             now = time.monotonic()
             if self._rt._closed or now >= restart_deadline or (  # shut down: nothing will come back
                     now >= deadline and not self._rt._coming_back(task_type)):
-                raise NoCapableAgentError(task_type, known)
+                raise NoCapableAgentError(task_type, self._rt._capabilities())
             time.sleep(0.01)
 
     def _release(self, name: str) -> None:
@@ -119,9 +120,17 @@ class TaskRouter:
         sync = self._rt.sync
         ids = [task["id"] for task in tasks]
         started = time.perf_counter()
-        sync.begin_tasks([(task["id"], task["type"]) for task in tasks], name, created=created)
+        # The chunk goes to the agent before the store and the bus handle
+        # its start (records and events, told by the sync manager): they
+        # do that while the agent works (see `defer_tells`).
+        deferred_here = defer_tells()
+        try:
+            sync.begin_tasks([(task["id"], task["type"]) for task in tasks], name, created=created)
+            future = peer.ask(ProxyCall(("_run_chunk",), (tasks,), {}), block=False)
+        finally:
+            if deferred_here:
+                run_deferred()
         began = time.perf_counter()
-        future = peer.ask(ProxyCall(("_run_chunk",), (tasks,), {}), block=False)
         try:
             outcomes: list[Outcome] = future.get(timeout=timeout)
         except ActorDeadError:
@@ -223,9 +232,9 @@ class TaskRouter:
         `RunInProgressError` here, at once, and is free again once that
         map ended (returned, raised, or its generator was closed or dropped).
         """
-        names, known = self._rt._capable(task_type)
+        names = self._rt._capable(task_type)
         if not names:
-            raise NoCapableAgentError(task_type, known)  # now, not at the first next()
+            raise NoCapableAgentError(task_type, self._rt._capabilities())  # now, not at the first next()
         total = len(payloads) if hasattr(payloads, "__len__") else None  # type: ignore[arg-type]
         concurrency = [self.concurrency(name) for name in names]
         if run_id is None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from pykka import ThreadingFuture
 from pykka._envelope import Envelope
 from pykka.messages import ProxyCall
 
-from actors import Agent, EventType
-from actors._base import ActorBase
+from actors import Agent, AskTimeout, EventType
+from actors._base import ActorBase, defer_tells, run_deferred
 from runtime.local._inline import inline_hosted
+from runtime.wire._future import local_waiter
 
 
 class Worker(Agent):
@@ -158,3 +160,54 @@ def test_a_tasks_records_and_events_are_there_as_soon_as_its_agent_answers(rt):
         assert rt.state.get("shared", f"task:quick-{n}:status") == "completed"
         [last] = rt.events.get_history(event_type=EventType.TASK_COMPLETED, limit=1)
         assert last.payload == {"task_id": f"quick-{n}", "result": 2 * n}
+
+
+class Note(ActorBase):
+    """A service that appends to a list its test reads directly."""
+
+    runs_inline = True
+
+    def __init__(self, notes: list) -> None:
+        super().__init__()
+        self.notes = notes
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+class Parker(ActorBase):
+    """A service that tells `Note`, then keeps its reply for later."""
+
+    runs_inline = True
+
+    def __init__(self, note) -> None:
+        super().__init__()
+        self.note = note
+        self.reply = None
+
+    def handle(self, text):
+        self.note.tell(ProxyCall(("note",), (text,), {}))
+        self.reply = self._defer_reply()
+
+    def answer(self):
+        self.reply.set("answered")
+
+
+def test_a_thread_deferring_its_tells_runs_them_before_it_waits_for_an_answer():
+    notes = []
+    note = inline_hosted(Note).start(notes)
+    parker = inline_hosted(Parker).start(note)
+    try:
+        assert defer_tells()
+        pending = parker.ask(ProxyCall(("handle",), ("started",), {}), block=False)
+        assert notes == []  # queued, not run: the thread could send something else first
+        with pytest.raises(AskTimeout):
+            local_waiter(pending, "parker")(0.01)  # ran what it deferred before it waited
+        assert notes == ["started"]
+        run_deferred()
+        parker.tell(ProxyCall(("answer",), (), {}))
+        assert local_waiter(pending, "parker")(30) == "answered"
+    finally:
+        run_deferred()
+        parker.stop()
+        note.stop()

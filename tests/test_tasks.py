@@ -190,6 +190,27 @@ def test_a_task_waits_for_its_lock_held_by_someone_else(rt):
     assert results == [2] and lock.holder() is None
 
 
+def test_subscribers_hear_a_task_start_while_it_waits_for_its_lock(rt):
+    # The router sends a chunk before the store and the bus handle its start
+    # (`defer_tells`): not so long that a start waiting for its lock is unheard.
+    rt.spawn(Doubler, "d1")
+    heard = []
+    rt.events.subscribe(EventType.TASK_STARTED, lambda event: heard.append(event.payload["task_id"]))
+    lock = rt.sync.get_lock("task:late")
+    assert lock.acquire("someone", timeout=5)
+    results = []
+    worker = threading.Thread(
+        target=lambda: results.append(rt.submit_task({"id": "late", "type": "double", "payload": 2})))
+    worker.start()
+    try:
+        wait_for(lambda: "late" in heard)
+        assert not results  # still waiting for the lock
+    finally:
+        lock.release("someone")
+        worker.join(30)
+    assert results == [4]
+
+
 def test_an_agent_that_overrides_execute_task_gets_its_map_tasks_through_it(rt):
     rt.spawn(OwnExecute, "o")
     assert rt.map("own", [1, 2, 3]) == [{"via": "own", "n": n + 1} for n in (1, 2, 3)]

@@ -44,18 +44,11 @@ from typing import Any
 import pykka
 from pykka._envelope import Envelope
 
-from actors._base import Deliver, DequeInbox
+from actors._base import Deliver, DequeInbox, defer_tells, deferring, run_deferred
 
 __all__ = ["InlineHost", "InlineInbox", "inline_hosted"]
 
 _WAKE = Deliver("", ())  # a message that does nothing: wakes a thread whose actor was stopped inline
-
-
-class _Reader(threading.local):
-    deferred: list[InlineInbox] | None = None  # set while a reader's `put_from_reader` runs a handler
-
-
-_reader = _Reader()
 
 
 class InlineInbox(DequeInbox):
@@ -97,9 +90,9 @@ class InlineInbox(DequeInbox):
         A tell sent by a handler that a connection's reader runs (see
         `put_from_reader`) is queued now, in order, and run once the
         reader's reply has left."""
-        deferred = _reader.deferred
+        deferred = deferring()
         if deferred is not None and envelope.reply_to is None:
-            self._queue.append(envelope)  # no wake-up token: the reader runs it (see `_run_deferred`)
+            self._queue.append(envelope)  # no wake-up token: the deferring thread runs it (`_run_deferred`)
             if self not in deferred:
                 deferred.append(self)
             return
@@ -133,17 +126,13 @@ class InlineInbox(DequeInbox):
         itself); it queues behind that actor's deferred tells, if any, and
         the actor's thread takes both.
         """
-        if _reader.deferred is not None:  # a reader's handler put this (can't be: readers don't nest)
+        if not defer_tells():  # a reader's handler put this (can't be: readers don't nest)
             self.put(envelope)
             return
-        deferred: list[InlineInbox] = []
-        _reader.deferred = deferred
         try:
             self.put(envelope)
         finally:
-            _reader.deferred = None
-            for inbox in deferred:
-                inbox._run_deferred()
+            run_deferred()
 
     def _run_deferred(self) -> None:
         """Run what is queued, here, as `put` does; or, if the actor is

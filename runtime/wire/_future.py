@@ -20,6 +20,7 @@ from typing import Any
 import pykka
 
 from actors import ActorDeadError, AskTimeout
+from actors._base import deferring, run_deferred
 from runtime.wire._aio import await_ask, bind, unbind
 from runtime.wire._batching import flush_thread
 from runtime.wire._signals import slice_for_signals
@@ -345,6 +346,8 @@ def local_waiter(future: pykka.Future[Any], what: str) -> Callable[[float | None
 
     def wait(timeout: float | None) -> Any:
         flush_thread()  # what this thread told goes out before it waits (a remote ask's send did so)
+        if deferring() and getattr(future, "_result", None) is None:
+            run_deferred(stop=False)  # nor does what it deferred wait for the answer
         deadline = None if timeout is None else time.monotonic() + timeout
         # A threading future tells a wait that ran out (`_result` still unset)
         # from a Timeout it holds as its outcome: only its wait is sliced.
