@@ -354,13 +354,19 @@ class RuntimeBase(Stopping):
         there was no such run. A `map` with that id then starts over."""
         return drop_run_records(self.state, run_id)
 
-    def _capable(self, task_type: str) -> list[str]:
-        """Names of running agents with `task_type` (asked per task: only
-        those agents' processes are looked at)."""
+    def _capable(self, task_type: str, *, checked: bool = True) -> list[str]:
+        """Names of running agents with `task_type`; with `checked`, only
+        those whose process is still alive (`_alive` checks one)."""
         with self._lock:
             capable = [r for r in self._records.values()
                        if r is not None and r.status == "running" and task_type in r.capabilities]
-        return [r.name for r in capable if self._still_alive(r)]
+        return [r.name for r in capable if not checked or self._still_alive(r)]
+
+    def _alive(self, name: str) -> bool:
+        """Whether agent `name` runs, its process alive even if the
+        supervisor has not handled its exit yet."""
+        record = self._records.get(name)
+        return record is not None and record.status == "running" and self._still_alive(record)
 
     def _capabilities(self) -> list[str]:
         """Every capability of the running agents (for `NoCapableAgentError`)."""

@@ -75,17 +75,22 @@ class TaskRouter:
         deadline = now + wait
         restart_deadline = deadline + self._rt.start_timeout if wait else deadline
         while True:
-            names = self._rt._capable(task_type)
-            if avoid in names and len(names) > 1:
-                names.remove(avoid)  # after a failure, another agent first
-            if names:
-                with self._lock:
-                    # Least loaded for its concurrency: an async agent that
-                    # runs 10 tasks at once takes 10 times the tasks in flight.
-                    concurrency = self._concurrency
-                    name = min(names, key=lambda n: self._inflight[n] / concurrency.get(n, 1))
-                    self._inflight[name] += 1
-                return name
+            names = self._rt._capable(task_type, checked=False)
+            last = [avoid] if avoid in names and len(names) > 1 else []  # after a failure, another agent first
+            for group in ([n for n in names if n not in last], last):
+                while group:
+                    with self._lock:
+                        # Least loaded for its concurrency: an async agent that
+                        # runs 10 tasks at once takes 10 times the tasks in flight.
+                        concurrency = self._concurrency
+                        name = min(group, key=lambda n: self._inflight[n] / concurrency.get(n, 1))
+                        self._inflight[name] += 1
+                    # Only the chosen agent's process is looked at (one poll
+                    # per task): one that died just now is passed over.
+                    if self._rt._alive(name):
+                        return name
+                    self._release(name)
+                    group.remove(name)
             now = time.monotonic()
             if self._rt._closed or now >= restart_deadline or (  # shut down: nothing will come back
                     now >= deadline and not self._rt._coming_back(task_type)):
