@@ -345,6 +345,8 @@ def local_waiter(future: pykka.Future[Any], what: str) -> Callable[[float | None
     """Wait on a pykka future of an actor in this process, with our errors."""
 
     def wait(timeout: float | None) -> Any:
+        if getattr(future, "_result", None) is not None:  # answered already (by a service, in this thread)
+            return future.get(timeout=0)
         flush_thread()  # what this thread told goes out before it waits (a remote ask's send did so)
         if deferring() and getattr(future, "_result", None) is None:
             run_deferred(stop=False)  # nor does what it deferred wait for the answer
