@@ -12,7 +12,8 @@ are tasks per second; ratios are ours / theirs (higher is better for us).
 Beside them, measured in the same run: the raw pipe round trip (two
 processes over a `multiprocessing.Pipe` with cloudpickle), `execute_task`
 called inside an agent (median), `submit_task` from the runtime's process
-(median), each as a multiple of that round trip; and the runtime
+(median), each as a multiple of that round trip, timed in turns, each turn
+divided by the round trip timed just before it; and the runtime
 process's memory (RSS) with `task_records=1000` after 2,000 tasks and
 after 100,000 (20,000 with --quick), plus the bytes per task a record
 costs (measured with `task_records=None`: the default window of 10,000
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 
 from bench_agents import timed
-from bench_messaging import parse_args, raw_floor
+from bench_messaging import RawEcho, parse_args, raw_floor
 
 from actors import Agent
 from runtime import Runtime
@@ -66,10 +67,10 @@ class Worker(Agent):
     def do_work(self, task: dict[str, Any]) -> Any:
         return work(task["payload"])
 
-    def execute_times(self, n: int) -> float:
+    def execute_times(self, n: int, warm: int = 100) -> float:
         """Median seconds of `execute_task` called here, in the agent."""
         times = timed(lambda: self.execute_task({"id": f"in-agent-{time.perf_counter_ns()}", "type": "work",
-                                                 "payload": (0, 1)}), n, warm=100)
+                                                 "payload": (0, 1)}), n, warm=warm)
         return statistics.median(times)
 
 
@@ -143,9 +144,33 @@ def ours(workloads: dict[str, tuple[float, int]], n_latency: int) -> dict[str, A
         for name, (seconds, n) in workloads.items():
             payloads = [(seconds, i) for i in range(n)]
             out["rates"][name] = rate(n, lambda p=payloads: rt.map("work", p))
-        out["execute_task_in_agent_us"] = agents[0].proxy().execute_times(n_latency).get(timeout=600) * 1e6
-        submit = timed(lambda: rt.submit_task({"type": "work", "payload": (0, 1)}), n_latency, warm=100)
-        out["submit_task_us"] = statistics.median(submit) * 1e6
+        out["latency"] = latencies(rt, agents[0], n_latency)
+    return out
+
+
+def latencies(rt: Runtime, agent: Any, n: int, blocks: int = 8) -> dict[str, Any]:
+    """`execute_task` in an agent and `submit_task`, in `blocks` turns, each
+    turn beside the raw round trip timed just before it: on a shared
+    machine the floor itself drifts during a run, so each figure is divided
+    by the floor of its own turn. Medians of the turns, and the ratios' range."""
+    echo = RawEcho()
+    turns = []
+    try:
+        for _ in range(blocks):
+            raw = statistics.median(timed(echo.round_trip, n // blocks, warm=20))
+            in_agent = agent.proxy().execute_times(n // blocks, 20).get(timeout=600)
+            submit = statistics.median(timed(lambda: rt.submit_task({"type": "work", "payload": (0, 1)}),
+                                             n // blocks, warm=20))
+            turns.append((raw, in_agent, submit))
+    finally:
+        echo.close()
+    raws = [raw for raw, _e, _s in turns]
+    out: dict[str, Any] = {"raw_rtt_median_us": statistics.median(raws) * 1e6, "turns": blocks}
+    for i, name in ((1, "execute_task_in_agent"), (2, "submit_task")):
+        ratios = [turn[i] / turn[0] for turn in turns]
+        out[f"{name}_us"] = statistics.median(turn[i] for turn in turns) * 1e6
+        out[f"{name}_ratio"] = statistics.median(ratios)
+        out[f"{name}_ratio_range"] = (min(ratios), max(ratios))
     return out
 
 
@@ -193,8 +218,7 @@ def main() -> None:
     report["ray_actor_pool"] = None if args.no_ray else ray_rates(workloads)
     framework = ours(workloads, 300 if args.quick else 2000)
     report["ours"] = framework["rates"]
-    report["execute_task_in_agent_us"] = framework["execute_task_in_agent_us"]
-    report["submit_task_us"] = framework["submit_task_us"]
+    report["latency"] = framework["latency"]
     report["memory"] = memory(20_000 if args.quick else 100_000)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -220,10 +244,14 @@ def print_table(report: dict[str, Any]) -> None:
     for label, key in systems[:-1]:
         if report[key] is not None:
             print(f"{'rt.map / ' + label:34}" + "".join(f"{report['ours'][n] / report[key][n]:>23.2f}x" for n in names))
-    print(f"{'execute_task inside an agent':34} {report['execute_task_in_agent_us']:>9.1f} us"
-          f"  ({report['execute_task_in_agent_us'] / raw:.1f}x raw round trip)")
-    print(f"{'submit_task from the runtime':34} {report['submit_task_us']:>9.1f} us"
-          f"  ({report['submit_task_us'] / raw:.1f}x raw round trip)")
+    lat = report["latency"]
+    print(f"latencies, {lat['turns']} turns each beside its own raw round trip "
+          f"(median {lat['raw_rtt_median_us']:.1f} us):")
+    for label, name in (("execute_task inside an agent", "execute_task_in_agent"),
+                        ("submit_task from the runtime", "submit_task")):
+        low, high = lat[f"{name}_ratio_range"]
+        print(f"{label:34} {lat[name + '_us']:>9.1f} us  ({lat[name + '_ratio']:.1f}x raw round trip; "
+              f"turns {low:.1f}-{high:.1f}x)")
     mem = report["memory"]
     print(f"{'RSS, task_records=1000':34} {mem['rss_after_2k_mb']:.1f} MB after 2,000 tasks, "
           f"{mem['rss_after_all_mb']:.1f} MB after {mem['tasks']:,} ({mem['rss_growth_mb']:+.1f} MB; "

@@ -55,25 +55,40 @@ def poll_until(probe, timeout: float = 60.0, errors=(Exception,)):
     raise RuntimeError(msg)
 
 
+class RawEcho:
+    """The raw floor's far end, a process of its own kept running, so that
+    its round trips can be timed in between other measures (`interleaved`)."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("forkserver")
+        self._here, there = ctx.Pipe()
+        self._proc = ctx.Process(target=raw_echo, args=(there,))
+        self._proc.start()
+
+    def round_trip(self) -> None:
+        self._here.send_bytes(cloudpickle.dumps(MESSAGE))
+        cloudpickle.loads(self._here.recv_bytes())
+
+    def tells_per_s(self, n: int) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            self._here.send_bytes(cloudpickle.dumps(ONEWAY))
+        self._here.send_bytes(b"count")
+        self._here.recv_bytes()
+        return n / (time.perf_counter() - t)
+
+    def close(self) -> None:
+        self._here.send_bytes(b"stop")
+        self._proc.join(10)
+
+
 def raw_floor(n_rtt: int, n_tells: int) -> dict[str, float]:
-    ctx = mp.get_context("forkserver")
-    here, there = ctx.Pipe()
-    proc = ctx.Process(target=raw_echo, args=(there,))
-    proc.start()
-
-    def round_trip():
-        here.send_bytes(cloudpickle.dumps(MESSAGE))
-        cloudpickle.loads(here.recv_bytes())
-
-    times = timed(round_trip, n_rtt)
-    t = time.perf_counter()
-    for _ in range(n_tells):
-        here.send_bytes(cloudpickle.dumps(ONEWAY))
-    here.send_bytes(b"count")
-    here.recv_bytes()
-    rate = n_tells / (time.perf_counter() - t)
-    here.send_bytes(b"stop")
-    proc.join(10)
+    echo = RawEcho()
+    try:
+        times = timed(echo.round_trip, n_rtt)
+        rate = echo.tells_per_s(n_tells)
+    finally:
+        echo.close()
     return {"rtt_median_us": statistics.median(times) * 1e6, "rtt_p99_us": p99(times) * 1e6, "tells_per_s": rate}
 
 

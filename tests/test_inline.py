@@ -211,3 +211,29 @@ def test_a_thread_deferring_its_tells_runs_them_before_it_waits_for_an_answer():
         run_deferred()
         parker.stop()
         note.stop()
+
+
+def test_tells_deferred_while_the_actor_is_busy_never_strand_an_ask_queued_behind_them():
+    # The actor's thread takes a token for whatever is first in the queue:
+    # the ask's token may go to a deferred tell, so the deferring thread,
+    # finding the actor busy, must leave a token for each envelope queued.
+    gate = threading.Event()
+    recorder = inline_hosted(Recorder).start(gate)
+    try:
+        holder = threading.Thread(target=lambda: recorder.ask(ProxyCall(("note",), ("held",), {}), timeout=60))
+        holder.start()  # runs inline in that thread, and waits for the gate
+        deadline = threading.Event()
+        while not recorder.actor_inbox._run.locked() and not deadline.wait(0.01):
+            pass
+        assert defer_tells()
+        recorder.tell(ProxyCall(("note",), ("first",), {}))
+        recorder.tell(ProxyCall(("note",), ("second",), {}))
+        asked = recorder.ask(ProxyCall(("read",), (), {}), block=False)  # queued behind them, with its token
+        run_deferred()  # the recorder is busy: its thread must take all three
+        gate.set()
+        assert asked.get(timeout=30) == ["held", "first", "second"]
+        holder.join(30)
+    finally:
+        run_deferred()
+        gate.set()
+        recorder.stop()

@@ -141,11 +141,16 @@ class InlineInbox(DequeInbox):
         actor = self._actor
         while self._queue:
             if not self._run.acquire(blocking=False):
-                self._enqueue_wake()
+                # A token for every envelope queued: this thread may have
+                # deferred several, and the actor's thread may take the
+                # token of an ask behind them for one of them. Spare ones
+                # cost the thread a look at an empty queue; one too few
+                # would leave an envelope there for good.
+                self._enqueue_wake(len(self._queue))
                 return
             try:
                 if actor.actor_stopped.is_set():
-                    self._enqueue_wake()
+                    self._enqueue_wake(len(self._queue))
                     return
                 envelope = self._queue.popleft()  # only ever taken under `_run`: it is there
                 self.current = envelope
@@ -153,9 +158,10 @@ class InlineInbox(DequeInbox):
             finally:
                 self._run.release()
 
-    def _enqueue_wake(self) -> None:
-        # A wake-up token for what is queued already (`get` skips a spare one).
-        self._ready.put(None)
+    def _enqueue_wake(self, tokens: int = 1) -> None:
+        # Wake-up tokens for what is queued already (`get` skips spare ones).
+        for _ in range(tokens):
+            self._ready.put(None)
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
