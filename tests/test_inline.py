@@ -10,6 +10,7 @@ from pykka._envelope import Envelope
 from pykka.messages import ProxyCall
 
 from actors import Agent, AskTimeout, EventType
+from conftest import wait_for
 from actors._base import ActorBase, defer_tells, run_deferred
 from runtime.local._inline import inline_hosted
 from runtime.wire._future import local_waiter
@@ -222,9 +223,7 @@ def test_tells_deferred_while_the_actor_is_busy_never_strand_an_ask_queued_behin
     try:
         holder = threading.Thread(target=lambda: recorder.ask(ProxyCall(("note",), ("held",), {}), timeout=60))
         holder.start()  # runs inline in that thread, and waits for the gate
-        deadline = threading.Event()
-        while not recorder.actor_inbox._run.locked() and not deadline.wait(0.01):
-            pass
+        wait_for(lambda: recorder.actor_inbox._run.locked())
         assert defer_tells()
         recorder.tell(ProxyCall(("note",), ("first",), {}))
         recorder.tell(ProxyCall(("note",), ("second",), {}))

@@ -348,7 +348,7 @@ def local_waiter(future: pykka.Future[Any], what: str) -> Callable[[float | None
         if getattr(future, "_result", None) is not None:  # answered already (by a service, in this thread)
             return future.get(timeout=0)
         flush_thread()  # what this thread told goes out before it waits (a remote ask's send did so)
-        if deferring() and getattr(future, "_result", None) is None:
+        if deferring():
             run_deferred(stop=False)  # nor does what it deferred wait for the answer
         deadline = None if timeout is None else time.monotonic() + timeout
         # A threading future tells a wait that ran out (`_result` still unset)
