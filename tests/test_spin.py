@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,27 @@ def test_a_negative_spin_setting_is_refused(variable):
     result = run_with_spin("-5", variable)
     assert result.returncode != 0
     assert f"{variable} must be a number of microseconds (0 or more), got '-5'" in result.stderr
+
+
+def test_one_thread_of_a_process_spins_at_a_time():
+    # A second spinner would only take the GIL from the first and from the
+    # threads both wait for: it sleeps in its read at once instead.
+    from runtime.wire._spin import Backoff
+
+    first_spinning, release_first = threading.Event(), threading.Event()
+
+    def first_probe() -> bool:
+        first_spinning.set()
+        return release_first.is_set()
+
+    first = threading.Thread(target=Backoff().spin, args=(30.0, first_probe))
+    first.start()
+    try:
+        assert first_spinning.wait(30)
+        probed = []
+        assert Backoff().spin(30.0, lambda: probed.append(1)) is False
+        assert probed == []  # it never polled
+    finally:
+        release_first.set()
+        first.join(30)
+    assert Backoff().spin(1.0, lambda: True) is True  # the slot is free again

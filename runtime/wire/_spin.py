@@ -15,7 +15,10 @@ finds a CPU awake, and its sender doesn't pay for waking one. Only a
 thread that handles the messages it reads may do this (the agent's own
 thread; a runtime reader, which runs idle services inline: `_inline`); a
 reader thread spinning beside the thread that handles its messages would
-take the GIL from it.
+take the GIL from it. And only one thread of a process spins at a time
+(`_SPIN_SLOT`): the runtime's process has many waiting at once (its reader
+threads, a batch's workers, threads asking agents), and each spinner
+takes the GIL from the threads doing the work they all wait for.
 
 ``ACTORS_SPIN_US`` sets the askers' budget in microseconds (default 200),
 ``ACTORS_IDLE_SPIN_US`` the idle agents' (default 50); 0 turns either off.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -60,6 +64,7 @@ def check_environment() -> None:
 SPIN = _budget("ACTORS_SPIN_US", "200")
 IDLE_SPIN = _budget("ACTORS_IDLE_SPIN_US", "50")
 _MAX_SKIP = 8
+_SPIN_SLOT = threading.Lock()  # held by the one thread of this process spinning now
 _POLL_BYTES = 4096
 
 
@@ -88,7 +93,20 @@ class Backoff:
     def spin(self, budget: float, probe: Callable[[], object]) -> bool:
         """Call `probe()` without sleeping until it returns true or `budget`
         seconds pass, yielding the CPU between calls; whether it did.
-        Callers ask `turn()` first."""
+        Callers ask `turn()` first.
+
+        One thread of a process spins at a time: a second would only take
+        the GIL from the first, and from the threads doing the work both
+        wait for. Another that finds the slot taken sleeps in its read at
+        once (its backoff unchanged)."""
+        if not _SPIN_SLOT.acquire(blocking=False):
+            return False
+        try:
+            return self._spin(budget, probe)
+        finally:
+            _SPIN_SLOT.release()
+
+    def _spin(self, budget: float, probe: Callable[[], object]) -> bool:
         end = time.perf_counter() + budget
         while not probe():
             if time.perf_counter() >= end:
