@@ -42,8 +42,8 @@ class NotifyingFuture(pykka.ThreadingFuture[Any]):
     """
 
     _notify: Callable[[], None] | None = None
-    _gate: Any = None
-    _hook_lock: Any = None
+    _gate: threading.Lock | None = None  # made by the first thread that has to wait
+    _hook_lock: threading.RLock | None = None  # made with the get hook: it runs once
 
     def __init__(self) -> None:
         pykka.Future.__init__(self)
@@ -54,6 +54,7 @@ class NotifyingFuture(pykka.ThreadingFuture[Any]):
         if self._result is None and self._get_hook is None:
             self._wait(timeout)
         if self._get_hook is not None:
+            assert self._hook_lock is not None  # set with the hook, under `_guard`
             with self._hook_lock:  # the hook runs once, whoever gets first
                 return pykka.Future.get(self, timeout=timeout)
         outcome = self._result

@@ -113,7 +113,8 @@ class TaskRouter:
         chunk is then recorded whenever the agent finishes it).
         `created`: emit TASK_CREATED for each task first. `spent`, if
         given, gets the seconds the coordination took here (the calls to the
-        sync manager before and after the agent's), for `_map`'s sizing.
+        sync manager before and after the agent's, and the start's records
+        and events deferred meanwhile), for `_map`'s sizing.
         """
         peer = self._refs.get(name)
         if peer is None:  # one ref per agent: it resolves the name once, and follows restarts

@@ -58,8 +58,9 @@ class InlineInbox(DequeInbox):
     actor, and envelopes leave `_queue` only under it; `_ready` holds a
     wake-up token for each envelope the actor's thread must take (a C
     queue: the cheapest way to wake it), and maybe spare ones (for
-    envelopes a reader ran itself, see `_run_deferred`); a deferred tell
-    has no token until its reader finds the actor busy; the actor's
+    envelopes another thread ran itself, see `_run_deferred`); a deferred
+    tell has no token until the thread that deferred it finds the actor
+    busy; the actor's
     thread exists once a message had to be queued (`_thread`), and not
     before.
     """
@@ -87,9 +88,10 @@ class InlineInbox(DequeInbox):
     def put(self, envelope: Envelope[Any], /) -> None:
         """Run `envelope` in the calling thread if the actor is idle, else queue it.
 
-        A tell sent by a handler that a connection's reader runs (see
-        `put_from_reader`) is queued now, in order, and run once the
-        reader's reply has left."""
+        A tell from a thread that defers its tells (`defer_tells`: a
+        connection's reader running a handler, see `put_from_reader`, or
+        the task router sending a chunk) is queued now, in order, and run
+        when that thread runs what it deferred."""
         deferred = deferring()
         if deferred is not None and envelope.reply_to is None:
             self._queue.append(envelope)  # no wake-up token: the deferring thread runs it (`_run_deferred`)
