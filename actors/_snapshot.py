@@ -48,7 +48,16 @@ from typing import Any
 import pykka
 from pykka.messages import _ActorStop
 
-__all__ = ["SnapshotHost"]
+__all__ = ["SnapshotBatch", "SnapshotHost"]
+
+
+class SnapshotBatch(list[tuple[str, bytes]]):
+    """A message to the store: the pickled snapshots of several agents, as
+    (agent name, bytes) pairs, each authenticated by the host that read it,
+    to keep in one commit (`StateStore` answers with one outcome each:
+    None, or the exception that refused it)."""
+
+    __slots__ = ()
 
 
 class SnapshotHost(pykka.Actor):

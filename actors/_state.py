@@ -16,6 +16,7 @@ from typing import Any
 from actors._announce import Announcer
 from actors._base import ActorBase, Sent
 from actors._durable import FLAT_NS, SqliteBackend
+from actors._snapshot import SnapshotBatch
 from actors._namespaces import (
     FLAT,
     LOCAL,
@@ -117,6 +118,8 @@ class StateStore(Announcer, ActorBase):
             result = None
             if type(message) is bytes:  # a snapshot from its agent (`keep_snapshot`): the cheapest message
                 self.keep_snapshot(message)
+            elif type(message) is SnapshotBatch:  # several agents' snapshots (`runtime.wire._journal`)
+                result = self._keep_snapshots(message)
             else:
                 result = super()._handle_receive(message)
         except Exception:
@@ -299,6 +302,19 @@ class StateStore(Announcer, ActorBase):
         if name is None or name == LOCAL:
             raise NamespacePermissionError(SNAPSHOTS, str(name))
         self.save_snapshot(name, blob)
+
+    def _keep_snapshots(self, batch: SnapshotBatch) -> list[Exception | None]:
+        # Each under its own sender's name; one refused leaves the others be.
+        outcomes: list[Exception | None] = []
+        for sender, blob in batch:
+            self._sender = sender
+            try:
+                self.keep_snapshot(blob)
+            except Exception as exc:  # noqa: BLE001 - its agent gets it
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
 
     def load_snapshot(self, name: str) -> bytes | None:
         """Agent `name`'s last saved snapshot (pickled), or None."""

@@ -6,12 +6,14 @@ import asyncio
 import os
 import pickle
 import signal
+import sqlite3
 import threading
 import time
 
 import pytest
 
 from actors import Agent, NamespacePermissionError
+from actors._durable import SqliteBackend
 from runtime import Runtime
 from conftest import pid_of, wait_for
 
@@ -49,17 +51,31 @@ class AsyncCounter(Counter):
         return {"count": self.count, "started_at": self.started_at, "pid": os.getpid()}
 
 
+def _restarted_as(rt, name, old_pid):
+    try:
+        return rt.agents[name].ask("get", timeout=5)["pid"] != old_pid
+    except Exception:
+        return False
+
+
 def _restarted(rt, old_pid):
-    def check():
-        try:
-            return rt.agents["c"].ask("get", timeout=5)["pid"] != old_pid
-        except Exception:
-            return False
-    return check
+    return lambda: _restarted_as(rt, "c", old_pid)
+
+
+@pytest.fixture(params=["in memory", "with a state file"])
+def any_rt(request, tmp_path):
+    """A runtime whose store keeps snapshots in memory (told), or in a
+    state file (acknowledged once committed: `runtime.wire._journal`)."""
+    runtime = Runtime() if request.param == "in memory" else Runtime(state_path=str(tmp_path / "state.db"))
+    try:
+        yield runtime
+    finally:
+        runtime.shutdown()
 
 
 @pytest.mark.parametrize("cls", [Counter, AsyncCounter])
-def test_a_counter_sigkilled_after_50_acknowledged_increments_comes_back_at_50(rt, cls):
+def test_a_counter_sigkilled_after_50_acknowledged_increments_comes_back_at_50(any_rt, cls):
+    rt = any_rt
     ref = rt.spawn(cls, "c")
     for i in range(50):
         assert ref.ask("inc", timeout=10)["count"] == i + 1
@@ -78,6 +94,53 @@ def test_a_counter_killed_right_after_each_acknowledged_increment_loses_none(rt)
         pid = pid_of(rt, "c")
         os.kill(pid, signal.SIGKILL)
         wait_for(_restarted(rt, pid))
+
+
+def test_four_agents_asked_at_once_with_a_state_file_each_come_back_at_their_own_count(tmp_path):
+    # Their snapshots share commits (`runtime.wire._journal`): each must
+    # still be acknowledged to, and restored for, its own agent.
+    with Runtime(state_path=str(tmp_path / "state.db")) as rt:
+        refs = {f"c{i}": rt.spawn(Counter, f"c{i}") for i in range(4)}
+        counts = {name: 20 + 10 * i for i, name in enumerate(refs)}
+
+        def hammer(name):
+            for n in range(counts[name]):
+                assert refs[name].ask("inc", timeout=30)["count"] == n + 1
+
+        threads = [threading.Thread(target=hammer, args=(name,)) for name in refs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        pids = {name: pid_of(rt, name) for name in refs}
+        for pid in pids.values():
+            os.kill(pid, signal.SIGKILL)
+        for name, pid in pids.items():
+            wait_for(lambda name=name, pid=pid: _restarted_as(rt, name, pid))
+        assert {name: ref.ask("get", timeout=10)["count"] for name, ref in refs.items()} == counts
+
+
+def test_a_snapshot_the_state_file_could_not_commit_fails_its_ask_and_the_next_saves_it(tmp_path, monkeypatch):
+    with Runtime(state_path=str(tmp_path / "state.db")) as rt:
+        ref = rt.spawn(Counter, "c")
+        assert ref.ask("inc", timeout=10)["count"] == 1
+        commit, failing = SqliteBackend.commit, threading.Event()
+
+        def flaky(self, *args):
+            if failing.is_set():
+                failing.clear()
+                raise sqlite3.OperationalError("disk I/O error")
+            return commit(self, *args)
+
+        monkeypatch.setattr(SqliteBackend, "commit", flaky)
+        failing.set()
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+            ref.ask("inc", timeout=10)
+        assert ref.ask("inc", timeout=10)["count"] == 3  # saved now, with the change the failed one made
+        pid = pid_of(rt, "c")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(_restarted(rt, pid))
+        assert ref.ask("get", timeout=10)["count"] == 3
 
 
 def test_a_snapshot_still_unread_when_its_agent_dies_is_restored_by_the_restart(rt, monkeypatch):

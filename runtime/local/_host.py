@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import pykka
 
-from actors import ActorDeadError, AgentContext
+from actors import ActorDeadError, AgentContext, AskTimeout
 from actors._chain import OwnFuture, set_thread_agent
 from actors._context import set_current_agent_id, set_delivery_ref_factory
 from runtime.local._logs import install_forwarder
@@ -220,32 +220,39 @@ def _hosts_for(cls: type) -> tuple[type, ...]:
 
 def snapshot_sender(node: Node, spec: BootSpec) -> Callable[[bytes], None]:
     """How this agent sends its pickled snapshots to the store
-    (`actors._snapshot`): the bare bytes, which the store keeps under the
-    sender's name (`StateStore.keep_snapshot`).
+    (`actors._snapshot`): the bare bytes in a SNAPSHOT frame, on a
+    connection to the runtime's node that carries nothing else; the store
+    keeps them under the sender's name (`StateStore.keep_snapshot`).
 
-    With a state file, asked: it returns once the store committed. In
-    memory, told (a SNAPSHOT frame) on a connection to the runtime's node
-    that carries nothing else, which the node reads in batches
-    (`runtime.wire._drain`); written to the kernel before this returns
-    (never queued with batched tells), so before the reply that follows.
+    With a state file, acknowledged: it returns once the store committed
+    (the node reads every agent's such connection in one thread, and the
+    store commits what it read together: `runtime.wire._journal`). In
+    memory, told, which the node reads in batches (`runtime.wire._drain`);
+    written to the kernel before this returns (never queued with batched
+    tells), so before the reply that follows.
     """
-    if not spec.snapshots_told:
-        store = spec.ctx.store._ref  # the `_state` service's ref
-        return lambda blob: store.ask(blob, timeout=_SNAPSHOT_TIMEOUT)
     address = spec.registry_address
     channel: list[Channel] = []  # made at the first snapshot, again if it broke
+    acknowledged = not spec.snapshots_told
 
-    def tell(blob: bytes) -> None:
-        frame = encode(SNAPSHOT, 0, b"_state", blob)  # the bytes as they are: nothing to unpickle there
+    def send(blob: bytes) -> None:
         try:
             if not channel or channel[0].closed:
                 channel[:] = [Channel(address, node.authkey)]
-            channel[0].send(frame)
+            sent = channel[0]
+            request_id = sent.next_id() if acknowledged else 0  # 0: told
+            sent.send(encode(SNAPSHOT, request_id, b"_state", blob))  # the bytes as they are: nothing to unpickle
         except PeerGone as exc:
             msg = f"the runtime is gone: a snapshot could not be saved ({exc})"
             raise ActorDeadError(msg) from None
+        if acknowledged:
+            try:
+                sent.wait(request_id, _SNAPSHOT_TIMEOUT, "the state store")
+            except AskTimeout:
+                sent.abandon(request_id)  # its late acknowledgement is dropped, not kept
+                raise
 
-    return tell
+    return send
 
 
 def agent_main(boot: bytes, control: Connection) -> int:

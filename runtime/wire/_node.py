@@ -26,7 +26,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import pykka
@@ -35,9 +35,11 @@ from pykka._envelope import Envelope
 from actors import ActorDeadError
 from actors._base import Sent, set_idle_hook
 from actors._chain import AskChain
+from actors._snapshot import SnapshotBatch
 from runtime.wire._batching import flush_all, flush_thread
 from runtime.wire._drain import OpenConnections, read_snapshots
 from runtime.wire._handshake import HandshakeGuard, peer_pid
+from runtime.wire._journal import SnapshotAcks, SnapshotJournal
 from runtime.wire._outbound import Outbound
 from runtime.wire._reactor import Reactor
 from runtime.wire._reply import Outbox, RemoteReply
@@ -94,6 +96,8 @@ class Node(Outbound):
         self._reading = OpenConnections()  # registry only: by peer pid (`wait_drained`)
         self._closed = False
         self._guard = HandshakeGuard()  # deadlines and a cap for the handshakes under way
+        self._journal: SnapshotJournal | None = None  # registry only, made at the first acknowledged snapshot
+        self._journal_lock = threading.Lock()
         # In an agent's process the agent's own thread reads the connections
         # (see `_reactor`); elsewhere each connection has a reader thread.
         self.reactor = Reactor(self._dispatch, self._conns.discard) if reactor else None
@@ -227,7 +231,10 @@ class Node(Outbound):
             except (EOFError, OSError):
                 return
             if frame[0] == SNAPSHOT:  # an agent's connection for its snapshots alone
-                read_snapshots(reader, frame, lambda last: self._deliver_snapshot(last, sender))
+                if not decode_header(frame)[1]:  # told (request id 0): the store keeps them in memory
+                    read_snapshots(reader, frame, lambda last: self._deliver_snapshot(last, sender))
+                elif self._keeps_snapshots_of(sender):  # acknowledged once committed
+                    self._snapshot_journal().serve(fd, reader, frame, outbox, cast("str", sender))
                 return
             while True:
                 try:
@@ -246,17 +253,39 @@ class Node(Outbound):
             outbox.close()  # replies still to come are dropped, never written to a reused fd
             conn.close()
 
+    @staticmethod
+    def _keeps_snapshots_of(sender: str | None) -> bool:
+        # Only an agent keeps a snapshot: never a process the registry does
+        # not know ("_unknown:<pid>"), nor the runtime's own.
+        return sender is not None and not sender.startswith("_") and sender != "runtime"
+
+    def _store(self, name: str) -> pykka.ActorRef[Any] | None:
+        """The hosted actor `name` if it is told who sends it messages (a store)."""
+        return self.local.get(name) if name in self._wants_sender else None
+
     def _deliver_snapshot(self, frame: memoryview, sender: str | None) -> None:
         """A snapshot frame from `sender`'s own connection for them: to its store."""
         kind, _request_id, name, body = decode_header(frame)
-        ref = self.local.get(name)
-        # Only an agent keeps a snapshot: never a process the registry does
-        # not know ("_unknown:<pid>"), nor the runtime's own.
-        if (kind != SNAPSHOT or sender is None or sender.startswith("_") or sender == "runtime" or ref is None
-                or name not in self._wants_sender):
+        ref = self._store(name)
+        if kind != SNAPSHOT or sender is None or not self._keeps_snapshots_of(sender) or ref is None:
             logger.info("dropped a snapshot for %r from %r: nobody here keeps it", name, sender)
             return
         ref.actor_inbox.put(Envelope(Sent(sender, bytes(body))))  # the body is the pickled snapshot itself
+
+    def _snapshot_journal(self) -> SnapshotJournal:
+        with self._journal_lock:
+            if self._journal is None:
+                self._journal = SnapshotJournal(self._deliver_snapshots)
+            return self._journal
+
+    def _deliver_snapshots(self, name: str, batch: SnapshotBatch, acks: SnapshotAcks) -> None:
+        """Acknowledged snapshots (`_journal`) to the store `name`, run inline if it is idle."""
+        ref = self._store(name)
+        if ref is None or not ref.is_alive():
+            acks.set_exception((ActorDeadError, ActorDeadError(f"no store named {name!r} is running here"), None))
+            return
+        inbox = ref.actor_inbox
+        getattr(inbox, "put_from_reader", inbox.put)(Envelope(batch, reply_to=acks))
 
     def _dispatch(self, outbox: Outbox, frame: memoryview, sender: str | None = None) -> None:
         """Deliver one frame from a connection whose peer is `sender` (if known)."""
@@ -335,6 +364,8 @@ class Node(Outbound):
             pass
         self._sock.close()
         self._guard.close()  # the watchdog is gone: end the handshakes now
+        if self._journal is not None:
+            self._journal.close()
         for conn in list(self._conns):
             try:
                 shutdown_fd(conn.fileno())
