@@ -10,7 +10,7 @@
 - durable ask, unchanged: the same agent asked for a read, so the snapshot
   is pickled and compared but not saved;
 - with SQLite (`state_path`): 4 such agents asked at once from 4 threads,
-  acknowledged changes per second together (each snapshot asked of the
+  acknowledged changes per second together (each snapshot sent to the
   store, answered once committed; group commit shares commits); and the
   same 4 agents asked by 4 other agents instead, so the runtime's process
   runs the store alone, not the askers too (its GIL is the limit);
