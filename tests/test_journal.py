@@ -111,6 +111,25 @@ def test_snapshots_read_in_one_poll_go_to_the_store_as_one_batch_and_each_agent_
             conn.end()
 
 
+def test_a_snapshot_larger_than_one_read_arrives_whole(store):
+    journal, batches = store
+    big = bytes(range(256)) * 4096  # 1 MiB: many reads, as the agent's write goes on
+    conn = Connection(journal, "a", _snapshot(1, b"small"))
+    try:
+        assert conn.reply() == (1, (True, None))
+        writer = threading.Thread(target=conn.theirs.sendall, args=(b"".join(_parts(_snapshot(2, big))),))
+        writer.start()
+        assert conn.reply() == (2, (True, None))
+        writer.join(10)
+        assert batches[-1][1] == [("a", big)]
+    finally:
+        conn.end()
+
+
+def _parts(frame):
+    return frame if isinstance(frame, tuple) else (frame,)
+
+
 def test_a_failed_commit_is_every_agent_of_the_batch_s_answer():
     def deliver(_name, _batch, acks):
         try:

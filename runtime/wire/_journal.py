@@ -133,6 +133,8 @@ class SnapshotJournal:
         try:
             while self._turn():
                 pass
+        except Exception:  # a bug: its agents' snapshots now fail at once, rather than wait
+            logger.exception("the snapshot journal failed")
         finally:
             for source in self._sources.values():
                 source.done.set()
