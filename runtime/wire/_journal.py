@@ -79,7 +79,7 @@ class _Source:
 
     def __init__(self, fd: int, reader: FrameReader, first: memoryview, outbox: Outbox, sender: str) -> None:
         self.fd, self.reader, self.outbox, self.sender = fd, reader, outbox, sender
-        self.first = first  # read by the accepting thread, before the handover
+        self.first: memoryview | None = first  # read by the accepting thread; dropped once taken
         self.done = threading.Event()
 
 
@@ -161,7 +161,8 @@ class SnapshotJournal:
                 for added in adding:
                     self._sources[added.fd] = added
                     self._epoll.register(added.fd, _READABLE)
-                    if not (self._take(added, added.first, batches) and self._drain(added, batches)):
+                    first, added.first = cast("memoryview", added.first), None  # not kept: it may be large
+                    if not (self._take(added, first, batches) and self._drain(added, batches)):
                         ended.append(added)
             elif (source := self._sources.get(fd)) is not None and not self._read(source, batches):
                 ended.append(source)

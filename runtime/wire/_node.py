@@ -235,6 +235,8 @@ class Node(Outbound):
                     read_snapshots(reader, frame, lambda last: self._deliver_snapshot(last, sender))
                 elif self._keeps_snapshots_of(sender):  # acknowledged once committed
                     self._snapshot_journal().serve(fd, reader, frame, outbox, cast("str", sender))
+                else:  # its asker sees the connection close
+                    logger.info("refused a snapshot connection from %r: only agents keep snapshots", sender)
                 return
             while True:
                 try:
