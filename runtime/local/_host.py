@@ -44,7 +44,7 @@ from runtime.wire._serialization import dumps, exception_payload, loads
 __all__ = ["BootSpec", "ProcessHost", "agent_main"]
 
 EXIT_FAILED = 3  # the actor stopped because a told message raised
-_SNAPSHOT_TIMEOUT = 60.0  # how long a snapshot's ask waits for a state file's commit
+_SNAPSHOT_TIMEOUT = 60.0  # how long a snapshot waits for its acknowledgement (a state file's commit)
 
 # Written on the control pipe when a stop was asked of the agent, before its
 # on_stop runs: the supervisor reads it after the exit, so a stop asked for
