@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from actors._snapshot import SnapshotBatch
-from runtime.wire._frames import SNAPSHOT, TELL, FrameReader, decode_header, encode
+from runtime.wire._frames import SNAPSHOT, TELL, FrameReader, decode_header, encode, set_read_timeout
 from runtime.wire._journal import SnapshotAcks, SnapshotJournal
 from runtime.wire._reply import Outbox
 from runtime.wire._serialization import loads
@@ -27,6 +27,7 @@ class Connection:
             target=journal.serve, args=(self.ours.fileno(), reader, reader.read(), self.outbox, sender)
         )
         self.served.start()
+        set_read_timeout(self.theirs.fileno(), 10)  # a missing reply fails the test, not hangs it
         self.replies = FrameReader(self.theirs.fileno())
 
     def reply(self) -> tuple[int, tuple[bool, object]]:
