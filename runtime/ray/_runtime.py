@@ -252,10 +252,12 @@ class RayRuntime(Runtime):
         if self._closed:
             return
         reason = lost_node_reason(self._ray, self.services_node, _error_of(self._ray, sentinel))
-        self.services_lost = reason or "crashed: its Ray actor process died"
+        reason = reason or "crashed: its Ray actor process died"
         self._restarter.stop_restarting(timeout=0)
+        # Logged before it is set: whoever sees `services_lost` finds the log there too.
         logger.critical("the runtime's services host died (%s): state, events, locks and the registry are gone; "
-                        "no agent will be restarted; shut this runtime down", self.services_lost)
+                        "no agent will be restarted; shut this runtime down", reason)
+        self.services_lost = reason
 
     def _handle_exit_safely(self, record: RayRecord, stopping: bool, sentinel: Any) -> None:
         try:
