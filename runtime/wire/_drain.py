@@ -8,6 +8,7 @@ after that (a restarted agent's `restore`) is handled after all of them.
 An agent whose store keeps snapshots in memory tells them on a connection
 of their own (`runtime.local._host.snapshot_sender`), whose first frame is
 a SNAPSHOT; its reader then runs `read_snapshots` instead of the usual loop.
+(With a state file they are acknowledged, and read by `_journal` instead.)
 """
 
 from __future__ import annotations

@@ -41,9 +41,11 @@ GONE = 8  # registry: reply once the named agent's process at the address in bod
 # registry: the named agent, hosted at the address in body, is stopping: its
 # name is forgotten (sent by that agent's own process only), then the reply
 LEAVING = 9
-# A tell of an agent's pickled snapshot to the named store (the body is the
+# An agent's pickled snapshot for the named store (the body is the
 # snapshot's pickle itself, never unpickled on the way), on a connection
-# that carries nothing else: read in batches, the last one kept (`runtime.wire._drain`)
+# that carries nothing else. Request id 0: told, read in batches, the last
+# one kept (`runtime.wire._drain`); else acknowledged by a REPLY once
+# committed (`runtime.wire._journal`)
 SNAPSHOT = 10
 
 _PREFIX = struct.Struct("!iBQH")  # length, kind, request id, name length

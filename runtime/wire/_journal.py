@@ -31,8 +31,8 @@ import pykka
 
 from actors._snapshot import SnapshotBatch
 from runtime.wire._frames import REPLY, SNAPSHOT, FrameReader, decode_header, encode
-from runtime.wire._reply import Outbox
-from runtime.wire._serialization import dumps, exception_payload
+from runtime.wire._reply import Outbox, failure_body
+from runtime.wire._serialization import dumps
 
 __all__ = ["SnapshotAcks", "SnapshotJournal"]
 
@@ -40,13 +40,6 @@ logger = logging.getLogger("runtime")
 
 _ACK = dumps((True, None))  # the reply to every snapshot kept
 _READABLE = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
-
-
-def _failure(exc: BaseException) -> bytes:
-    try:
-        return dumps((False, exception_payload(exc)), "exception")
-    except Exception as error:  # noqa: BLE001 - the agent gets a reason either way
-        return dumps((False, error))
 
 
 class SnapshotAcks(pykka.Future[Any]):
@@ -64,10 +57,10 @@ class SnapshotAcks(pykka.Future[Any]):
     def set(self, value: Any = None) -> None:
         outcomes = cast("list[BaseException | None]", value)
         for (outbox, request_id), outcome in zip(self._targets, outcomes, strict=True):
-            outbox.send(encode(REPLY, request_id, b"", _ACK if outcome is None else _failure(outcome)))
+            outbox.send(encode(REPLY, request_id, b"", _ACK if outcome is None else failure_body(outcome)))
 
     def set_exception(self, exc_info: Any = None) -> None:
-        body = _failure(cast("BaseException", (exc_info or sys.exc_info())[1]))
+        body = failure_body(cast("BaseException", (exc_info or sys.exc_info())[1]))
         for outbox, request_id in self._targets:
             outbox.send(encode(REPLY, request_id, b"", body))
 

@@ -24,7 +24,7 @@ from runtime.wire._batching import retry_later
 from runtime.wire._serialization import dumps, exception_payload
 from runtime.wire._frames import REPLY, encode, socket_view
 
-__all__ = ["Outbox", "RemoteReply"]
+__all__ = ["Outbox", "RemoteReply", "failure_body"]
 
 _PATIENCE = 0.1  # how long a reply waits for room before the flusher takes over
 
@@ -120,6 +120,15 @@ class Outbox:
             self._view.detach()
 
 
+def failure_body(exc: BaseException) -> bytes:
+    """A REPLY body raising `exc` in the asker (or, if `exc` can't be
+    pickled, the error that says why)."""
+    try:
+        return dumps((False, exception_payload(exc)), "exception")
+    except Exception as error:  # noqa: BLE001 - the asker gets a reason either way
+        return dumps((False, error))
+
+
 class RemoteReply(pykka.Future[Any]):
     """The reply future of an ask that came from another process.
 
@@ -141,12 +150,7 @@ class RemoteReply(pykka.Future[Any]):
         self._send(body)
 
     def set_exception(self, exc_info: Any = None) -> None:
-        exc = (exc_info or sys.exc_info())[1]
-        try:
-            body = dumps((False, exception_payload(cast("BaseException", exc))), "exception")
-        except Exception as error:  # noqa: BLE001
-            body = dumps((False, error))
-        self._send(body)
+        self._send(failure_body(cast("BaseException", (exc_info or sys.exc_info())[1])))
 
     def send_body(self, body: bytes) -> None:
         """Answer with `body` as it is (a node request answered in JSON)."""
