@@ -26,7 +26,8 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
-from pykka._introspection import get_attr_from_parent
+from pykka._introspection import get_attr_directly, get_attr_from_parent
+from pykka.messages import ProxyCall
 
 from actors._chain import AskChain
 from actors._future import NotifyingFuture
@@ -43,11 +44,8 @@ __all__ = [
     "Introspect",
     "ResolvedFuture",
     "Sent",
-    "defer_tells",
-    "deferring",
     "public_attributes",
     "register_handler",
-    "run_deferred",
     "set_idle_hook",
     "unregister_handler",
 ]
@@ -133,43 +131,6 @@ def set_idle_hook(hook: Callable[[], None] | None) -> None:
     """
     global _idle_hook
     _idle_hook = hook
-
-
-class _Deferral(threading.local):
-    inboxes: list[Any] | None = None  # while this thread defers: the mailboxes holding its deferred tells
-
-
-_deferral = _Deferral()
-
-
-def defer_tells() -> bool:
-    """From now on, this thread's tells to services that run on the sending
-    thread (see `runtime.local._inline`) are queued in order, not run,
-    until `run_deferred`: so a thread can send what it waits for first and
-    do that work meanwhile. False if this thread defers already (then the
-    outer caller runs them)."""
-    if _deferral.inboxes is not None:
-        return False
-    _deferral.inboxes = []
-    return True
-
-
-def run_deferred(*, stop: bool = True) -> None:
-    """Run the tells this thread deferred, here; with `stop`, stop deferring.
-
-    Called before a deferring thread waits (`stop=False`), so nothing it
-    deferred waits for its wait."""
-    inboxes = _deferral.inboxes
-    if inboxes is None:
-        return
-    _deferral.inboxes = None if stop else []
-    for inbox in inboxes:
-        inbox._run_deferred()
-
-
-def deferring() -> list[Any] | None:
-    """The mailboxes holding this thread's deferred tells, if it defers."""
-    return _deferral.inboxes
 
 
 class Inbox:
@@ -341,8 +302,18 @@ class ActorBase(pykka.ThreadingActor):
         return self._handle_receive(message.message)
 
     def _handle_receive(self, message: Any) -> Any:
-        if type(message) is AskChain:
+        if type(message) is ProxyCall:  # most messages: a method call, as pykka's loop makes it
+            result = get_attr_directly(self, message.attr_path)(*message.args, **message.kwargs)
+        elif type(message) is AskChain:
             return self._handle_in_chain(message)
+        else:
+            result = self._handle_other(message)
+        if isinstance(result, pykka.Future) and type(result) is not ResolvedFuture:
+            return self._reply_when_resolved(result)
+        return result
+
+    def _handle_other(self, message: Any) -> Any:
+        # Any message but a method call (pykka's own, ours, and on_receive's).
         if isinstance(message, Deliver):
             registered = _handlers.get(message.handler_id)
             if registered is None:
@@ -356,10 +327,7 @@ class ActorBase(pykka.ThreadingActor):
                 return None
         if isinstance(message, Introspect):
             return public_attributes(self)
-        result = super()._handle_receive(message)
-        if isinstance(result, pykka.Future) and type(result) is not ResolvedFuture:
-            return self._reply_when_resolved(result)
-        return result
+        return super()._handle_receive(message)
 
     def _reply_when_resolved(self, inner: pykka.Future[Any]) -> Any:
         """A handler returned a future (pykka's self-proxy idiom): a future

@@ -26,6 +26,7 @@ from actors import ActorDeadError, AskTimeout
 from actors._base import AttrPath, Introspect, public_attributes
 from actors._chain import IN_TASKS, AskChain, chain_now, current, deadlock, task_chain
 from runtime.wire._channel import AskFuture, PeerGone, local_waiter
+from runtime.wire._future import unwrap
 from runtime.wire._node import Node, node_for
 from runtime.wire._serialization import dumps
 from runtime.wire._frames import ASK, ASK_CHAINED, TELL, encode
@@ -208,6 +209,15 @@ class AgentRef:
         in any handler of the agent. See `actors._chain`.
         """
         chain = current.chain  # None outside agents' handlers: asked as ever
+        if block and (chain is None or not self._agent):
+            local = self._bound().local.get(self.name)
+            call = getattr(local.actor_inbox, "call", None) if local is not None else None
+            if call is not None:  # a service of this process that may answer here, now (`_inline`)
+                outcome = call(message)
+                if type(outcome) is tuple:
+                    return unwrap(outcome)
+                if outcome is not None:  # the handler answers later
+                    return AskFuture(local_waiter(outcome, self._what)).get(timeout=timeout)
         if chain is not None and self._agent:
             future = self._ask_in_chain(chain, message, block)
         else:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pykka.messages import ProxyCall
 
 from actors import ActorDeadError, Agent, AskTimeout, Event, EventType, NoCapableAgentError, RunInProgressError
-from actors._base import defer_tells, run_deferred
+from actors._deferral import carry_deferred, defer_tells, run_deferred
 from actors._types import new_id
 from runtime._map import RETRY_WAIT, Batch
 from runtime._runs import RunLog, check_run_id
@@ -146,7 +146,16 @@ class TaskRouter:
             threading.Thread(target=self._end_late, args=(future, ids, name), daemon=True).start()
             raise
         ending = time.perf_counter()
-        self._end(ids, outcomes, name)
+        # The end's records and events are queued in the store's and the
+        # bus's mailboxes before this returns (so anyone who reads after
+        # it reads them), and written while this thread's next chunk
+        # travels (`carry_deferred`), or by the timer thread.
+        deferred_here = defer_tells()
+        try:
+            self._end(ids, outcomes, name)
+        finally:
+            if deferred_here:
+                carry_deferred()
         if spent is not None:
             spent.append(began - started + time.perf_counter() - ending)
         return outcomes

@@ -11,7 +11,9 @@ from pykka.messages import ProxyCall
 
 from actors import Agent, AskTimeout, EventType
 from conftest import wait_for
-from actors._base import ActorBase, defer_tells, run_deferred
+from actors._base import ActorBase
+import actors._deferral
+from actors._deferral import carry_deferred, defer_tells, run_deferred
 from runtime.local._inline import inline_hosted
 from runtime.wire._future import local_waiter
 
@@ -236,3 +238,84 @@ def test_tells_deferred_while_the_actor_is_busy_never_strand_an_ask_queued_behin
         run_deferred()
         gate.set()
         recorder.stop()
+
+
+def test_an_idle_service_answers_an_ask_of_its_own_process_on_the_asking_thread():
+    recorder = inline_hosted(Recorder).start(threading.Event())
+    try:
+        inbox = recorder.actor_inbox
+        assert inbox.call(ProxyCall(("read",), (), {})) == (True, [])
+        ok, error = inbox.call(ProxyCall(("no_such_method",), (), {}))
+        assert not ok and isinstance(error, AttributeError)
+    finally:
+        recorder.stop()
+
+
+def test_an_ask_answered_later_gives_its_future_and_a_busy_service_leaves_the_ask_to_its_mailbox():
+    notes = []
+    note = inline_hosted(Note).start(notes)
+    parker = inline_hosted(Parker).start(note)
+    gate = threading.Event()
+    recorder = inline_hosted(Recorder).start(gate)
+    try:
+        pending = parker.actor_inbox.call(ProxyCall(("handle",), ("parked",), {}))
+        parker.tell(ProxyCall(("answer",), (), {}))
+        assert local_waiter(pending, "parker")(30) == "answered"
+        holder = threading.Thread(target=lambda: recorder.ask(ProxyCall(("note",), ("held",), {}), timeout=60))
+        holder.start()
+        wait_for(lambda: recorder.actor_inbox._run.locked())
+        assert recorder.actor_inbox.call(ProxyCall(("read",), (), {})) is None  # busy: ask as usual
+        gate.set()
+        holder.join(30)
+    finally:
+        gate.set()
+        for ref in (parker, note, recorder):
+            ref.stop()
+
+
+def test_tells_a_thread_carried_are_run_by_the_timer_if_it_does_not_come_back():
+    notes = []
+    note = inline_hosted(Note).start(notes)
+    try:
+        assert defer_tells()
+        note.tell(ProxyCall(("note",), ("carried",), {}))
+        carry_deferred()
+        wait_for(lambda: notes == ["carried"])
+    finally:
+        note.stop()
+
+
+def test_a_message_put_behind_carried_tells_runs_them_first(monkeypatch):
+    monkeypatch.setattr(actors._deferral, "CARRY", 60.0)  # only the put may run them
+    gate = threading.Event()
+    gate.set()
+    recorder = inline_hosted(Recorder).start(gate)
+    try:
+        assert defer_tells()
+        recorder.tell(ProxyCall(("note",), ("carried",), {}))
+        carry_deferred()
+        read = []
+        reader = threading.Thread(target=lambda: read.append(recorder.ask(ProxyCall(("read",), (), {}), timeout=30)))
+        reader.start()
+        reader.join(30)
+        assert read == [["carried"]]
+    finally:
+        recorder.stop()
+
+
+def test_a_thread_takes_up_its_carried_tells_when_it_defers_again(monkeypatch):
+    monkeypatch.setattr(actors._deferral, "CARRY", 60.0)
+    notes = []
+    note = inline_hosted(Note).start(notes)
+    try:
+        assert defer_tells()
+        note.tell(ProxyCall(("note",), ("first",), {}))
+        carry_deferred()
+        assert defer_tells()
+        note.tell(ProxyCall(("note",), ("second",), {}))
+        assert notes == []
+        run_deferred()
+        assert notes == ["first", "second"]
+    finally:
+        run_deferred()
+        note.stop()

@@ -13,6 +13,7 @@ import pytest
 
 from actors import Agent, EventType
 from conftest import wait_for
+import actors._deferral
 import runtime._map
 import runtime._tasks
 from runtime import Runtime
@@ -173,6 +174,30 @@ def test_recent_tasks_keep_their_records_and_events_written_by_their_agent(rt):
         assert event.source == "d1"
         assert rt.state.get_version("shared", f"task:{task_id}:result").updated_by == "d1"
         assert rt.state.get("shared", f"task:{task_id}:status") == "completed"
+
+
+def test_a_submitted_tasks_records_events_and_free_lock_are_there_when_submit_returns(rt, monkeypatch):
+    # The end's records are written while the next task travels, or by the
+    # timer: hold the timer off, and whoever looks must still find them.
+    monkeypatch.setattr(actors._deferral, "CARRY", 60.0)
+    rt.spawn(Doubler, "d1")
+    heard = []
+    rt.events.subscribe(EventType.TASK_COMPLETED, lambda event: heard.append(event.payload["task_id"]))
+    for n in range(20):
+        assert rt.submit_task({"id": f"now-{n}", "type": "double", "payload": n}) == 2 * n
+        assert rt.state.get("shared", f"task:now-{n}:result") == 2 * n
+        [last] = rt.events.get_history(EventType.TASK_COMPLETED, limit=1)
+        assert last.payload == {"task_id": f"now-{n}", "result": 2 * n}
+        assert rt.sync.get_lock(f"task:now-{n}").acquire("after", timeout=0)
+    wait_for(lambda: len(heard) == 20)
+
+
+def test_a_lone_submitted_tasks_end_reaches_its_subscribers_without_anything_after_it(rt):
+    rt.spawn(Doubler, "d1")
+    heard = []
+    rt.events.subscribe(EventType.TASK_COMPLETED, lambda event: heard.append(event.payload["task_id"]))
+    assert rt.submit_task({"id": "lone", "type": "double", "payload": 3}) == 6
+    wait_for(lambda: heard == ["lone"])
 
 
 def test_a_task_waits_for_its_lock_held_by_someone_else_and_its_start_is_heard_meanwhile(rt):

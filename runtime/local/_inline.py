@@ -39,12 +39,13 @@ import functools
 import queue
 import sys
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pykka
 from pykka._envelope import Envelope
 
-from actors._base import Deliver, DequeInbox, defer_tells, deferring, run_deferred
+from actors._base import Deliver, DequeInbox
+from actors._deferral import defer_tells, deferring, run_deferred
 
 __all__ = ["InlineHost", "InlineInbox", "inline_hosted"]
 
@@ -85,6 +86,45 @@ class InlineInbox(DequeInbox):
         self._queue.append(envelope)
         self._enqueue_wake()
 
+    def call(self, message: Any) -> tuple[bool, Any] | pykka.Future[Any] | None:
+        """A blocking ask from this process, handled here if the actor is idle.
+
+        Its outcome `(ok, value)`; or, if the handler took its reply to
+        answer later (`_defer_reply`: a lock that parks, a commit to
+        come), the future to wait on; or None if the actor is busy or
+        stopped (then the asker asks as usual). What `put` does with an
+        ask, without an envelope or a future made for a reply given at once.
+        """
+        if not self._run.acquire(blocking=False):
+            return None
+        actor = self._actor
+        try:
+            self._drain(actor)
+            if actor.actor_stopped.is_set():
+                return None
+            asked = _Asked(message, actor)
+            self.current = cast("Envelope[Any]", asked)  # what a handler reads of it, `_Asked` has
+            try:
+                value = actor._handle_receive(message)
+            except Exception as exc:  # noqa: BLE001 - the asker raises it, as `_handle` would have it
+                return asked.taken or (False, exc)
+            if actor.actor_stopped.is_set() and self._thread is not None:
+                self._enqueue(Envelope(_WAKE))  # its thread must leave get() to see it stopped
+            return asked.taken or (True, value)
+        finally:
+            self._run.release()
+
+    def _drain(self, actor: Any) -> None:
+        # Under `_run`, the actor idle: what is queued goes first, here:
+        # tells a thread deferred or carried (`actors._deferral`), or
+        # envelopes the actor's thread has yet to take (it then finds its
+        # tokens spare). A tell carried past its sender's return must not
+        # wait for the timer behind a message put now.
+        queue = self._queue
+        while queue and not actor.actor_stopped.is_set():
+            self.current = queued = queue.popleft()  # taken only under `_run`: it is there
+            _handle(actor, queued)
+
     def put(self, envelope: Envelope[Any], /) -> None:
         """Run `envelope` in the calling thread if the actor is idle, else queue it.
 
@@ -103,8 +143,9 @@ class InlineInbox(DequeInbox):
             return
         actor = self._actor
         try:
-            if self._queue or actor.actor_stopped.is_set():
-                self._enqueue(envelope)  # behind what is queued (or to be refused): the actor's thread takes it
+            self._drain(actor)
+            if actor.actor_stopped.is_set():
+                self._enqueue(envelope)  # to be refused: the actor's thread takes it
                 return
             self.current = envelope
             _handle(actor, envelope)
@@ -189,6 +230,32 @@ class InlineInbox(DequeInbox):
         envelope = self._queue.popleft()
         self.current = envelope
         return envelope
+
+
+class _Asked:
+    """The envelope of an ask handled by `InlineInbox.call`: its reply
+    future is made only if the handler takes it (`_defer_reply`), which
+    leaves it in `taken`."""
+
+    __slots__ = ("_actor", "_reply", "message", "taken")
+
+    def __init__(self, message: Any, actor: Any) -> None:
+        self.message = message
+        self._actor = actor
+        self._reply: pykka.Future[Any] | None = None
+        self.taken: pykka.Future[Any] | None = None
+
+    @property
+    def reply_to(self) -> pykka.Future[Any] | None:
+        if self._reply is None and self.taken is None:
+            self._reply = self._actor._create_future()
+        return self._reply
+
+    @reply_to.setter
+    def reply_to(self, value: pykka.Future[Any] | None) -> None:
+        if value is None:
+            self.taken = self._reply
+        self._reply = value
 
 
 def _handle(actor: Any, envelope: Envelope[Any]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pykka
 
 from actors import ActorDeadError, AskTimeout
-from actors._base import deferring, run_deferred
+from actors._deferral import deferring, run_deferred
 from runtime.wire._aio import await_ask, bind, unbind
 from runtime.wire._batching import flush_thread
 from runtime.wire._signals import slice_for_signals
