@@ -24,7 +24,7 @@ from pykka.messages import ProxyCall
 
 from actors._errors import ActorDeadError
 from actors._timers import TimerHandle, call_later
-from actors._types import EventType, make_event
+from actors._types import EventType, make_events
 
 __all__ = ["ANNOUNCE_EVERY", "Announcer"]
 
@@ -91,7 +91,7 @@ class Announcer:
         # Told, never asked: the bus may be writing to this store right now.
         announce, self._announce = self._announce, []
         if announce and self._events is not None:
-            events = [make_event(EventType.STATE_CHANGED, "state", p) for p in announce]
+            events = make_events(EventType.STATE_CHANGED, "state", announce)
             try:
                 self._events.tell(ProxyCall(("emit_many",), (events,), {}))
             except ActorDeadError:

@@ -108,10 +108,18 @@ class EventBus(ActorBase):
 
     def emit_many(self, events: list[Event]) -> None:
         """Emit several events in order, in one message."""
-        deliveries = []
+        if self._subs:
+            deliveries = []
+            for event in events:
+                deliveries += self._record(event)
+            self._send(deliveries)
+            return
+        history = self._history  # nobody listens (a batch's task events, the store's changes): `_record`, inline
         for event in events:
-            deliveries += self._record(event)
-        self._send(deliveries)
+            history.append(event)
+            etype = event.type
+            if etype is _JOINED or etype is _LEFT or etype is _COMPLETED:
+                self._coordinate(event)
 
     def emit(self, event: Event) -> None:
         """Record `event` and hand out its deliveries (the emitter keeps the event)."""

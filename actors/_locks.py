@@ -189,6 +189,11 @@ class LockTable:
         is called later, once: True when all are held, False when the
         timeout ran out (nothing is then held by the group).
         """
+        if len(lock_ids) == 1 and lock_ids[0] not in self._locks:  # one task's lock, free: no group
+            lock_id = lock_ids[0]
+            lock = self._locks[lock_id] = _Lock()
+            self._grant(lock_id, lock, holder, f"{request_id}/0")
+            return True
         group = _Group(request_id, holder, sorted(set(lock_ids)), done)
         if self._advance(group):
             return True

@@ -333,11 +333,15 @@ class StateStore(Announcer, ActorBase):
         """
         updater = self._writable(ns, updater)
         blobs = []
-        for key, value in items:
-            check_key(key)
-            blobs.append(self._dump(ns, key, value))
+        for key, value in items:  # the common keys and values checked and pickled here, without a call each
+            if type(key) is not str:
+                check_key(key)
+            blobs.append(pickle.dumps(value, pickle.HIGHEST_PROTOCOL) if type(value) in _PLAIN
+                         else self._dump(ns, key, value))
+        stamp = time.time()  # one instant for the batch
+        data = self._data
         for (key, value), blob in zip(items, blobs):
-            self._write(ns, key, value, updater, self._data.get((ns, key)), blob)
+            self._write(ns, key, value, updater, data.get((ns, key)), blob, stamp)
         for key in purge:
             self._purge(ns, key)
         return len(items)
@@ -382,14 +386,15 @@ class StateStore(Announcer, ActorBase):
 
     def _write(
         self, ns: str | None, key: str, value: Any, updater: str, current: StateVersion | None,
-        blob: bytes | None = None,
+        blob: bytes | None = None, stamp: float | None = None,
     ) -> None:
         if blob is None:
             blob = self._dump(ns, key, value)
-        tombstone = self._tombstones.pop((ns, key), None) if current is None else None
+        tombstone = self._tombstones.pop((ns, key), None) if current is None and self._tombstones else None
         version = (current.version if current is not None else tombstone or 0) + 1
         digest = checksum(blob)
-        stamp = time.time()
+        if stamp is None:
+            stamp = time.time()
         self._data[(ns, key)] = make_version(value, version, stamp, updater, digest)
         self._record(ns, key, "set", version, value, updater, blob, digest, stamp)
         if tombstone is not None and self._backend is not None:

@@ -136,8 +136,10 @@ class TaskLedger:
             return []
         recent = self._recent
         for task_id in task_ids:
-            recent[task_id] = None
-            recent.move_to_end(task_id)
+            if task_id in recent:  # its end: it moves to the most recent
+                recent.move_to_end(task_id)
+            else:
+                recent[task_id] = None
         purge = []
         while len(recent) > self._keep:
             old, _ = recent.popitem(last=False)

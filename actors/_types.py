@@ -131,6 +131,24 @@ def make_event(
     return event
 
 
+def make_events(event_type: EventType, source: str, payloads: list[dict[str, Any]]) -> list[Event]:
+    """`make_event` for each payload, stamped at one instant: the store's
+    STATE_CHANGED batches, several per task."""
+    stamp = time.time()
+    new = object.__new__
+    setattr_ = object.__setattr__
+    head = _id_head
+    events = []
+    for payload in payloads:
+        event = new(Event)
+        setattr_(event, "__dict__", {
+            "id": f"{head}{next(_id_counter):x}", "type": event_type, "source": source, "timestamp": stamp,
+            "payload": payload, "metadata": {},
+        })
+        events.append(event)
+    return events
+
+
 def event_type_of(value: EventType | str) -> EventType:
     """`value` as an `EventType`: the member itself, its value or its name."""
     if isinstance(value, EventType):

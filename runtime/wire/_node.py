@@ -94,7 +94,7 @@ class Node(Outbound):
         self._init_outbound()
         self._conns: set[Connection] = set()
         self._reading = OpenConnections()  # registry only: by peer pid (`wait_drained`)
-        self._closed = False
+        self.closed = False  # an attribute, not a property: every ref reads it per message
         self._guard = HandshakeGuard()  # deadlines and a cap for the handshakes under way
         self._journal: SnapshotJournal | None = None  # registry only, made at the first acknowledged snapshot
         self._journal_lock = threading.Lock()
@@ -111,10 +111,6 @@ class Node(Outbound):
         _NODES[runtime_id] = self
         set_idle_hook(flush_thread)  # an actor about to sleep sends its batched tells
         threading.Thread(target=self._accept_loop, name="node-accept", daemon=True).start()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     # -- hosting ----------------------------------------------------------
 
@@ -181,7 +177,7 @@ class Node(Outbound):
     def _accept_loop(self) -> None:
         # Also the handshakes' watchdog: accept() waits no longer than the
         # nearest handshake deadline, then drops the handshakes past theirs.
-        while not self._closed:
+        while not self.closed:
             try:
                 self._sock.settimeout(self._guard.expire())
                 sock, _ = self._sock.accept()
@@ -354,7 +350,7 @@ class Node(Outbound):
         """
         flush_thread()
         flush_all()
-        self._closed = True
+        self.closed = True
         if _NODES.get(self.runtime_id) is self:
             del _NODES[self.runtime_id]
         # shutdown() wakes the threads blocked in accept() and read(); each

@@ -25,6 +25,7 @@ from collections import ChainMap
 from typing import Any, cast
 
 import cloudpickle
+from pykka.messages import ProxyCall
 
 from actors import MessageSerializationError, RemoteError
 
@@ -37,7 +38,15 @@ class _ByValue(Exception):
     """This object must travel by value: hand it to cloudpickle."""
 
 
+def _proxy_call(call: ProxyCall) -> tuple[Any, ...]:
+    # A method call, the most common message, as its class and fields:
+    # cheaper than the named tuple's own reduction (`__getnewargs__`).
+    return ProxyCall, (call.attr_path, call.args, call.kwargs)
+
+
 class _StandardPickler(pickle.Pickler):
+    dispatch_table = {ProxyCall: _proxy_call}
+
     def reducer_override(self, obj: Any) -> Any:
         # Called for classes, functions and instances of user classes only.
         if isinstance(obj, (type, types.FunctionType)) and getattr(obj, "__module__", None) == "__main__":
