@@ -273,13 +273,18 @@ def test_an_ask_answered_later_gives_its_future_and_a_busy_service_leaves_the_as
             ref.stop()
 
 
+def carry_a_note(ref, text):
+    """Tell `ref` to note `text` from a thread that defers it, then carries it."""
+    assert defer_tells()
+    ref.tell(ProxyCall(("note",), (text,), {}))
+    carry_deferred()
+
+
 def test_tells_a_thread_carried_are_run_by_the_timer_if_it_does_not_come_back():
     notes = []
     note = inline_hosted(Note).start(notes)
     try:
-        assert defer_tells()
-        note.tell(ProxyCall(("note",), ("carried",), {}))
-        carry_deferred()
+        carry_a_note(note, "carried")
         wait_for(lambda: notes == ["carried"])
     finally:
         note.stop()
@@ -291,9 +296,7 @@ def test_a_message_put_behind_carried_tells_runs_them_first(monkeypatch):
     gate.set()
     recorder = inline_hosted(Recorder).start(gate)
     try:
-        assert defer_tells()
-        recorder.tell(ProxyCall(("note",), ("carried",), {}))
-        carry_deferred()
+        carry_a_note(recorder, "carried")
         read = []
         reader = threading.Thread(target=lambda: read.append(recorder.ask(ProxyCall(("read",), (), {}), timeout=30)))
         reader.start()
@@ -308,9 +311,7 @@ def test_a_thread_takes_up_its_carried_tells_when_it_defers_again(monkeypatch):
     notes = []
     note = inline_hosted(Note).start(notes)
     try:
-        assert defer_tells()
-        note.tell(ProxyCall(("note",), ("first",), {}))
-        carry_deferred()
+        carry_a_note(note, "first")
         assert defer_tells()
         note.tell(ProxyCall(("note",), ("second",), {}))
         assert notes == []
