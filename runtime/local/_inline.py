@@ -24,6 +24,16 @@ agent already runs its next step. Each tell is in its actor's queue
 before the reply leaves, so anything put there later, by anyone, still
 comes after it.
 
+A thread may also leave its deferred tells queued past its return (the
+task router's end of a task, carried into its next task:
+`actors._deferral.carry_deferred`). Whoever next finds the actor idle with
+envelopes queued runs them first, so a message put behind them never
+waits for the timer that would otherwise run them.
+
+An ask from this process to an idle actor (`InlineInbox.call`) is answered
+on the asking thread without a reply future: only a handler that keeps its
+reply for later (`_defer_reply`) gets one made.
+
 Only actors that say `runs_inline` are hosted so: their handlers are short
 and send nothing to other processes but replies, so which thread ran a
 handler changes nothing anybody can see (tells from one actor to another
@@ -126,7 +136,8 @@ class InlineInbox(DequeInbox):
             _handle(actor, queued)
 
     def put(self, envelope: Envelope[Any], /) -> None:
-        """Run `envelope` in the calling thread if the actor is idle, else queue it.
+        """Run `envelope` in the calling thread if the actor is idle (after
+        what is queued there already, see `_drain`), else queue it.
 
         A tell from a thread that defers its tells (`defer_tells`: a
         connection's reader running a handler, see `put_from_reader`, or
