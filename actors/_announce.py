@@ -35,9 +35,10 @@ class Announcer:
     """Gathers a store's changes and tells them to the bus (`set_event_bus`).
 
     Invariant: `_announce` holds the changes not yet told, oldest first,
-    made since `_announce_since`; while the store has no state file and
-    `_announce` is not empty, `_announce_timer` will tell the store to
-    `flush_changes`, unless cancelled.
+    made since `_announce_since`; between messages, while the store has no
+    state file and `_announce` is not empty, `_announce_timer` will tell
+    the store to `flush_changes`, unless cancelled (`_changes_due` runs
+    after each message that made changes).
     """
 
     actor_ref: Any  # the store's own ref (pykka's)
@@ -52,13 +53,10 @@ class Announcer:
     def set_event_bus(self, events: Any) -> None:
         self._events = events
 
-    def _announce_change(self, ns: str | None, key: str, version: int, updater: str, op: str) -> None:
-        """Gather one change (if there is a bus), and send the batch when it is due."""
-        if self._events is None:
-            return
-        self._announce.append({"namespace": ns, "key": key, "version": version, "updater": updater, "op": op})
-        if self._backend is not None:
-            return  # sent after its commit
+    def _changes_due(self) -> None:
+        """After a message that gathered changes in memory (`_announce`,
+        one dict per write, made by the store): send the batch if it is
+        due, else see that the timer will."""
         if self._announce_timer is None:
             self._announce_since = time.monotonic()
             self._announce_timer = call_later(ANNOUNCE_EVERY, self._tell_flush)

@@ -125,6 +125,9 @@ class StateStore(Announcer, ActorBase):
         except Exception:
             self._flush_if_idle()  # earlier writes still need their commit
             raise
+        finally:
+            if self._announce and self._backend is None:  # in memory: its changes' batch, once per message
+                self._changes_due()
         if self._pending_rows or self._pending_ns:
             reply = self._defer_reply()  # answered once the batch is committed
             if reply is not None:
@@ -422,4 +425,5 @@ class StateStore(Announcer, ActorBase):
         self._history.append(row)
         if self._backend is not None:
             self._pending_rows.append({**row, "blob": blob, "checksum": checksum})
-        self._announce_change(ns, key, version, updater, op)
+        if self._events is not None:  # announced as STATE_CHANGED (`_announce`)
+            self._announce.append({"namespace": ns, "key": key, "version": version, "updater": updater, "op": op})

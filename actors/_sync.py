@@ -254,7 +254,10 @@ class SyncManager(ActorBase):
         return self._locks.cancel(request_id)
 
     def _release_tasks(self, task_ids: list[str], agent: str) -> int:
-        return sum(self._locks.release(f"task:{t}", agent) for t in task_ids)
+        released = 0
+        for task_id in task_ids:
+            released += self._locks.release(f"task:{task_id}", agent)
+        return released
 
     def _require_ledger(self) -> TaskLedger:
         if self._ledger is None:
