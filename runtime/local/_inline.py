@@ -115,12 +115,12 @@ class InlineInbox(DequeInbox):
             asked = _Asked(message, actor)
             self.current = cast("Envelope[Any]", asked)  # what a handler reads of it, `_Asked` has
             try:
-                value = actor._handle_receive(message)
+                outcome: tuple[bool, Any] = (True, actor._handle_receive(message))
             except Exception as exc:  # noqa: BLE001 - the asker raises it, as `_handle` would have it
-                return asked.taken or (False, exc)
+                outcome = (False, exc)
             if actor.actor_stopped.is_set() and self._thread is not None:
                 self._enqueue(Envelope(_WAKE))  # its thread must leave get() to see it stopped
-            return asked.taken or (True, value)
+            return asked.taken or outcome
         finally:
             self._run.release()
 
