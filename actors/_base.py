@@ -303,9 +303,7 @@ class ActorBase(pykka.ThreadingActor):
 
     def _handle_receive(self, message: Any) -> Any:
         if type(message) is ProxyCall:  # most messages: a method call, as pykka's loop makes it
-            path = message.attr_path
-            callee = getattr(self, path[0]) if len(path) == 1 else get_attr_directly(self, path)
-            result = callee(*message.args, **message.kwargs)
+            result = get_attr_directly(self, message.attr_path)(*message.args, **message.kwargs)
         elif type(message) is AskChain:
             return self._handle_in_chain(message)
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast, overload
 
 import pykka
@@ -108,18 +108,13 @@ class EventBus(ActorBase):
 
     def emit_many(self, events: list[Event]) -> None:
         """Emit several events in order, in one message."""
-        if self._subs:
-            deliveries = []
-            for event in events:
-                deliveries += self._record(event)
-            self._send(deliveries)
+        if not self._subs:  # the common case of a batch's many events: nobody listens
+            self._keep(events)
             return
-        history = self._history  # nobody listens (a batch's task events, the store's changes): `_record`, inline
+        deliveries = []
         for event in events:
-            history.append(event)
-            etype = event.type
-            if etype is _JOINED or etype is _LEFT or etype is _COMPLETED:
-                self._coordinate(event)
+            deliveries += self._record(event)
+        self._send(deliveries)
 
     def emit(self, event: Event) -> None:
         """Record `event` and hand out its deliveries (the emitter keeps the event)."""
@@ -127,17 +122,23 @@ class EventBus(ActorBase):
 
     def _record(self, event: Event) -> list[_Delivery]:
         # Into the history, coordinated; the deliveries it calls for.
-        self._history.append(event)
-        etype = event.type
-        if etype is _JOINED or etype is _LEFT or etype is _COMPLETED:
-            self._coordinate(event)
-        if not self._subs:  # the common case of a batch's many events: nobody listens
+        self._keep((event,))
+        if not self._subs:
             return []
         return [
             ((kind, sub_id), ref, Deliver(handler_id, (event,)))
-            for kind in (etype, None)
+            for kind in (event.type, None)
             for sub_id, (_owner, ref, handler_id) in self._subs.get(kind, _NONE).items()
         ]
+
+    def _keep(self, events: Sequence[Event]) -> None:
+        # Into the history, in order, each coordinated as it goes in.
+        history = self._history
+        for event in events:
+            history.append(event)
+            etype = event.type
+            if etype is _JOINED or etype is _LEFT or etype is _COMPLETED:
+                self._coordinate(event)
 
     def _send(self, deliveries: list[_Delivery]) -> None:
         if deliveries:

@@ -336,11 +336,9 @@ class StateStore(Announcer, ActorBase):
         """
         updater = self._writable(ns, updater)
         blobs = []
-        for key, value in items:  # the common keys and values checked and pickled here, without a call each
-            if type(key) is not str:
-                check_key(key)
-            blobs.append(pickle.dumps(value, pickle.HIGHEST_PROTOCOL) if type(value) in _PLAIN
-                         else self._dump(ns, key, value))
+        for key, value in items:
+            check_key(key)
+            blobs.append(self._dump(ns, key, value))
         stamp = time.time()  # one instant for the batch
         data = self._data
         for (key, value), blob in zip(items, blobs):

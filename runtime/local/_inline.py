@@ -109,7 +109,8 @@ class InlineInbox(DequeInbox):
             return None
         actor = self._actor
         try:
-            self._drain(actor)
+            if self._queue:
+                self._drain(actor)
             if actor.actor_stopped.is_set():
                 return None
             asked = _Asked(message, actor)
@@ -154,7 +155,8 @@ class InlineInbox(DequeInbox):
             return
         actor = self._actor
         try:
-            self._drain(actor)
+            if self._queue:
+                self._drain(actor)
             if actor.actor_stopped.is_set():
                 self._enqueue(envelope)  # to be refused: the actor's thread takes it
                 return
